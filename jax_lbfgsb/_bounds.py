@@ -1,0 +1,133 @@
+"""Bounds: canonical form, projection, projected gradient, largest feasible step.
+
+The reference encodes each variable's bounds as ``nbd`` (0 free, 1 lower only,
+2 both, 3 upper only). Here the bounds are two arrays ``l, u`` with ``-inf`` /
+``+inf`` where a bound is absent, and ``nbd`` becomes the masks
+``has_l = l > -inf`` and ``has_u = u < inf``.
+
+Mirrors ``active``, ``projgr`` and the ``stpmx`` loop of ``lnsrlb`` in SciPy's
+``lbfgsb.c``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "canonicalize_bounds",
+    "project",
+    "projected_gradient_norm",
+    "max_feasible_step",
+]
+
+
+def _is_concrete(a: Any) -> bool:
+  return not isinstance(a, jax.core.Tracer)
+
+
+def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> jax.Array:
+  """One side of the bounds as an ``(n,)`` array; ``None`` means ``fill``."""
+  if value is None:
+    return jnp.full((n,), fill, dtype)
+  if _is_concrete(value) and not isinstance(value, jax.Array):
+    arr = np.asarray(
+        [fill if v is None else v for v in value] if isinstance(value, (list, tuple)) else value,
+        dtype=np.float64,
+    )
+  else:
+    arr = value
+  if jnp.ndim(arr) == 0:
+    return jnp.full((n,), arr, dtype)
+  if jnp.size(arr) != n:
+    raise ValueError(
+        f"bounds: `{name}` has {jnp.size(arr)} entries but x0 has {n}; give one"
+        f" {name} bound per variable of x0, or a scalar to use for all."
+    )
+  return jnp.reshape(jnp.asarray(arr), (n,)).astype(dtype)
+
+
+def canonicalize_bounds(bounds: Any, n: int, dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """Turns any accepted ``bounds`` into ``(l, u)``, two ``(n,)`` arrays.
+
+  Accepted: ``None``; ``(lower, upper)`` with arrays or scalars (``None`` or
+  ``+-inf`` for none); a sequence of ``n`` ``(lo, hi)`` pairs; an object with
+  ``.lb`` and ``.ub`` such as ``scipy.optimize.Bounds``.
+
+  Raises:
+    ValueError: on a size mismatch, NaN bounds, or (when the bounds are
+      concrete) ``lower > upper``, naming the first offending index.
+  """
+  if bounds is None:
+    lower = upper = None
+  elif hasattr(bounds, "lb") and hasattr(bounds, "ub"):
+    lower, upper = bounds.lb, bounds.ub
+  elif isinstance(bounds, (list, tuple)) and len(bounds) == n and n != 2 and all(
+      isinstance(b, (list, tuple)) and len(b) == 2 for b in bounds
+  ):
+    lower, upper = [b[0] for b in bounds], [b[1] for b in bounds]
+  elif isinstance(bounds, (list, tuple)) and len(bounds) == 2:
+    lower, upper = bounds
+    # n == 2 is ambiguous: ((lo0, hi0), (lo1, hi1)) vs (lower, upper). SciPy
+    # reads a sequence of n pairs; a pair of arrays/scalars is (lower, upper).
+    if n == 2 and all(isinstance(b, (list, tuple)) and len(b) == 2 for b in bounds):
+      lower, upper = [b[0] for b in bounds], [b[1] for b in bounds]
+  else:
+    raise ValueError(
+        "bounds: expected None, (lower, upper), a sequence of (lo, hi) pairs"
+        f" (one per variable), or an object with .lb and .ub; got {type(bounds).__name__}"
+        + (f" of length {len(bounds)} for {n} variables" if hasattr(bounds, "__len__") else "")
+        + "."
+    )
+  l = _as_bound(lower, n, dtype, -np.inf, "lower")
+  u = _as_bound(upper, n, dtype, np.inf, "upper")
+  if _is_concrete(l) and _is_concrete(u):
+    l_np, u_np = np.asarray(l), np.asarray(u)
+    for name, arr in (("lower", l_np), ("upper", u_np)):
+      if np.isnan(arr).any():
+        i = int(np.flatnonzero(np.isnan(arr))[0])
+        raise ValueError(f"bounds: `{name}`[{i}] is NaN; use -inf/inf (or None) for no bound.")
+    bad = np.flatnonzero(l_np > u_np)
+    if bad.size:
+      i = int(bad[0])
+      raise ValueError(
+          f"bounds: lower[{i}] = {l_np[i]!r} > upper[{i}] = {u_np[i]!r}"
+          f" ({bad.size} such indices); every lower bound must be <= its upper bound."
+      )
+  return l, u
+
+
+def project(x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """Projection onto the box ``[l, u]`` (``active`` in the reference)."""
+  return jnp.minimum(jnp.maximum(x, l), u)
+
+
+def projected_gradient_norm(x: jax.Array, g: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """``||proj g||_inf`` as ``projgr`` computes it; NaN in ``g`` gives NaN.
+
+  For ``g_i < 0`` with an upper bound the component is ``max(x_i - u_i, g_i)``;
+  for ``g_i >= 0`` with a lower bound it is ``min(x_i - l_i, g_i)``.
+  """
+  has_l = l > -jnp.inf
+  has_u = u < jnp.inf
+  pg = jnp.where((g < 0) & has_u, jnp.maximum(x - u, g), g)
+  pg = jnp.where((g >= 0) & has_l, jnp.minimum(x - l, g), pg)
+  norm = jnp.max(jnp.abs(pg), initial=0.0)
+  return jnp.where(jnp.any(jnp.isnan(g)), jnp.nan, norm).astype(x.dtype)
+
+
+def max_feasible_step(x: jax.Array, d: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """Largest ``stp <= 1e10`` with ``l <= x + stp * d <= u`` (``stpmx`` in ``lnsrlb``).
+
+  A bounded variable already at its bound with ``d`` pointing out gives 0.
+  """
+  has_l = l > -jnp.inf
+  has_u = u < jnp.inf
+  big = jnp.asarray(1e10, x.dtype)
+  to_l = jnp.where(l - x >= 0, 0.0, (l - x) / jnp.where(d < 0, d, -1.0))
+  to_u = jnp.where(u - x <= 0, 0.0, (u - x) / jnp.where(d > 0, d, 1.0))
+  ratio = jnp.where((d < 0) & has_l, to_l, jnp.where((d > 0) & has_u, to_u, big))
+  return jnp.minimum(big, jnp.min(ratio, initial=big)).astype(x.dtype)

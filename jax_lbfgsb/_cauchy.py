@@ -1,0 +1,173 @@
+"""The generalized Cauchy point: Algorithm CP of Byrd, Lu, Nocedal, Zhu (1995), section 4.
+
+Along the projected steepest-descent path ``x(t) = P(x - t g)`` the quadratic
+model ``m(x) = g'(x - x_k) + 1/2 (x - x_k)' B (x - x_k)`` is piecewise
+quadratic; its first local minimizer is the Cauchy point ``xcp``. The path
+bends at the breakpoints ``t_i = (x_i - l_i) / g_i`` (``g_i > 0``) or
+``(x_i - u_i) / g_i`` (``g_i < 0``). On each segment ``f1`` and ``f2`` are the
+first and second derivatives of the model along the path; ``dtm = -f1/f2`` is
+the minimizer within the segment.
+
+Mirrors ``cauchy`` in SciPy's ``lbfgsb.c``, with one difference: breakpoints
+with equal ``t`` are visited in index order, where the reference's heap visits
+them in heap order (the Cauchy point differs by rounding only).
+
+Symbols: ``x, g, l, u`` the iterate, gradient and bounds; ``d`` the direction
+(``-g`` on moving variables); ``p = W'd``; ``c = W'(xcp - x)``; ``iwhere`` the
+status of each variable (-1 unbounded, 0 free, -3 free with ``g_i = 0``, 1 at
+``l``, 2 at ``u``, 3 fixed by ``l == u``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jax_lbfgsb._compact import Memory, bmv, w_row, w_transpose_times
+
+__all__ = ["CauchyPoint", "cauchy_point"]
+
+
+class CauchyPoint(NamedTuple):
+  """Result of :func:`cauchy_point`.
+
+  Attributes:
+    xcp: the generalized Cauchy point, inside the bounds.
+    c: ``W'(xcp - x)`` (``2m``, chronological), used by the subspace step.
+    free: True for variables free at ``xcp`` (``iwhere <= 0``).
+    nseg: number of segments explored (int32).
+    info: True when a triangular solve with the middle matrix failed.
+  """
+
+  xcp: jax.Array
+  c: jax.Array
+  free: jax.Array
+  nseg: jax.Array
+  info: jax.Array
+
+
+class _Segment(NamedTuple):
+  k: jax.Array  # breakpoints passed
+  tj: jax.Array  # t at the last breakpoint passed
+  tsum: jax.Array
+  f1: jax.Array
+  f2: jax.Array
+  dtm: jax.Array
+  p: jax.Array
+  c: jax.Array
+  stop: jax.Array  # the minimizer lies before breakpoint k
+  done: jax.Array
+  info: jax.Array
+
+
+def cauchy_point(
+    x: jax.Array,
+    g: jax.Array,
+    l: jax.Array,
+    u: jax.Array,
+    fixed: jax.Array,
+    memory: Memory,
+) -> CauchyPoint:
+  """Computes the generalized Cauchy point (``cauchy``).
+
+  Args:
+    x, g, l, u: ``(n,)`` iterate, gradient and bounds (``+-inf`` for none).
+    fixed: ``(n,)`` bool, ``l == u`` (``iwhere = 3``).
+    memory: the limited memory (``B = theta I - W M W'``).
+
+  Returns:
+    :class:`CauchyPoint`.
+  """
+  dtype = x.dtype
+  eps = jnp.finfo(dtype).eps
+  theta = memory.theta
+  has_l = l > -jnp.inf
+  has_u = u < jnp.inf
+  bounded = has_l | has_u
+  neggi = -g
+  tl = jnp.where(has_l, x - l, 0.0)
+  tu = jnp.where(has_u, u - x, 0.0)
+
+  # 1. Classify the variables and set the direction d (zero on variables that
+  #    are fixed, or at a bound with -g pointing out, or bounded with g = 0).
+  at_l = has_l & (tl <= 0)
+  at_u = has_u & (tu <= 0)
+  candidate = bounded & ~fixed
+  pinned = candidate & jnp.where(at_l, neggi <= 0, at_u & (neggi >= 0))  # iwhere 1, 2
+  flat = candidate & ~at_l & ~at_u & (jnp.abs(neggi) <= 0)  # iwhere -3
+  moving = ~fixed & ~pinned & ~flat
+  d = jnp.where(moving, neggi, 0.0)
+
+  # 2. Breakpoints along -g.
+  brk_l = moving & has_l & (neggi < 0)
+  brk_u = moving & has_u & (neggi > 0)
+  has_break = brk_l | brk_u
+  t = jnp.where(brk_l, tl / jnp.where(brk_l, -neggi, 1.0), jnp.where(brk_u, tu / jnp.where(brk_u, neggi, 1.0), jnp.inf))
+  nbreak = jnp.sum(has_break, dtype=jnp.int32)
+  bnded = ~jnp.any(moving & ~has_break & (jnp.abs(neggi) > 0))
+  order = jnp.argsort(t, stable=True).astype(jnp.int32)
+
+  # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
+  f1 = -jnp.vdot(d, d)
+  p = w_transpose_times(memory, d)
+  v = bmv(memory, p)
+  f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
+  f2_org = f2
+  info = ~jnp.all(jnp.isfinite(v))
+
+  # 4. Walk the segments until the model's minimizer lies inside one.
+  def cond(s: _Segment) -> jax.Array:
+    return ~s.done
+
+  def body(s: _Segment) -> _Segment:
+    ibp = order[s.k]
+    tj = t[ibp]
+    dt = tj - s.tj
+    stop = s.dtm < dt
+    dibp = d[ibp]
+    zibp = jnp.where(dibp > 0, u[ibp] - x[ibp], l[ibp] - x[ibp])
+    dibp2 = dibp * dibp
+    f1 = s.f1 + dt * s.f2 + dibp2 - theta * dibp * zibp
+    f2 = s.f2 - theta * dibp2
+    c = s.c + dt * s.p
+    wbp = w_row(memory, ibp)
+    v = bmv(memory, wbp)
+    use_w = memory.col > 0
+    f1 = f1 + jnp.where(use_w, dibp * jnp.vdot(c, v), 0.0)
+    f2 = f2 + jnp.where(use_w, 2.0 * dibp * jnp.vdot(s.p, v) - dibp2 * jnp.vdot(wbp, v), 0.0)
+    p = s.p - dibp * wbp
+    f2 = jnp.maximum(eps * f2_org, f2)
+    more = s.k + 1 < nbreak
+    dtm = jnp.where(~more & bnded, 0.0, -f1 / f2)
+    passed = _Segment(
+        k=s.k + 1, tj=tj, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm, p=p, c=c,
+        stop=jnp.zeros_like(stop), done=~more, info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))),
+    )
+    stopped = s._replace(stop=stop, done=jnp.ones_like(stop))
+    return jax.tree.map(lambda a, b: jnp.where(stop, a, b), stopped, passed)
+
+  zero = jnp.zeros((), dtype)
+  init = _Segment(
+      k=jnp.zeros((), jnp.int32), tj=zero, tsum=zero, f1=f1, f2=f2, dtm=-f1 / f2,
+      p=p, c=jnp.zeros_like(p), stop=jnp.zeros((), bool), done=(nbreak == 0) | info, info=info,
+  )
+  seg = lax.while_loop(cond, body, init)
+
+  # 5. xcp: variables whose breakpoint was passed sit on their bound; the rest
+  #    move by tsum + dtm along d.
+  dtm = jnp.maximum(seg.dtm, 0.0)
+  tsum = seg.tsum + dtm
+  rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.size, dtype=jnp.int32))
+  hit = has_break & (rank < seg.k)
+  bound = jnp.where(d > 0, u, l)
+  xcp = jnp.where(hit, bound, x + tsum * jnp.where(hit, 0.0, d))
+  c = seg.c + dtm * seg.p
+  # With no breakpoint and no moving variable the reference returns xcp = x.
+  trivial = (nbreak == 0) & ~jnp.any(moving & ~has_break)
+  xcp = jnp.where(trivial, x, xcp)
+  c = jnp.where(trivial, jnp.zeros_like(c), c)
+  nseg = jnp.where(trivial, 0, 1 + seg.k).astype(jnp.int32)
+  return CauchyPoint(xcp=xcp, c=c, free=~fixed & ~pinned & ~hit, nseg=nseg, info=seg.info)

@@ -1,0 +1,207 @@
+"""The compact L-BFGS matrix: correction pairs, ``matupd``, ``formt``, ``bmv``.
+
+Byrd, Nocedal, Schnabel (1994) write the L-BFGS matrix as
+``B = theta I - W M W'`` with ``W = [Y, theta S]`` and
+
+    M = [[-D, L'], [L, theta S'S]]^{-1},
+
+where, with the pairs in chronological order (oldest first), ``D`` is the
+diagonal and ``L`` the strictly lower triangle of ``S'Y``.
+
+Storage follows the reference: ``S`` and ``Y`` are ``(m, n)`` circular buffers
+(slot of the oldest pair: ``head``; number of pairs: ``col``), while the small
+matrices ``SY = S'Y`` and ``SS = S'S`` are kept in chronological order and
+shifted when the buffer wraps. Vectors of length ``2m`` such as ``W'v`` are in
+chronological order, ``[Y part; S part]``, zero past ``col``.
+
+Mirrors ``matupd``, ``formt`` and ``bmv`` in SciPy's ``lbfgsb.c``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "Memory",
+    "init_memory",
+    "refresh",
+    "chronological_slots",
+    "w_transpose_times",
+    "w_times",
+    "w_row",
+    "update_correction_pairs",
+    "formt",
+    "bmv",
+]
+
+_HI = lax.Precision.HIGHEST
+
+
+class Memory(NamedTuple):
+  """The limited memory.
+
+  Attributes:
+    S: ``(m, n)`` circular buffer of ``s = x_{k+1} - x_k``.
+    Y: ``(m, n)`` circular buffer of ``y = g_{k+1} - g_k``.
+    SY: ``(m, m)`` ``S'Y`` in chronological order (lower triangle used).
+    SS: ``(m, m)`` ``S'S`` in chronological order (symmetric).
+    WT: ``(m, m)`` upper Cholesky factor ``J'`` of ``T = theta S'S + L D^-1 L'``
+      (``formt``), identity past ``col``.
+    theta: the scaling ``y'y / s'y`` of the newest pair (1 after a refresh).
+    head: buffer slot of the oldest pair (int32).
+    col: number of stored pairs (int32).
+    iupdat: number of updates since the last refresh (int32).
+  """
+
+  S: jax.Array
+  Y: jax.Array
+  SY: jax.Array
+  SS: jax.Array
+  WT: jax.Array
+  theta: jax.Array
+  head: jax.Array
+  col: jax.Array
+  iupdat: jax.Array
+
+
+def init_memory(n: int, m: int, dtype) -> Memory:
+  """An empty memory (``col = 0``, ``theta = 1``)."""
+  return Memory(
+      S=jnp.zeros((m, n), dtype),
+      Y=jnp.zeros((m, n), dtype),
+      SY=jnp.zeros((m, m), dtype),
+      SS=jnp.zeros((m, m), dtype),
+      WT=jnp.eye(m, dtype=dtype),
+      theta=jnp.ones((), dtype),
+      head=jnp.zeros((), jnp.int32),
+      col=jnp.zeros((), jnp.int32),
+      iupdat=jnp.zeros((), jnp.int32),
+  )
+
+
+def refresh(memory: Memory) -> Memory:
+  """Forgets all pairs, as the reference does after a failure (``col = 0``)."""
+  zero = jnp.zeros((), jnp.int32)
+  return memory._replace(
+      theta=jnp.ones_like(memory.theta), head=zero, col=zero, iupdat=zero,
+      WT=jnp.eye(memory.WT.shape[0], dtype=memory.WT.dtype),
+  )
+
+
+def chronological_slots(memory: Memory) -> tuple[jax.Array, jax.Array]:
+  """Buffer slot of each chronological position, and the mask ``position < col``."""
+  m = memory.S.shape[0]
+  pos = jnp.arange(m, dtype=jnp.int32)
+  return (memory.head + pos) % m, pos < memory.col
+
+
+def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
+  """``W'v = [Y'v; theta S'v]`` (``2m``, chronological, zero past ``col``)."""
+  slots, valid = chronological_slots(memory)
+  yv = jnp.matmul(memory.Y, v, precision=_HI)[slots]
+  sv = jnp.matmul(memory.S, v, precision=_HI)[slots]
+  return jnp.concatenate([jnp.where(valid, yv, 0.0), jnp.where(valid, memory.theta * sv, 0.0)])
+
+
+def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
+  """``Y a + S b`` for chronological coefficient vectors ``a, b`` of length ``m``."""
+  slots, valid = chronological_slots(memory)
+  m = memory.S.shape[0]
+  a_buf = jnp.zeros((m,), a.dtype).at[slots].set(jnp.where(valid, a, 0.0))
+  b_buf = jnp.zeros((m,), b.dtype).at[slots].set(jnp.where(valid, b, 0.0))
+  return jnp.matmul(a_buf, memory.Y, precision=_HI) + jnp.matmul(b_buf, memory.S, precision=_HI)
+
+
+def w_row(memory: Memory, i: jax.Array) -> jax.Array:
+  """Row ``i`` of ``W = [Y, theta S]`` (``2m``, chronological, zero past ``col``)."""
+  slots, valid = chronological_slots(memory)
+  y_i = lax.dynamic_index_in_dim(memory.Y, i, axis=1, keepdims=False)[slots]
+  s_i = lax.dynamic_index_in_dim(memory.S, i, axis=1, keepdims=False)[slots]
+  return jnp.concatenate([jnp.where(valid, y_i, 0.0), jnp.where(valid, memory.theta * s_i, 0.0)])
+
+
+def update_correction_pairs(
+    memory: Memory, s: jax.Array, y: jax.Array, sy: jax.Array, ss: jax.Array
+) -> Memory:
+  """Stores the pair ``(s, y)`` (``matupd``); ``sy = s'y``, ``ss = s's`` as the caller computed them.
+
+  The caller has already applied the curvature skip ``s'y <= eps * (-g'd stp)``.
+  ``theta = y'y / s'y``. When the buffer is full the oldest pair is dropped
+  and ``SY``, ``SS`` shift up-left by one.
+  """
+  m = memory.S.shape[0]
+  iupdat = memory.iupdat + 1
+  wrapped = iupdat > m
+  col = jnp.where(wrapped, m, iupdat).astype(jnp.int32)
+  head = jnp.where(wrapped, (memory.head + 1) % m, memory.head).astype(jnp.int32)
+  itail = (head + col - 1) % m
+  S = memory.S.at[itail].set(s)
+  Y = memory.Y.at[itail].set(y)
+  theta = jnp.vdot(y, y, precision=_HI) / sy
+
+  shift = lambda a: jnp.where(wrapped, jnp.roll(a, (-1, -1), axis=(0, 1)), a)
+  SY, SS = shift(memory.SY), shift(memory.SS)
+  # New row of S'Y (s_new' y_j) and new column of S'S (s_j' s_new), j < col - 1.
+  slots = (head + jnp.arange(m, dtype=jnp.int32)) % m
+  older = jnp.arange(m) < col - 1
+  s_y = jnp.where(older, jnp.matmul(Y, s, precision=_HI)[slots], 0.0)
+  s_s = jnp.where(older, jnp.matmul(S, s, precision=_HI)[slots], 0.0)
+  newest = col - 1
+  SY = lax.dynamic_update_index_in_dim(SY, s_y, newest, axis=0)
+  SS = lax.dynamic_update_index_in_dim(SS, s_s, newest, axis=0)
+  SS = lax.dynamic_update_index_in_dim(SS, s_s, newest, axis=1)
+  SY = SY.at[newest, newest].set(sy)
+  SS = SS.at[newest, newest].set(ss)
+  return memory._replace(S=S, Y=Y, SY=SY, SS=SS, theta=theta, head=head, col=col, iupdat=iupdat)
+
+
+def _padded_d_l(memory: Memory) -> tuple[jax.Array, jax.Array]:
+  """``D`` (ones past ``col``) and strictly lower ``L`` (zero past ``col``) of ``S'Y``."""
+  m = memory.SY.shape[0]
+  valid = jnp.arange(m) < memory.col
+  d = jnp.where(valid, jnp.diagonal(memory.SY), 1.0)
+  both = valid[:, None] & valid[None, :]
+  low = jnp.where(both & (jnp.arange(m)[:, None] > jnp.arange(m)[None, :]), memory.SY, 0.0)
+  return d, low
+
+
+def formt(memory: Memory) -> tuple[Memory, jax.Array]:
+  """Factors ``T = theta S'S + L D^-1 L' = J J'`` into ``memory.WT = J'`` (``formt``).
+
+  Returns the memory and ``info``: True when the Cholesky factorization failed
+  (T not numerically positive definite); the caller then refreshes.
+  """
+  m = memory.SY.shape[0]
+  valid = jnp.arange(m) < memory.col
+  both = valid[:, None] & valid[None, :]
+  d, low = _padded_d_l(memory)
+  t = memory.theta * memory.SS + jnp.matmul(low / d[None, :], low.T, precision=_HI)
+  t = jnp.where(both, t, jnp.eye(m, dtype=t.dtype))
+  chol = jnp.linalg.cholesky(t)
+  failed = ~jnp.all(jnp.isfinite(chol))
+  return memory._replace(WT=jnp.where(failed, jnp.eye(m, dtype=t.dtype), chol.T)), failed
+
+
+def bmv(memory: Memory, v: jax.Array) -> jax.Array:
+  """``M v`` for a chronological ``2m`` vector ``v`` (``bmv``), by two triangular solves with ``J'``.
+
+  Non-finite entries in the result signal a singular system (``info != 0``).
+  """
+  m = memory.SY.shape[0]
+  d, low = _padded_d_l(memory)
+  sqrt_d = jnp.sqrt(d)
+  v1, v2 = v[:m], v[m:]
+  # [ D^(1/2)      O ] [ p1 ]   [ v1 ]
+  # [ -L D^(-1/2)  J ] [ p2 ] = [ v2 ]
+  p2 = v2 + jnp.matmul(low, v1 / d, precision=_HI)
+  p2 = lax.linalg.triangular_solve(memory.WT, p2[:, None], left_side=True, lower=False, transpose_a=True)[:, 0]
+  p1 = v1 / sqrt_d
+  # [ -D^(1/2)  D^(-1/2) L' ] [ p1 ]   [ p1 ]
+  # [  0        J'          ] [ p2 ] = [ p2 ]
+  p2 = lax.linalg.triangular_solve(memory.WT, p2[:, None], left_side=True, lower=False)[:, 0]
+  p1 = -p1 / sqrt_d + jnp.matmul(low.T, p2, precision=_HI) / d
+  return jnp.concatenate([p1, p2])

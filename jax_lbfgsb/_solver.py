@@ -1,0 +1,293 @@
+"""The L-BFGS-B state machine: state, ``init``, ``step``, ``run``.
+
+One ``step`` is one pass of the reference's main loop (``mainlb``): Cauchy
+point, subspace minimization, line search, stopping tests, memory update. A
+pass that hits a failed factorization or a failed line search with a
+non-empty memory refreshes the memory and ends without a new iterate (the
+reference's ``RESTART``); every other pass ends with a new iterate or a
+termination code. ``run`` drives ``step`` with one ``lax.while_loop``; the line
+search is an inner ``lax.while_loop``.
+
+Counters follow SciPy: ``nit`` counts new iterates (``NEW_X``), ``nfev`` counts
+evaluations of ``f`` and ``g`` together.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jax_lbfgsb._bounds import max_feasible_step, project, projected_gradient_norm
+from jax_lbfgsb._cauchy import CauchyPoint, cauchy_point
+from jax_lbfgsb._compact import Memory, formt, init_memory, refresh, update_correction_pairs
+from jax_lbfgsb._dcsrch import (
+    FG,
+    DcsrchState,
+    dcsrch_init,
+    dcsrch_step,
+    lnsrlb_first_step,
+    lnsrlb_trial_point,
+)
+from jax_lbfgsb._status import Termination
+from jax_lbfgsb._subspace import Subspace, formk, reduced_gradient, subspace_minimization
+
+__all__ = ["Box", "Options", "LbfgsbState", "init", "step", "run"]
+
+FunAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+
+
+class Box(NamedTuple):
+  """The bounds, ``(n,)`` arrays with ``-inf``/``inf`` where absent, and ``fixed = (l == u)``."""
+
+  l: jax.Array
+  u: jax.Array
+  fixed: jax.Array
+
+
+class Options(NamedTuple):
+  """Traced numeric options: changing them never recompiles."""
+
+  ftol: jax.Array
+  gtol: jax.Array
+  maxiter: jax.Array
+  maxfun: jax.Array
+  maxls: jax.Array
+
+
+class LbfgsbState(NamedTuple):
+  """The loop carry.
+
+  Attributes:
+    x, f, g: current iterate, ``f(x)`` and ``grad f(x)``.
+    memory: the limited memory (:class:`~jax_lbfgsb._compact.Memory`).
+    sbgnrm: ``||proj g||_inf`` at ``x``.
+    nit: new iterates so far.
+    nfev: evaluations of ``f`` and ``g`` so far.
+    nskip: updates skipped by the curvature test.
+    nseg: segments explored by the last Cauchy point search.
+    nintol: segments explored by all Cauchy point searches.
+    nact: variables active (not free) at the last Cauchy point.
+    iback: backtracks (evaluations beyond the first) in the last line search.
+    iword: -1 no subspace step, 0 interior step, 1 a free variable ended on a bound.
+    stp: accepted step length of the last line search.
+    termination: a :class:`~jax_lbfgsb._status.Termination` code, ``RUNNING`` until it stops.
+  """
+
+  x: jax.Array
+  f: jax.Array
+  g: jax.Array
+  memory: Memory
+  sbgnrm: jax.Array
+  nit: jax.Array
+  nfev: jax.Array
+  nskip: jax.Array
+  nseg: jax.Array
+  nintol: jax.Array
+  nact: jax.Array
+  iback: jax.Array
+  iword: jax.Array
+  stp: jax.Array
+  termination: jax.Array
+
+
+def _i32(v) -> jax.Array:
+  return jnp.asarray(v, jnp.int32)
+
+
+def _nonfinite(f: jax.Array, g: jax.Array) -> jax.Array:
+  return ~(jnp.isfinite(f) & jnp.all(jnp.isfinite(g)))
+
+
+def init(fun_and_grad: FunAndGrad, x0: jax.Array, box: Box, options: Options, maxcor: int) -> LbfgsbState:
+  """Projects ``x0`` into the box, evaluates ``f`` and ``g`` and runs the initial test ``||proj g|| <= gtol``."""
+  x = project(x0, box.l, box.u)
+  f, g = fun_and_grad(x)
+  sbgnrm = projected_gradient_norm(x, g, box.l, box.u)
+  termination = jnp.where(
+      jnp.any(box.l > box.u),
+      Termination.INVALID_BOUNDS,
+      jnp.where(
+          _nonfinite(f, g),
+          Termination.NONFINITE,
+          jnp.where(sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL, Termination.RUNNING),
+      ),
+  )
+  zero = _i32(0)
+  return LbfgsbState(
+      x=x, f=f, g=g, memory=init_memory(x.size, maxcor, x.dtype), sbgnrm=sbgnrm,
+      nit=zero, nfev=_i32(1), nskip=zero, nseg=zero, nintol=zero, nact=zero, iback=zero,
+      iword=_i32(-1), stp=jnp.zeros((), x.dtype), termination=_i32(termination),
+  )
+
+
+class _LineSearch(NamedTuple):
+  x: jax.Array  # last evaluated point and its f, g, g'd
+  f: jax.Array
+  g: jax.Array
+  gd: jax.Array
+  stp: jax.Array  # the step to evaluate next, or the accepted one once done
+  dcsrch: DcsrchState
+  ifun: jax.Array
+  nfev: jax.Array
+  done: jax.Array
+  failed: jax.Array
+  nonfinite: jax.Array
+
+
+def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, constrained, boxed):
+  """``lnsrlb``: the Moré–Thuente search along ``d`` from ``x``, starting at ``z`` or ``1/||d||``."""
+  x, dtype = state.x, state.x.dtype
+  first = state.nit == 0
+  stpmx = jnp.where(
+      constrained, jnp.where(first, 1.0, max_feasible_step(x, d, box.l, box.u)), 1e10
+  ).astype(dtype)
+  stp = lnsrlb_first_step(d, stpmx, first, boxed)
+  # stpmx can fall an ulp below 1 although x + d = z is feasible; keep z as the first trial.
+  stpmax = jnp.maximum(stpmx, stp)
+  gd0 = jnp.vdot(state.g, d)
+
+  def cond(ls: _LineSearch):
+    return ~(ls.done | ls.failed)
+
+  def body(ls: _LineSearch):
+    xt = lnsrlb_trial_point(x, d, z, ls.stp, box.l, box.u)
+    f, g = fun_and_grad(xt)
+    gd = jnp.vdot(g, d)
+    nonfinite = _nonfinite(f, g)
+    new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, stpmax=stpmax)
+    done = (ds.task != FG) | nonfinite
+    ifun = jnp.where(done, ls.ifun, ls.ifun + 1)
+    return _LineSearch(
+        x=xt, f=f, g=g, gd=gd, stp=new_stp, dcsrch=ds, ifun=ifun, nfev=ls.nfev + 1,
+        done=done, failed=~done & (ifun - 1 >= options.maxls), nonfinite=nonfinite,
+    )
+
+  init_ls = _LineSearch(
+      x=x, f=state.f, g=state.g, gd=gd0, stp=stp, dcsrch=dcsrch_init(state.f, gd0, stp, 0.0, stpmax),
+      ifun=_i32(1), nfev=_i32(0), done=jnp.zeros((), bool), failed=gd0 >= 0,
+      nonfinite=jnp.zeros((), bool),
+  )
+  return lax.while_loop(cond, body, init_ls), gd0
+
+
+def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[CauchyPoint, Subspace]:
+  """Cauchy point, then subspace minimization over the variables free at it."""
+  x, g, memory = state.x, state.g, state.memory
+  n = x.size
+
+  def skip_cauchy():  # unconstrained with a non-empty memory: z = x, all free
+    return CauchyPoint(
+        xcp=x, c=jnp.zeros((2 * memory.S.shape[0],), x.dtype), free=jnp.ones((n,), bool),
+        nseg=_i32(0), info=jnp.zeros((), bool),
+    )
+
+  gcp = lax.cond(
+      constrained | (memory.col == 0),
+      lambda: cauchy_point(x, g, box.l, box.u, box.fixed, memory),
+      skip_cauchy,
+  )
+
+  def subspace():
+    factors, info_k = formk(memory, gcp.free)
+    r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
+    sub = subspace_minimization(x, g, box.l, box.u, gcp.xcp, r, gcp.free, memory, factors)
+    return sub._replace(info=sub.info | info_k | info_r)
+
+  def no_subspace():
+    return Subspace(z=gcp.xcp, iword=jnp.zeros((), bool), info=jnp.zeros((), bool))
+
+  use_subspace = jnp.any(gcp.free) & (memory.col > 0)
+  return gcp, lax.cond(use_subspace, subspace, no_subspace), use_subspace
+
+
+def step(fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState) -> LbfgsbState:
+  """One pass of the main loop; see the module docstring."""
+  memory = state.memory
+  dtype = state.x.dtype
+  eps = jnp.finfo(dtype).eps
+  has_l, has_u = box.l > -jnp.inf, box.u < jnp.inf
+  constrained = jnp.any(has_l | has_u)
+  boxed = jnp.all(has_l & has_u)
+
+  # 1. Generalized Cauchy point and 2. subspace minimization.
+  gcp, sub, used_subspace = _search_direction(state, box, constrained)
+  nact = jnp.where(constrained | (memory.col == 0), jnp.sum(~gcp.free, dtype=jnp.int32), state.nact)
+  state = state._replace(
+      nseg=gcp.nseg, nintol=state.nintol + gcp.nseg, nact=nact,
+      iword=jnp.where(used_subspace, sub.iword.astype(jnp.int32), -1),
+  )
+  direction_failed = gcp.info | sub.info
+
+  def restart(s: LbfgsbState) -> LbfgsbState:
+    return s._replace(memory=refresh(s.memory))
+
+  def search_and_update(s: LbfgsbState) -> LbfgsbState:
+    # 3. Line search along d = z - x.
+    d = sub.z - s.x
+    ls, gdold = _line_search(fun_and_grad, s, d, sub.z, box, options, constrained, boxed)
+    nfev = s.nfev + ls.nfev
+    iback = ls.ifun - 1
+    failed = ls.failed & ~ls.nonfinite
+    accepted = ls.done & ~ls.nonfinite
+    empty = s.memory.col == 0
+    abnormal = jnp.where(gdold >= 0, Termination.ABNORMAL_NOT_DESCENT, Termination.ABNORMAL_LINE_SEARCH)
+
+    # 4. Stopping tests at the new iterate, in the reference's order.
+    nit = s.nit + accepted.astype(jnp.int32)
+    sbgnrm = projected_gradient_norm(ls.x, ls.g, box.l, box.u)
+    tol = options.ftol / 2.220446049250313e-16 * 2.220446049250313e-16
+    reduction_small = (s.f - ls.f) <= tol * jnp.maximum(jnp.maximum(jnp.abs(s.f), jnp.abs(ls.f)), 1.0)
+    new_x_code = jnp.where(
+        nit >= options.maxiter, Termination.MAXITER,
+        jnp.where(
+            nfev > options.maxfun, Termination.MAXFUN,
+            jnp.where(
+                sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL,
+                jnp.where(reduction_small, Termination.CONVERGED_FTOL, Termination.RUNNING),
+            ),
+        ),
+    )
+    termination = jnp.where(
+        ls.nonfinite, Termination.NONFINITE,
+        jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), new_x_code),
+    ).astype(jnp.int32)
+    # A failed search with a non-empty memory restarts from x with B = I.
+    restarted = failed & ~empty
+    s = s._replace(
+        x=jnp.where(accepted, ls.x, s.x), f=jnp.where(accepted, ls.f, s.f),
+        g=jnp.where(accepted, ls.g, s.g), sbgnrm=jnp.where(accepted, sbgnrm, s.sbgnrm),
+        nit=nit, nfev=nfev, iback=iback, stp=jnp.where(accepted, ls.stp, s.stp),
+        termination=termination,
+        memory=lax.cond(restarted, refresh, lambda mm: mm, s.memory),
+    )
+
+    # 5. Memory update with s = stp d, y = g_new - g_old, skipped when s'y <= eps (-g_old'd stp).
+    dr = (ls.gd - gdold) * ls.stp
+    ddum = -gdold * ls.stp
+    skip = dr <= eps * ddum
+    do_update = accepted & (termination == Termination.RUNNING)
+
+    def update(mm: Memory) -> Memory:
+      sk = jnp.where(ls.stp == 1.0, d, ls.stp * d)
+      dtd = jnp.vdot(d, d)
+      ss = jnp.where(ls.stp == 1.0, dtd, ls.stp * ls.stp * dtd)
+      new_mm, bad = formt(update_correction_pairs(mm, sk, ls.g - state.g, dr, ss))
+      return lax.cond(bad, refresh, lambda a: a, new_mm)
+
+    memory = lax.cond(do_update & ~skip, update, lambda mm: mm, s.memory)
+    return s._replace(memory=memory, nskip=s.nskip + (do_update & skip).astype(jnp.int32))
+
+  return lax.cond(direction_failed, restart, search_and_update, state)
+
+
+def run(fun_and_grad: FunAndGrad, x0: jax.Array, box: Box, options: Options, maxcor: int) -> LbfgsbState:
+  """The whole solve: ``init``, then ``step`` in a ``lax.while_loop`` until a termination code is set."""
+  state = init(fun_and_grad, x0, box, options, maxcor)
+  return lax.while_loop(
+      lambda s: s.termination == Termination.RUNNING,
+      lambda s: step(fun_and_grad, box, options, s),
+      state,
+  )

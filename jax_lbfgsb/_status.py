@@ -1,0 +1,87 @@
+"""Termination codes and their messages: the only code -> text table.
+
+Host-side only (no jax import). The solver writes one :class:`Termination`
+code into its state; :func:`message` turns it into text that starts with
+SciPy's wording (``scipy/optimize/_lbfgsb_py.py``, ``task_messages``) and then
+says the cause and a fix in plain words.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Termination", "MESSAGES", "WARNFLAG", "message"]
+
+
+class Termination(enum.IntEnum):
+  """Why a solve stopped. The numbers are stable API.
+
+  ``RUNNING`` only appears in a state that has not terminated yet.
+  """
+
+  RUNNING = -1
+  CONVERGED_PGTOL = 0  # SciPy task 401
+  CONVERGED_FTOL = 1  # SciPy task 402
+  MAXITER = 2  # SciPy task 504
+  MAXFUN = 3  # SciPy task 502
+  ABNORMAL_LINE_SEARCH = 4  # SciPy ABNORMAL: maxls evaluations without an acceptable step
+  ABNORMAL_NOT_DESCENT = 5  # SciPy ABNORMAL: the search direction is not a descent direction
+  NONFINITE = 6  # ours: f or g is NaN or inf
+  INVALID_BOUNDS = 7  # ours: traced bounds with lower > upper
+
+
+MESSAGES: dict[Termination, str] = {
+    Termination.RUNNING: "RUNNING: the solve has not terminated.",
+    Termination.CONVERGED_PGTOL: (
+        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL. The largest"
+        " component of the projected gradient is at most gtol: x satisfies"
+        " the first-order optimality conditions to that tolerance."
+    ),
+    Termination.CONVERGED_FTOL: (
+        "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH. The last"
+        " iteration reduced f by at most ftol * max(|f|, |f_prev|, 1). This"
+        " also fires when f is tiny or badly scaled, or the last step made no"
+        " progress: if the projected gradient (see `jac`) is not small,"
+        " rescale f or lower ftol."
+    ),
+    Termination.MAXITER: (
+        "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT. The solve ran maxiter"
+        " iterations without meeting gtol or ftol; increase maxiter or start"
+        " closer to a solution."
+    ),
+    Termination.MAXFUN: (
+        "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT. More than maxfun"
+        " evaluations of f and g were made (the limit is checked after each"
+        " iteration, so a line search can overshoot it); increase maxfun."
+    ),
+    Termination.ABNORMAL_LINE_SEARCH: (
+        "ABNORMAL: the line search could not find a step that decreases f"
+        " enough within maxls evaluations, even along the steepest-descent"
+        " direction. Usually the gradient does not match f (check `fun`), or"
+        " f is noisy or not smooth at x."
+    ),
+    Termination.ABNORMAL_NOT_DESCENT: (
+        "ABNORMAL: the search direction is not a descent direction (g'd >= 0)"
+        " even along the projected steepest descent. Usually the gradient does"
+        " not match f, or rounding dominates at x."
+    ),
+    Termination.NONFINITE: (
+        "ERROR: f or its gradient is NaN or inf. The solve stopped and returns"
+        " the last iterate where both were finite; check `fun` for overflow,"
+        " log/sqrt of negative values or division by zero inside the bounds."
+    ),
+    Termination.INVALID_BOUNDS: (
+        "ERROR: NO FEASIBLE SOLUTION. Some lower bound is greater than its"
+        " upper bound; fix `bounds` so that lower <= upper everywhere."
+    ),
+}
+
+
+def message(code: int) -> str:
+  """Returns the message for a termination code (an int or a 0-d array)."""
+  return MESSAGES[Termination(int(code))]
+
+
+# SciPy's ``status`` (its warnflag) for each code, indexed by ``code``:
+# 0 converged, 1 an iteration or evaluation limit was reached, 2 anything else.
+WARNFLAG: tuple[int, ...] = (0, 0, 1, 1, 2, 2, 2, 2)

@@ -1,0 +1,162 @@
+"""Subspace minimization: the direct primal method (Byrd et al. 1995, section 5.1)
+with the v3.0 projection rule (Morales and Nocedal 2011).
+
+From the Cauchy point ``xcp`` the quadratic model is minimized over the
+variables that are free at ``xcp`` (``Z`` selects them, ``A`` the others):
+
+    du = (r + Z'W K^-1 W'Z r / theta) / theta,
+    r = -Z'(g + theta (xcp - x) - W M c),                     (``cmprlb``)
+    K = [[-D - Y'ZZ'Y/theta, L_a' - R_z'],
+         [L_a - R_z,         theta S'AA'S]],                  (``formk``)
+
+with ``K`` factored as ``L E L'``, ``E = diag(-I, I)``. Then ``xcp + du`` is
+projected onto the box; if a component hit a bound and the projected point is
+not a descent direction from ``x`` (``(xhat - x)'g > 0``), the step falls back
+to the 1997 truncation ``xcp + alpha du`` with the largest feasible
+``alpha <= 1``, the blocking variable set exactly on its bound (``subsm``).
+
+``formk`` in the reference updates ``K`` incrementally as variables enter and
+leave the free set; here it is formed afresh from the current free set, which
+is the same matrix up to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
+
+__all__ = ["Subspace", "formk", "reduced_gradient", "subspace_minimization"]
+
+_HI = lax.Precision.HIGHEST
+
+
+class Subspace(NamedTuple):
+  """Result of :func:`subspace_minimization`.
+
+  Attributes:
+    z: the subspace minimizer, inside the bounds.
+    iword: True when a free variable of ``xcp + du`` ended on a bound (the
+      reference's ``iword = 1``; the iprint table's ``bnd``).
+    info: True when a factorization or triangular solve failed.
+  """
+
+  z: jax.Array
+  iword: jax.Array
+  info: jax.Array
+
+
+def _solve(a, b, *, transpose=False):
+  return lax.linalg.triangular_solve(a, b[:, None], left_side=True, lower=False, transpose_a=transpose)[:, 0]
+
+
+def formk(memory: Memory, free: jax.Array) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
+  """Factors ``K`` as ``L E L'`` (``formk``): returns ``(U11, X, U22)`` and ``info``.
+
+  ``U11' U11 = D + Y'ZZ'Y/theta``, ``X = U11^-T B`` with ``B = L_a' - R_z'`` as
+  the reference stores it, and ``U22' U22 = theta S'AA'S + X'X``. Blocks are
+  ``(m, m)``, identity/zero past ``col``.
+  """
+  m = memory.S.shape[0]
+  theta = memory.theta
+  slots, valid = chronological_slots(memory)
+  both = valid[:, None] & valid[None, :]
+  eye = jnp.eye(m, dtype=memory.S.dtype)
+  z = free.astype(memory.S.dtype)
+  a = 1.0 - z
+
+  def gram(p, q, w):  # chronological p_i' diag(w) q_j
+    return jnp.matmul(p * w, q.T, precision=_HI)[slots][:, slots]
+
+  yzy = gram(memory.Y, memory.Y, z)
+  sas = gram(memory.S, memory.S, a)
+  szy = gram(memory.S, memory.Y, z)
+  say = gram(memory.S, memory.Y, a)
+  i, j = jnp.arange(m)[:, None], jnp.arange(m)[None, :]
+  m11 = jnp.where(both, jnp.diag(jnp.diagonal(memory.SY)) + yzy / theta, eye)
+  # B[j, i] = -S_i'AA'Y_j for j < i, S_i'ZZ'Y_j for j >= i.
+  b12 = jnp.where(both, jnp.where(i < j, -say.T, szy.T), 0.0)
+  c22 = jnp.where(both, theta * sas, eye)
+  u11 = jnp.linalg.cholesky(m11).T
+  x12 = lax.linalg.triangular_solve(u11, b12, left_side=True, lower=False, transpose_a=True)
+  u22 = jnp.linalg.cholesky(c22 + jnp.matmul(x12.T, x12, precision=_HI)).T
+  info = ~(jnp.all(jnp.isfinite(u11)) & jnp.all(jnp.isfinite(u22)))
+  return (u11, x12, u22), info
+
+
+def reduced_gradient(
+    x: jax.Array, g: jax.Array, xcp: jax.Array, c: jax.Array, memory: Memory
+) -> tuple[jax.Array, jax.Array]:
+  """``r = -theta (xcp - x) - g + W M c`` on all variables (``cmprlb``), and ``info``.
+
+  The caller restricts ``r`` to the free variables.
+  """
+  m = memory.S.shape[0]
+  wa = bmv(memory, c)
+  r = -memory.theta * (xcp - x) - g + w_times(memory, wa[:m], memory.theta * wa[m:])
+  return r, ~jnp.all(jnp.isfinite(wa))
+
+
+def subspace_minimization(
+    x: jax.Array,
+    g: jax.Array,
+    l: jax.Array,
+    u: jax.Array,
+    xcp: jax.Array,
+    r: jax.Array,
+    free: jax.Array,
+    memory: Memory,
+    factors: tuple[jax.Array, jax.Array, jax.Array],
+) -> Subspace:
+  """Minimizes the model over the free variables from ``xcp`` (``subsm``, v3.0 rule).
+
+  Args:
+    x, g, l, u: ``(n,)`` iterate, gradient and bounds.
+    xcp: the Cauchy point.
+    r: the reduced gradient from :func:`reduced_gradient` (used on ``free``).
+    free: ``(n,)`` bool, variables free at ``xcp``.
+    memory: the limited memory.
+    factors: ``(U11, X, U22)`` from :func:`formk`.
+  """
+  m = memory.S.shape[0]
+  theta = memory.theta
+  u11, x12, u22 = factors
+  slots, valid = chronological_slots(memory)
+  has_l = l > -jnp.inf
+  has_u = u < jnp.inf
+  r = jnp.where(free, r, 0.0)
+
+  # 1. Newton direction on the free variables: solve with U' E U.
+  wv1 = jnp.where(valid, jnp.matmul(memory.Y, r, precision=_HI)[slots], 0.0)
+  wv2 = jnp.where(valid, theta * jnp.matmul(memory.S, r, precision=_HI)[slots], 0.0)
+  v1 = _solve(u11, wv1, transpose=True)
+  v2 = _solve(u22, wv2 - jnp.matmul(x12.T, v1, precision=_HI), transpose=True)
+  v1 = -v1
+  v2 = _solve(u22, v2)
+  v1 = _solve(u11, v1 - jnp.matmul(x12, v2, precision=_HI))
+  info = ~(jnp.all(jnp.isfinite(v1)) & jnp.all(jnp.isfinite(v2)))
+  du = (r + w_times(memory, v1 / theta, v2)) * (1.0 / theta)
+  du = jnp.where(free, du, 0.0)
+
+  # 2. Project xcp + du onto the box (free variables only).
+  xhat = jnp.where(free, jnp.minimum(jnp.maximum(xcp + du, l), u), xcp)
+  on_bound = free & ((has_l & (xhat == l)) | (has_u & (xhat == u)))
+  iword = jnp.any(on_bound)
+  ascent = jnp.vdot(xhat - x, g) > 0
+
+  # 3. v3.0 rule: keep the projection unless it gives no descent; then
+  #    truncate the step to the box (Byrd et al. 1995, eq. 5.8).
+  to_l = jnp.where(l - xcp >= 0, 0.0, (l - xcp) / jnp.where(du < 0, du, -1.0))
+  to_u = jnp.where(u - xcp <= 0, 0.0, (u - xcp) / jnp.where(du > 0, du, 1.0))
+  one = jnp.ones((), x.dtype)
+  ratio = jnp.where(free & has_l & (du < 0), to_l, jnp.where(free & has_u & (du > 0), to_u, one))
+  ibd = jnp.argmin(ratio)
+  alpha = jnp.minimum(one, ratio[ibd])
+  block = (jnp.arange(x.size) == ibd) & (alpha < 1.0)
+  xtrunc = jnp.where(block, jnp.where(du > 0, u, l), xcp + alpha * du)
+  z = jnp.where(iword & ascent, xtrunc, xhat)
+  return Subspace(z=z, iword=iword, info=info)
