@@ -177,7 +177,7 @@ def minimize(
     ...   return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
     >>> res = minimize(rosen, jnp.array([-1.2, 1.0]), bounds=(-1.5, 0.8))
     >>> print(res.x.round(4), f"{res.fun:.4f}", int(res.nit), res.message[:11])
-    [0.8  0.64] 0.0400 11 CONVERGENCE
+    [0.8  0.64] 0.0400 3 CONVERGENCE
 
   References:
     Byrd, Lu, Nocedal, Zhu, `A limited memory algorithm for bound constrained

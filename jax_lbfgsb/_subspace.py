@@ -70,7 +70,7 @@ def formk(memory: Memory, free: jax.Array) -> tuple[tuple[jax.Array, jax.Array, 
   a = 1.0 - z
 
   def gram(p, q, w):  # chronological p_i' diag(w) q_j
-    return jnp.matmul(p * w, q.T, precision=_HI)[slots][:, slots]
+    return jnp.matmul(p * w[None, :], q.T, precision=_HI)[slots][:, slots]
 
   yzy = gram(memory.Y, memory.Y, z)
   sas = gram(memory.S, memory.S, a)
