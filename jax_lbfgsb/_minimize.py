@@ -82,8 +82,26 @@ def _check_options(maxcor, maxls, ftol, gtol, unknown: dict) -> None:
       raise ValueError(f"{name} must be >= {low}; got {value!r}.")
 
 
+def _check_fun_output(fun, jac, x0, args) -> None:
+  """Trace-time check that ``fun`` returns a float scalar (or ``(f, grad)`` with ``jac``)."""
+  out = jax.eval_shape(fun, x0, *args)
+  f_out = out[0] if jac and isinstance(out, (tuple, list)) else out
+  if jac and (not isinstance(out, (tuple, list)) or len(out) != 2 or out[1].shape != x0.shape):
+    raise TypeError(
+        "with jac=True, fun must return (f, grad) with grad shaped like x0"
+        f" {x0.shape}; got {jax.tree.map(lambda a: a.shape, out)}."
+    )
+  if not hasattr(f_out, "shape") or f_out.shape != () or not jnp.issubdtype(f_out.dtype, jnp.floating):
+    raise TypeError(
+        "fun must return a float scalar (shape ()); got"
+        f" {getattr(f_out, 'dtype', type(f_out).__name__)}{getattr(f_out, 'shape', '')}."
+        " Reduce it, e.g. return jnp.sum(...)."
+    )
+
+
 @functools.partial(jax.jit, static_argnames=("fun", "jac", "maxcor"))
 def _solve(fun, jac, maxcor, x0, l, u, args, options):
+  _check_fun_output(fun, jac, x0, args)
   shape = x0.shape
   x0 = x0.ravel()
 
@@ -194,19 +212,7 @@ def minimize(
     )
   if x0.size == 0:
     raise ValueError("x0 is empty; minimize needs at least one variable.")
-  out = jax.eval_shape(fun, x0, *args)
-  f_out = out[0] if jac else out
-  if jac and (not isinstance(out, (tuple, list)) or len(out) != 2 or out[1].shape != x0.shape):
-    raise TypeError(
-        "with jac=True, fun must return (f, grad) with grad shaped like x0"
-        f" {x0.shape}; got {jax.tree.map(lambda a: a.shape, out)}."
-    )
-  if not hasattr(f_out, "shape") or f_out.shape != () or not jnp.issubdtype(f_out.dtype, jnp.floating):
-    raise TypeError(
-        "fun must return a float scalar (shape ()); got"
-        f" {getattr(f_out, 'dtype', type(f_out).__name__)}{getattr(f_out, 'shape', '')}."
-        " Reduce it, e.g. return jnp.sum(...)."
-    )
+  x0 = x0.astype(x0.dtype)  # drop a weak type, so jnp.full(n, 0.1) does not recompile
   l, u = canonicalize_bounds(bounds, x0.size, x0.dtype)
   dtype = x0.dtype
   options = Options(

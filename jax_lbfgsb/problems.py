@@ -23,9 +23,9 @@ References:
   J. J. Moré, B. S. Garbow, K. E. Hillstrom, "Testing unconstrained
   optimization software", ACM Trans. Math. Softw. 7(1):17-41, 1981.
 
-  B. M. Averick, J. J. Moré, "The MINPACK-2 test problem collection",
-  Argonne National Laboratory, ANL/MCS-TM-150 (1991) / Preprint MCS-P153-0692
-  (1992).
+  B. M. Averick, R. G. Carter, J. J. Moré, G.-L. Xue, "The MINPACK-2 test
+  problem collection", Argonne National Laboratory, Preprint MCS-P153-0692,
+  1992 (EPT: routine ``deptfg``; PJB: ``dpjbfg``).
 
 Example:
   >>> from jax_lbfgsb import problems
@@ -76,26 +76,26 @@ __all__ = [
 
 
 class Problem(NamedTuple):
-    """A minimization problem ``min fun(x)`` subject to ``lower <= x <= upper``.
+  """A minimization problem ``min fun(x)`` subject to ``lower <= x <= upper``.
 
-    Attributes:
-      name: short name, e.g. ``"ept_50x50"``.
-      fun: ``fun(x) -> scalar`` for a 1-D ``x``; pure ``jax.numpy``, jit- and
-        grad-able, computed in ``x.dtype``.
-      x0: ``(n,)`` float64 starting point.
-      lower: ``(n,)`` float64 lower bounds, ``-inf`` where unbounded.
-      upper: ``(n,)`` float64 upper bounds, ``+inf`` where unbounded.
-      f_opt: the known optimal value (published or a reference run), or None.
-      description: one line.
-    """
+  Attributes:
+    name: short name, e.g. ``"ept_50x50"``.
+    fun: ``fun(x) -> scalar`` for a 1-D ``x``; pure ``jax.numpy``, jit- and
+      grad-able, computed in ``x.dtype``.
+    x0: ``(n,)`` float64 starting point.
+    lower: ``(n,)`` float64 lower bounds, ``-inf`` where unbounded.
+    upper: ``(n,)`` float64 upper bounds, ``+inf`` where unbounded.
+    f_opt: the known optimal value (published or a reference run), or None.
+    description: one line.
+  """
 
-    name: str
-    fun: Callable[[jax.Array], jax.Array]
-    x0: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    f_opt: float | None
-    description: str
+  name: str
+  fun: Callable[[jax.Array], jax.Array]
+  x0: np.ndarray
+  lower: np.ndarray
+  upper: np.ndarray
+  f_opt: float | None
+  description: str
 
 
 # ----------------------------------------------------------------------------
@@ -104,45 +104,45 @@ class Problem(NamedTuple):
 
 
 def _as_float(x) -> jax.Array:
-    """``x`` as a jax array of a floating dtype (integers go to the default float)."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
+  """``x`` as a jax array of a floating dtype (integers go to the default float)."""
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    x = x.astype(jnp.result_type(float))
+  return x
 
 
 def _const(values, x: jax.Array) -> jax.Array:
-    """A numpy constant cast to ``x.dtype`` (no float64 promotion of float32 inputs)."""
-    return jnp.asarray(np.asarray(values, dtype=np.float64), dtype=x.dtype)
+  """A numpy constant cast to ``x.dtype`` (no float64 promotion of float32 inputs)."""
+  return jnp.asarray(np.asarray(values, dtype=np.float64), dtype=x.dtype)
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+  if value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+  return int(value)
 
 
 def _free(n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full(n, -np.inf), np.full(n, np.inf)
+  return np.full(n, -np.inf), np.full(n, np.inf)
 
 
 def _unbounded(name, fun, x0, f_opt, description) -> Problem:
-    x0 = np.asarray(x0, dtype=np.float64)
-    lower, upper = _free(x0.size)
-    return Problem(name, fun, x0, lower, upper, f_opt, description)
+  x0 = np.asarray(x0, dtype=np.float64)
+  lower, upper = _free(x0.size)
+  return Problem(name, fun, x0, lower, upper, f_opt, description)
 
 
 def _broadcast_bound(name: str, value, n: int, default: float) -> np.ndarray:
-    if value is None:
-        return np.full(n, default)
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        return np.full(n, float(arr))
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must be a scalar or have shape ({n},), got shape {arr.shape}")
-    return arr.copy()
+  if value is None:
+    return np.full(n, default)
+  arr = np.asarray(value, dtype=np.float64)
+  if arr.ndim == 0:
+    return np.full(n, float(arr))
+  if arr.shape != (n,):
+    raise ValueError(f"{name} must be a scalar or have shape ({n},), got shape {arr.shape}")
+  return arr.copy()
 
 
 # ----------------------------------------------------------------------------
@@ -151,8 +151,8 @@ def _broadcast_bound(name: str, value, n: int, default: float) -> np.ndarray:
 
 
 def _rosen(x):
-    x = _as_float(x)
-    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+  x = _as_float(x)
+  return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
 # Reference optima [C] (SciPy L-BFGS-B, ftol 1e-16, gtol 1e-12, m=20, same value from 6 starts).
@@ -160,46 +160,46 @@ _ROSEN_BOX_FOPT = {(2, -1.5, 0.8): 0.04, (10, -1.5, 0.8): 6.00101639461}
 
 
 def rosenbrock(n: int = 2, lower=None, upper=None) -> Problem:
-    """Chained Rosenbrock (``scipy.optimize.rosen``) from (-1.2, 1, -1.2, ...), optional box bounds."""
-    n = _check_int("n", n, 2)
-    lo = _broadcast_bound("lower", lower, n, -np.inf)
-    hi = _broadcast_bound("upper", upper, n, np.inf)
-    if np.any(lo > hi):
-        raise ValueError("lower must be <= upper")
-    x0 = np.where(np.arange(n) % 2 == 0, -1.2, 1.0)
-    bounded = np.any(np.isfinite(lo)) or np.any(np.isfinite(hi))
-    if not bounded:
-        f_opt = 0.0
-    elif np.all(lo <= 1.0) and np.all(hi >= 1.0):
-        f_opt = 0.0  # the unconstrained minimizer x = 1 is feasible
-    elif np.all(lo == lo[0]) and np.all(hi == hi[0]):
-        f_opt = _ROSEN_BOX_FOPT.get((n, float(lo[0]), float(hi[0])))
-    else:
-        f_opt = None
-    if bounded:
-        name = f"rosenbrock_{n}_box"
-        desc = f"chained Rosenbrock, n={n}, box bounds"
-    else:
-        name = f"rosenbrock_{n}"
-        desc = f"chained Rosenbrock (scipy.optimize.rosen), n={n}, unbounded"
-    return Problem(name, _rosen, x0, lo, hi, f_opt, desc)
+  """Chained Rosenbrock (``scipy.optimize.rosen``) from (-1.2, 1, -1.2, ...), optional box."""
+  n = _check_int("n", n, 2)
+  lo = _broadcast_bound("lower", lower, n, -np.inf)
+  hi = _broadcast_bound("upper", upper, n, np.inf)
+  if np.any(lo > hi):
+    raise ValueError("lower must be <= upper")
+  x0 = np.where(np.arange(n) % 2 == 0, -1.2, 1.0)
+  bounded = np.any(np.isfinite(lo)) or np.any(np.isfinite(hi))
+  if not bounded:
+    f_opt = 0.0
+  elif np.all(lo <= 1.0) and np.all(hi >= 1.0):
+    f_opt = 0.0  # the unconstrained minimizer x = 1 is feasible
+  elif np.all(lo == lo[0]) and np.all(hi == hi[0]):
+    f_opt = _ROSEN_BOX_FOPT.get((n, float(lo[0]), float(hi[0])))
+  else:
+    f_opt = None
+  if bounded:
+    name = f"rosenbrock_{n}_box"
+    desc = f"chained Rosenbrock, n={n}, box bounds"
+  else:
+    name = f"rosenbrock_{n}"
+    desc = f"chained Rosenbrock (scipy.optimize.rosen), n={n}, unbounded"
+  return Problem(name, _rosen, x0, lo, hi, f_opt, desc)
 
 
 def _driver1(x):
-    x = _as_float(x)
-    return (x[0] - 1.0) ** 2 + 4.0 * jnp.sum((x[1:] - x[:-1] ** 2) ** 2)
+  x = _as_float(x)
+  return (x[0] - 1.0) ** 2 + 4.0 * jnp.sum((x[1:] - x[:-1] ** 2) ** 2)
 
 
 def driver1(n: int = 25) -> Problem:
-    """L-BFGS-B driver1: 0.25(x1-1)^2 + sum (x_i - x_{i-1}^2)^2, times 4; odd x_i in [1,100], even in [-100,100]."""
-    n = _check_int("n", n, 2)
-    i = np.arange(1, n + 1)
-    lower = np.where(i % 2 == 1, 1.0, -100.0)
-    upper = np.full(n, 100.0)
-    x0 = np.full(n, 3.0)
-    # The minimizer x = 1 is feasible, so f* = 0.
-    return Problem(f"driver1_{n}", _driver1, x0, lower, upper, 0.0,
-                   f"L-BFGS-B distribution driver1 (chained quartic), n={n}, bounded")
+  """L-BFGS-B driver1: 4[(x1-1)^2/4 + sum(x_i - x_{i-1}^2)^2]; odd x_i in [1,100], even [-100,100]."""
+  n = _check_int("n", n, 2)
+  i = np.arange(1, n + 1)
+  lower = np.where(i % 2 == 1, 1.0, -100.0)
+  upper = np.full(n, 100.0)
+  x0 = np.full(n, 3.0)
+  # The minimizer x = 1 is feasible, so f* = 0.
+  return Problem(f"driver1_{n}", _driver1, x0, lower, upper, 0.0,
+                 f"L-BFGS-B distribution driver1 (chained quartic), n={n}, bounded")
 
 
 # ----------------------------------------------------------------------------
@@ -208,20 +208,20 @@ def driver1(n: int = 25) -> Problem:
 
 
 def _helical_valley(x):
-    x = _as_float(x)
-    x1, x2, x3 = x[0], x[1], x[2]
-    # MGH: theta = atan(x2/x1)/(2 pi) (+ 1/2 if x1 < 0), i.e. in (-1/4, 3/4).
-    theta = jnp.arctan2(x2, x1) / (2.0 * math.pi)
-    theta = jnp.where(theta < -0.25, theta + 1.0, theta)
-    f1 = 10.0 * (x3 - 10.0 * theta)
-    f2 = 10.0 * (jnp.sqrt(x1**2 + x2**2) - 1.0)
-    return f1**2 + f2**2 + x3**2
+  x = _as_float(x)
+  x1, x2, x3 = x[0], x[1], x[2]
+  # MGH: theta = atan(x2/x1)/(2 pi) (+ 1/2 if x1 < 0), i.e. in (-1/4, 3/4).
+  theta = jnp.arctan2(x2, x1) / (2.0 * math.pi)
+  theta = jnp.where(theta < -0.25, theta + 1.0, theta)
+  f1 = 10.0 * (x3 - 10.0 * theta)
+  f2 = 10.0 * (jnp.sqrt(x1**2 + x2**2) - 1.0)
+  return f1**2 + f2**2 + x3**2
 
 
 def helical_valley() -> Problem:
-    """MGH 7: Fletcher-Powell helical valley, n=3, x0=(-1,0,0), f*=0 at (1,0,0)."""
-    return _unbounded("helical_valley", _helical_valley, [-1.0, 0.0, 0.0], 0.0,
-                      "MGH 7 helical valley, n=3")
+  """MGH 7: Fletcher-Powell helical valley, n=3, x0=(-1,0,0), f*=0 at (1,0,0)."""
+  return _unbounded("helical_valley", _helical_valley, [-1.0, 0.0, 0.0], 0.0,
+                    "MGH 7 helical valley, n=3")
 
 
 _BIGGS_T = 0.1 * np.arange(1, 14)
@@ -229,17 +229,17 @@ _BIGGS_Y = np.exp(-_BIGGS_T) - 5.0 * np.exp(-10.0 * _BIGGS_T) + 3.0 * np.exp(-4.
 
 
 def _biggs_exp6(x):
-    x = _as_float(x)
-    t, y = _const(_BIGGS_T, x), _const(_BIGGS_Y, x)
-    r = (x[2] * jnp.exp(-t * x[0]) - x[3] * jnp.exp(-t * x[1])
-         + x[5] * jnp.exp(-t * x[4]) - y)
-    return jnp.sum(r**2)
+  x = _as_float(x)
+  t, y = _const(_BIGGS_T, x), _const(_BIGGS_Y, x)
+  r = (x[2] * jnp.exp(-t * x[0]) - x[3] * jnp.exp(-t * x[1])
+       + x[5] * jnp.exp(-t * x[4]) - y)
+  return jnp.sum(r**2)
 
 
 def biggs_exp6() -> Problem:
-    """MGH 18: Biggs EXP6, n=6, m=13, x0=(1,2,1,1,1,1), f*=0 (local 5.65565e-3)."""
-    return _unbounded("biggs_exp6", _biggs_exp6, [1.0, 2.0, 1.0, 1.0, 1.0, 1.0], 0.0,
-                      "MGH 18 Biggs EXP6, n=6, m=13")
+  """MGH 18: Biggs EXP6, n=6, m=13, x0=(1,2,1,1,1,1), f*=0 (local 5.65565e-3)."""
+  return _unbounded("biggs_exp6", _biggs_exp6, [1.0, 2.0, 1.0, 1.0, 1.0, 1.0], 0.0,
+                    "MGH 18 Biggs EXP6, n=6, m=13")
 
 
 _GAUSS_Y = np.array([0.0009, 0.0044, 0.0175, 0.0540, 0.1295, 0.2420, 0.3521, 0.3989,
@@ -248,230 +248,230 @@ _GAUSS_T = (8.0 - np.arange(1, 16)) / 2.0
 
 
 def _gaussian(x):
-    x = _as_float(x)
-    t, y = _const(_GAUSS_T, x), _const(_GAUSS_Y, x)
-    r = x[0] * jnp.exp(-0.5 * x[1] * (t - x[2]) ** 2) - y
-    return jnp.sum(r**2)
+  x = _as_float(x)
+  t, y = _const(_GAUSS_T, x), _const(_GAUSS_Y, x)
+  r = x[0] * jnp.exp(-0.5 * x[1] * (t - x[2]) ** 2) - y
+  return jnp.sum(r**2)
 
 
 def gaussian() -> Problem:
-    """MGH 9: Gaussian, n=3, m=15, x0=(0.4,1,0), f*=1.12793e-8."""
-    return _unbounded("gaussian", _gaussian, [0.4, 1.0, 0.0], 1.12793e-8,
-                      "MGH 9 Gaussian, n=3, m=15")
+  """MGH 9: Gaussian, n=3, m=15, x0=(0.4,1,0), f*=1.12793e-8."""
+  return _unbounded("gaussian", _gaussian, [0.4, 1.0, 0.0], 1.12793e-8,
+                    "MGH 9 Gaussian, n=3, m=15")
 
 
 def _powell_badly_scaled(x):
-    x = _as_float(x)
-    f1 = 1e4 * x[0] * x[1] - 1.0
-    f2 = jnp.exp(-x[0]) + jnp.exp(-x[1]) - 1.0001
-    return f1**2 + f2**2
+  x = _as_float(x)
+  f1 = 1e4 * x[0] * x[1] - 1.0
+  f2 = jnp.exp(-x[0]) + jnp.exp(-x[1]) - 1.0001
+  return f1**2 + f2**2
 
 
 def powell_badly_scaled() -> Problem:
-    """MGH 3: Powell badly scaled, n=2, x0=(0,1), f*=0."""
-    return _unbounded("powell_badly_scaled", _powell_badly_scaled, [0.0, 1.0], 0.0,
-                      "MGH 3 Powell badly scaled, n=2")
+  """MGH 3: Powell badly scaled, n=2, x0=(0,1), f*=0."""
+  return _unbounded("powell_badly_scaled", _powell_badly_scaled, [0.0, 1.0], 0.0,
+                    "MGH 3 Powell badly scaled, n=2")
 
 
 _BOX_T = 0.1 * np.arange(1, 11)
 
 
 def _box_3d(x):
-    x = _as_float(x)
-    t = _const(_BOX_T, x)
-    c = _const(np.exp(-_BOX_T) - np.exp(-10.0 * _BOX_T), x)
-    r = jnp.exp(-t * x[0]) - jnp.exp(-t * x[1]) - x[2] * c
-    return jnp.sum(r**2)
+  x = _as_float(x)
+  t = _const(_BOX_T, x)
+  c = _const(np.exp(-_BOX_T) - np.exp(-10.0 * _BOX_T), x)
+  r = jnp.exp(-t * x[0]) - jnp.exp(-t * x[1]) - x[2] * c
+  return jnp.sum(r**2)
 
 
 def box_3d() -> Problem:
-    """MGH 12: Box three-dimensional, n=3, m=10, x0=(0,10,20), f*=0."""
-    return _unbounded("box_3d", _box_3d, [0.0, 10.0, 20.0], 0.0,
-                      "MGH 12 Box 3-D, n=3, m=10")
+  """MGH 12: Box three-dimensional, n=3, m=10, x0=(0,10,20), f*=0."""
+  return _unbounded("box_3d", _box_3d, [0.0, 10.0, 20.0], 0.0,
+                    "MGH 12 Box 3-D, n=3, m=10")
 
 
 def _variably_dimensioned(x):
-    x = _as_float(x)
-    j = _const(np.arange(1, x.shape[0] + 1), x)
-    s = jnp.sum(j * (x - 1.0))
-    return jnp.sum((x - 1.0) ** 2) + s**2 + s**4
+  x = _as_float(x)
+  j = _const(np.arange(1, x.shape[0] + 1), x)
+  s = jnp.sum(j * (x - 1.0))
+  return jnp.sum((x - 1.0) ** 2) + s**2 + s**4
 
 
 def variably_dimensioned(n: int = 10) -> Problem:
-    """MGH 25: variably dimensioned, x0_j = 1 - j/n, f*=0 at x = 1."""
-    n = _check_int("n", n, 1)
-    x0 = 1.0 - np.arange(1, n + 1) / n
-    return _unbounded(f"variably_dimensioned_{n}", _variably_dimensioned, x0, 0.0,
-                      f"MGH 25 variably dimensioned, n={n}")
+  """MGH 25: variably dimensioned, x0_j = 1 - j/n, f*=0 at x = 1."""
+  n = _check_int("n", n, 1)
+  x0 = 1.0 - np.arange(1, n + 1) / n
+  return _unbounded(f"variably_dimensioned_{n}", _variably_dimensioned, x0, 0.0,
+                    f"MGH 25 variably dimensioned, n={n}")
 
 
 _WATSON_T = np.arange(1, 30) / 29.0
 
 
 def _watson(x):
-    x = _as_float(x)
-    n = x.shape[0]
-    t = _const(_WATSON_T, x)[:, None]                     # (29, 1)
-    p = _const(np.arange(n), x)[None, :]                  # (1, n) powers 0..n-1
-    tp = t**p                                             # (29, n): t^(j-1)
-    jm1 = _const(np.arange(n), x)                         # j - 1
-    # sum_{j=2..n} (j-1) x_j t^(j-2) = sum_{j=2..n} (j-1) x_j t^(j-1) / t
-    s1 = jnp.sum(tp[:, 1:] * (jm1[1:] * x[1:])[None, :], axis=1) / t[:, 0]
-    s2 = jnp.sum(tp * x[None, :], axis=1)
-    r = s1 - s2**2 - 1.0
-    return jnp.sum(r**2) + x[0] ** 2 + (x[1] - x[0] ** 2 - 1.0) ** 2
+  x = _as_float(x)
+  n = x.shape[0]
+  t = _const(_WATSON_T, x)[:, None]                     # (29, 1)
+  p = _const(np.arange(n), x)[None, :]                  # (1, n) powers 0..n-1
+  tp = t**p                                             # (29, n): t^(j-1)
+  jm1 = _const(np.arange(n), x)                         # j - 1
+  # sum_{j=2..n} (j-1) x_j t^(j-2) = sum_{j=2..n} (j-1) x_j t^(j-1) / t
+  s1 = jnp.sum(tp[:, 1:] * (jm1[1:] * x[1:])[None, :], axis=1) / t[:, 0]
+  s2 = jnp.sum(tp * x[None, :], axis=1)
+  r = s1 - s2**2 - 1.0
+  return jnp.sum(r**2) + x[0] ** 2 + (x[1] - x[0] ** 2 - 1.0) ** 2
 
 
 _WATSON_FOPT = {6: 2.28767e-3, 9: 1.39976e-6, 12: 4.72238e-10}
 
 
 def watson(n: int = 6) -> Problem:
-    """MGH 20: Watson, 2 <= n <= 31, m=31, x0=0, f*=2.28767e-3 (n=6), 1.39976e-6 (n=9)."""
-    n = _check_int("n", n, 2)
-    if n > 31:
-        raise ValueError(f"n must be <= 31 for watson, got {n}")
-    return _unbounded(f"watson_{n}", _watson, np.zeros(n), _WATSON_FOPT.get(n),
-                      f"MGH 20 Watson, n={n}, m=31")
+  """MGH 20: Watson, 2 <= n <= 31, m=31, x0=0, f*=2.28767e-3 (n=6), 1.39976e-6 (n=9)."""
+  n = _check_int("n", n, 2)
+  if n > 31:
+    raise ValueError(f"n must be <= 31 for watson, got {n}")
+  return _unbounded(f"watson_{n}", _watson, np.zeros(n), _WATSON_FOPT.get(n),
+                    f"MGH 20 Watson, n={n}, m=31")
 
 
 def _penalty_1(x):
-    x = _as_float(x)
-    return 1e-5 * jnp.sum((x - 1.0) ** 2) + (jnp.sum(x**2) - 0.25) ** 2
+  x = _as_float(x)
+  return 1e-5 * jnp.sum((x - 1.0) ** 2) + (jnp.sum(x**2) - 0.25) ** 2
 
 
 _PENALTY1_FOPT = {4: 2.24997e-5, 10: 7.08765e-5}
 
 
 def penalty_1(n: int = 4) -> Problem:
-    """MGH 23: penalty function I, m=n+1, x0_j = j, f*=2.24997e-5 (n=4), 7.08765e-5 (n=10)."""
-    n = _check_int("n", n, 1)
-    return _unbounded(f"penalty_1_{n}", _penalty_1, np.arange(1.0, n + 1), _PENALTY1_FOPT.get(n),
-                      f"MGH 23 penalty I, n={n}")
+  """MGH 23: penalty function I, m=n+1, x0_j = j, f*=2.24997e-5 (n=4), 7.08765e-5 (n=10)."""
+  n = _check_int("n", n, 1)
+  return _unbounded(f"penalty_1_{n}", _penalty_1, np.arange(1.0, n + 1), _PENALTY1_FOPT.get(n),
+                    f"MGH 23 penalty I, n={n}")
 
 
 def _penalty_2(x):
-    x = _as_float(x)
-    n = x.shape[0]
-    a = 1e-5
-    i = np.arange(2, n + 1)
-    y = _const(np.exp(i / 10.0) + np.exp((i - 1) / 10.0), x)
-    e = jnp.exp(x / 10.0)
-    r_mid = e[1:] + e[:-1] - y                                  # i = 2..n
-    r_hi = e[1:] - math.exp(-0.1)                               # i = n+1..2n-1
-    w = _const(np.arange(n, 0, -1), x)                          # n - j + 1
-    r_last = jnp.sum(w * x**2) - 1.0
-    return (x[0] - 0.2) ** 2 + a * (jnp.sum(r_mid**2) + jnp.sum(r_hi**2)) + r_last**2
+  x = _as_float(x)
+  n = x.shape[0]
+  a = 1e-5
+  i = np.arange(2, n + 1)
+  y = _const(np.exp(i / 10.0) + np.exp((i - 1) / 10.0), x)
+  e = jnp.exp(x / 10.0)
+  r_mid = e[1:] + e[:-1] - y                                  # i = 2..n
+  r_hi = e[1:] - math.exp(-0.1)                               # i = n+1..2n-1
+  w = _const(np.arange(n, 0, -1), x)                          # n - j + 1
+  r_last = jnp.sum(w * x**2) - 1.0
+  return (x[0] - 0.2) ** 2 + a * (jnp.sum(r_mid**2) + jnp.sum(r_hi**2)) + r_last**2
 
 
 _PENALTY2_FOPT = {4: 9.37629e-6, 10: 2.93660e-4}
 
 
 def penalty_2(n: int = 4) -> Problem:
-    """MGH 24: penalty function II, m=2n, x0=1/2, f*=9.37629e-6 (n=4), 2.93660e-4 (n=10)."""
-    n = _check_int("n", n, 1)
-    return _unbounded(f"penalty_2_{n}", _penalty_2, np.full(n, 0.5), _PENALTY2_FOPT.get(n),
-                      f"MGH 24 penalty II, n={n}")
+  """MGH 24: penalty function II, m=2n, x0=1/2, f*=9.37629e-6 (n=4), 2.93660e-4 (n=10)."""
+  n = _check_int("n", n, 1)
+  return _unbounded(f"penalty_2_{n}", _penalty_2, np.full(n, 0.5), _PENALTY2_FOPT.get(n),
+                    f"MGH 24 penalty II, n={n}")
 
 
 def _brown_badly_scaled(x):
-    x = _as_float(x)
-    return (x[0] - 1e6) ** 2 + (x[1] - 2e-6) ** 2 + (x[0] * x[1] - 2.0) ** 2
+  x = _as_float(x)
+  return (x[0] - 1e6) ** 2 + (x[1] - 2e-6) ** 2 + (x[0] * x[1] - 2.0) ** 2
 
 
 def brown_badly_scaled() -> Problem:
-    """MGH 4: Brown badly scaled, n=2, x0=(1,1), f*=0 at (1e6, 2e-6)."""
-    return _unbounded("brown_badly_scaled", _brown_badly_scaled, [1.0, 1.0], 0.0,
-                      "MGH 4 Brown badly scaled, n=2")
+  """MGH 4: Brown badly scaled, n=2, x0=(1,1), f*=0 at (1e6, 2e-6)."""
+  return _unbounded("brown_badly_scaled", _brown_badly_scaled, [1.0, 1.0], 0.0,
+                    "MGH 4 Brown badly scaled, n=2")
 
 
 _BD_T = np.arange(1, 21) / 5.0
 
 
 def _brown_dennis(x):
-    x = _as_float(x)
-    t = _const(_BD_T, x)
-    a = x[0] + t * x[1] - _const(np.exp(_BD_T), x)
-    b = x[2] + x[3] * _const(np.sin(_BD_T), x) - _const(np.cos(_BD_T), x)
-    return jnp.sum((a**2 + b**2) ** 2)
+  x = _as_float(x)
+  t = _const(_BD_T, x)
+  a = x[0] + t * x[1] - _const(np.exp(_BD_T), x)
+  b = x[2] + x[3] * _const(np.sin(_BD_T), x) - _const(np.cos(_BD_T), x)
+  return jnp.sum((a**2 + b**2) ** 2)
 
 
 def brown_dennis() -> Problem:
-    """MGH 16: Brown and Dennis, n=4, m=20, x0=(25,5,-5,-1), f*=85822.2."""
-    return _unbounded("brown_dennis", _brown_dennis, [25.0, 5.0, -5.0, -1.0], 85822.2016,
-                      "MGH 16 Brown and Dennis, n=4, m=20")
+  """MGH 16: Brown and Dennis, n=4, m=20, x0=(25,5,-5,-1), f*=85822.2."""
+  return _unbounded("brown_dennis", _brown_dennis, [25.0, 5.0, -5.0, -1.0], 85822.2016,
+                    "MGH 16 Brown and Dennis, n=4, m=20")
 
 
 def _trigonometric(x):
-    x = _as_float(x)
-    n = x.shape[0]
-    i = _const(np.arange(1, n + 1), x)
-    c = jnp.cos(x)
-    r = n - jnp.sum(c) + i * (1.0 - c) - jnp.sin(x)
-    return jnp.sum(r**2)
+  x = _as_float(x)
+  n = x.shape[0]
+  i = _const(np.arange(1, n + 1), x)
+  c = jnp.cos(x)
+  r = n - jnp.sum(c) + i * (1.0 - c) - jnp.sin(x)
+  return jnp.sum(r**2)
 
 
 def trigonometric(n: int = 10) -> Problem:
-    """MGH 26: trigonometric, m=n, x0=1/n, f*=0 (SciPy finds a local min 2.79506e-5 for n=10)."""
-    n = _check_int("n", n, 1)
-    return _unbounded(f"trigonometric_{n}", _trigonometric, np.full(n, 1.0 / n), 0.0,
-                      f"MGH 26 trigonometric, n={n}")
+  """MGH 26: trigonometric, m=n, x0=1/n, f*=0 (SciPy finds a local min 2.79506e-5 for n=10)."""
+  n = _check_int("n", n, 1)
+  return _unbounded(f"trigonometric_{n}", _trigonometric, np.full(n, 1.0 / n), 0.0,
+                    f"MGH 26 trigonometric, n={n}")
 
 
 def _extended_rosenbrock(x):
-    x = _as_float(x)
-    xo, xe = x[0::2], x[1::2]
-    return jnp.sum(100.0 * (xe - xo**2) ** 2 + (1.0 - xo) ** 2)
+  x = _as_float(x)
+  xo, xe = x[0::2], x[1::2]
+  return jnp.sum(100.0 * (xe - xo**2) ** 2 + (1.0 - xo) ** 2)
 
 
 def extended_rosenbrock(n: int = 2) -> Problem:
-    """MGH 21: extended Rosenbrock, n even, n/2 uncoupled pairs (not the chained :func:`rosenbrock`), f*=0 at 1."""
-    n = _check_int("n", n, 2)
-    if n % 2:
-        raise ValueError(f"n must be even for extended_rosenbrock, got {n}")
-    x0 = np.tile([-1.2, 1.0], n // 2)
-    return _unbounded(f"extended_rosenbrock_{n}", _extended_rosenbrock, x0, 0.0,
-                      f"MGH 21 extended Rosenbrock (uncoupled pairs), n={n}")
+  """MGH 21: extended Rosenbrock, n/2 uncoupled pairs (unlike :func:`rosenbrock`), f*=0 at 1."""
+  n = _check_int("n", n, 2)
+  if n % 2:
+    raise ValueError(f"n must be even for extended_rosenbrock, got {n}")
+  x0 = np.tile([-1.2, 1.0], n // 2)
+  return _unbounded(f"extended_rosenbrock_{n}", _extended_rosenbrock, x0, 0.0,
+                    f"MGH 21 extended Rosenbrock (uncoupled pairs), n={n}")
 
 
 def _extended_powell(x):
-    x = _as_float(x)
-    x1, x2, x3, x4 = x[0::4], x[1::4], x[2::4], x[3::4]
-    return jnp.sum((x1 + 10.0 * x2) ** 2 + 5.0 * (x3 - x4) ** 2
-                   + (x2 - 2.0 * x3) ** 4 + 10.0 * (x1 - x4) ** 4)
+  x = _as_float(x)
+  x1, x2, x3, x4 = x[0::4], x[1::4], x[2::4], x[3::4]
+  return jnp.sum((x1 + 10.0 * x2) ** 2 + 5.0 * (x3 - x4) ** 2
+                 + (x2 - 2.0 * x3) ** 4 + 10.0 * (x1 - x4) ** 4)
 
 
 def extended_powell(n: int = 4) -> Problem:
-    """MGH 22: extended Powell singular, n a multiple of 4, x0=(3,-1,0,1,...), f*=0 at 0."""
-    n = _check_int("n", n, 4)
-    if n % 4:
-        raise ValueError(f"n must be a multiple of 4 for extended_powell, got {n}")
-    x0 = np.tile([3.0, -1.0, 0.0, 1.0], n // 4)
-    return _unbounded(f"extended_powell_{n}", _extended_powell, x0, 0.0,
-                      f"MGH 22 extended Powell singular, n={n}")
+  """MGH 22: extended Powell singular, n a multiple of 4, x0=(3,-1,0,1,...), f*=0 at 0."""
+  n = _check_int("n", n, 4)
+  if n % 4:
+    raise ValueError(f"n must be a multiple of 4 for extended_powell, got {n}")
+  x0 = np.tile([3.0, -1.0, 0.0, 1.0], n // 4)
+  return _unbounded(f"extended_powell_{n}", _extended_powell, x0, 0.0,
+                    f"MGH 22 extended Powell singular, n={n}")
 
 
 def _beale(x):
-    x = _as_float(x)
-    x1, x2 = x[0], x[1]
-    return ((1.5 - x1 * (1.0 - x2)) ** 2 + (2.25 - x1 * (1.0 - x2**2)) ** 2
-            + (2.625 - x1 * (1.0 - x2**3)) ** 2)
+  x = _as_float(x)
+  x1, x2 = x[0], x[1]
+  return ((1.5 - x1 * (1.0 - x2)) ** 2 + (2.25 - x1 * (1.0 - x2**2)) ** 2
+          + (2.625 - x1 * (1.0 - x2**3)) ** 2)
 
 
 def beale() -> Problem:
-    """MGH 5: Beale, n=2, x0=(1,1), f*=0 at (3, 0.5)."""
-    return _unbounded("beale", _beale, [1.0, 1.0], 0.0, "MGH 5 Beale, n=2")
+  """MGH 5: Beale, n=2, x0=(1,1), f*=0 at (3, 0.5)."""
+  return _unbounded("beale", _beale, [1.0, 1.0], 0.0, "MGH 5 Beale, n=2")
 
 
 def _wood(x):
-    x = _as_float(x)
-    x1, x2, x3, x4 = x[0], x[1], x[2], x[3]
-    return (100.0 * (x2 - x1**2) ** 2 + (1.0 - x1) ** 2 + 90.0 * (x4 - x3**2) ** 2
-            + (1.0 - x3) ** 2 + 10.0 * (x2 + x4 - 2.0) ** 2 + 0.1 * (x2 - x4) ** 2)
+  x = _as_float(x)
+  x1, x2, x3, x4 = x[0], x[1], x[2], x[3]
+  return (100.0 * (x2 - x1**2) ** 2 + (1.0 - x1) ** 2 + 90.0 * (x4 - x3**2) ** 2
+          + (1.0 - x3) ** 2 + 10.0 * (x2 + x4 - 2.0) ** 2 + 0.1 * (x2 - x4) ** 2)
 
 
 def wood() -> Problem:
-    """MGH 14: Wood, n=4, x0=(-3,-1,-3,-1), f*=0 at (1,1,1,1)."""
-    return _unbounded("wood", _wood, [-3.0, -1.0, -3.0, -1.0], 0.0, "MGH 14 Wood, n=4")
+  """MGH 14: Wood, n=4, x0=(-3,-1,-3,-1), f*=0 at (1,1,1,1)."""
+  return _unbounded("wood", _wood, [-3.0, -1.0, -3.0, -1.0], 0.0, "MGH 14 Wood, n=4")
 
 
 _GULF_T = np.arange(1, 100) / 100.0
@@ -479,33 +479,33 @@ _GULF_Y = 25.0 + (-50.0 * np.log(_GULF_T)) ** (2.0 / 3.0)
 
 
 def _gulf(x):
-    x = _as_float(x)
-    t, y = _const(_GULF_T, x), _const(_GULF_Y, x)
-    r = jnp.exp(-jnp.abs(y - x[1]) ** x[2] / x[0]) - t
-    return jnp.sum(r**2)
+  x = _as_float(x)
+  t, y = _const(_GULF_T, x), _const(_GULF_Y, x)
+  r = jnp.exp(-jnp.abs(y - x[1]) ** x[2] / x[0]) - t
+  return jnp.sum(r**2)
 
 
 def gulf() -> Problem:
-    """MGH 11: Gulf research and development, n=3, m=99, x0=(5,2.5,0.15), f*=0 at (50,25,1.5)."""
-    return _unbounded("gulf", _gulf, [5.0, 2.5, 0.15], 0.0, "MGH 11 Gulf R&D, n=3, m=99")
+  """MGH 11: Gulf research and development, n=3, m=99, x0=(5,2.5,0.15), f*=0 at (50,25,1.5)."""
+  return _unbounded("gulf", _gulf, [5.0, 2.5, 0.15], 0.0, "MGH 11 Gulf R&D, n=3, m=99")
 
 
 def _chebyquad(x):
-    x = _as_float(x)
-    n = x.shape[0]
-    # Shifted Chebyshev polynomials on [0, 1]: T_0 = 1, T_1 = 2x - 1, T_{k+1} = 2 y T_k - T_{k-1}.
-    y = 2.0 * x - 1.0
-    t_prev, t_cur = jnp.ones_like(x), y
-    means = [jnp.mean(t_cur)]
-    for _ in range(2, n + 1):
-        t_prev, t_cur = t_cur, 2.0 * y * t_cur - t_prev
-        means.append(jnp.mean(t_cur))
-    i = np.arange(1, n + 1)
-    integral = np.zeros(n)
-    even = i % 2 == 0
-    integral[even] = -1.0 / (i[even].astype(np.float64) ** 2 - 1.0)
-    r = jnp.stack(means) - _const(integral, x)
-    return jnp.sum(r**2)
+  x = _as_float(x)
+  n = x.shape[0]
+  # Shifted Chebyshev polynomials on [0, 1]: T_0 = 1, T_1 = 2x - 1, T_{k+1} = 2 y T_k - T_{k-1}.
+  y = 2.0 * x - 1.0
+  t_prev, t_cur = jnp.ones_like(x), y
+  means = [jnp.mean(t_cur)]
+  for _ in range(2, n + 1):
+    t_prev, t_cur = t_cur, 2.0 * y * t_cur - t_prev
+    means.append(jnp.mean(t_cur))
+  i = np.arange(1, n + 1)
+  integral = np.zeros(n)
+  even = i % 2 == 0
+  integral[even] = -1.0 / (i[even].astype(np.float64) ** 2 - 1.0)
+  r = jnp.stack(means) - _const(integral, x)
+  return jnp.sum(r**2)
 
 
 _CHEBYQUAD_FOPT = {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0, 7: 0.0,
@@ -513,11 +513,11 @@ _CHEBYQUAD_FOPT = {1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0, 7: 0.0,
 
 
 def chebyquad(n: int = 8) -> Problem:
-    """MGH 35: Chebyquad, m=n, x0_j = j/(n+1), f*=3.51687e-3 (n=8), 6.50395e-3 (n=10)."""
-    n = _check_int("n", n, 1)
-    x0 = np.arange(1, n + 1) / (n + 1)
-    return _unbounded(f"chebyquad_{n}", _chebyquad, x0, _CHEBYQUAD_FOPT.get(n),
-                      f"MGH 35 Chebyquad, n={n}")
+  """MGH 35: Chebyquad, m=n, x0_j = j/(n+1), f*=3.51687e-3 (n=8), 6.50395e-3 (n=10)."""
+  n = _check_int("n", n, 1)
+  x0 = np.arange(1, n + 1) / (n + 1)
+  return _unbounded(f"chebyquad_{n}", _chebyquad, x0, _CHEBYQUAD_FOPT.get(n),
+                    f"MGH 35 Chebyquad, n={n}")
 
 
 # ----------------------------------------------------------------------------
@@ -530,97 +530,97 @@ def chebyquad(n: int = 8) -> Problem:
 
 
 def _padded_grid(x, nx: int, ny: int):
-    v = x.reshape(ny, nx).T                       # v[i-1, j-1] = x[nx(j-1) + i - 1]
-    return jnp.pad(v, ((1, 1), (1, 1)))
+  v = x.reshape(ny, nx).T                       # v[i-1, j-1] = x[nx(j-1) + i - 1]
+  return jnp.pad(v, ((1, 1), (1, 1)))
 
 
 def _triangle_terms(V, hx, hy):
-    """Squared gradients and vertex values of the lower and upper triangles."""
-    # Lower triangles: bases V[0:nx+1, 0:ny+1].
-    v = V[:-1, :-1]
-    vr = V[1:, :-1]
-    vt = V[:-1, 1:]
-    gl = ((vr - v) / hx) ** 2 + ((vt - v) / hy) ** 2
-    sl = v + vr + vt
-    # Upper triangles: bases V[1:nx+2, 1:ny+2].
-    v = V[1:, 1:]
-    vl = V[:-1, 1:]
-    vb = V[1:, :-1]
-    gu = ((v - vl) / hx) ** 2 + ((v - vb) / hy) ** 2
-    su = v + vl + vb
-    return gl, gu, sl, su
+  """Squared gradients and vertex values of the lower and upper triangles."""
+  # Lower triangles: bases V[0:nx+1, 0:ny+1].
+  v = V[:-1, :-1]
+  vr = V[1:, :-1]
+  vt = V[:-1, 1:]
+  gl = ((vr - v) / hx) ** 2 + ((vt - v) / hy) ** 2
+  sl = v + vr + vt
+  # Upper triangles: bases V[1:nx+2, 1:ny+2].
+  v = V[1:, 1:]
+  vl = V[:-1, 1:]
+  vb = V[1:, :-1]
+  gu = ((v - vl) / hx) ** 2 + ((v - vb) / hy) ** 2
+  su = v + vl + vb
+  return gl, gu, sl, su
 
 
 def _grid_size(nx, ny):
-    nx = _check_int("nx", nx, 1)
-    ny = _check_int("ny", ny, 1)
-    return nx, ny
+  nx = _check_int("nx", nx, 1)
+  ny = _check_int("ny", ny, 1)
+  return nx, ny
 
 
 _EPT_FOPT = {(50, 50): -0.41808763202, (100, 100): -0.41839102666}
 
 
 def ept(nx: int, ny: int, c: float = 5.0) -> Problem:
-    """MINPACK-2 elastic-plastic torsion (deptfg) on an nx-by-ny grid, |v| <= distance to the boundary."""
-    nx, ny = _grid_size(nx, ny)
-    hx = 1.0 / (nx + 1)
-    hy = 1.0 / (ny + 1)
-    area = 0.5 * hx * hy
-    cdiv3 = float(c) / 3.0
+  """MINPACK-2 elastic-plastic torsion (deptfg) on an nx-by-ny grid, |v| <= distance to boundary."""
+  nx, ny = _grid_size(nx, ny)
+  hx = 1.0 / (nx + 1)
+  hy = 1.0 / (ny + 1)
+  area = 0.5 * hx * hy
+  cdiv3 = float(c) / 3.0
 
-    def fun(x):
-        x = _as_float(x)
-        V = _padded_grid(x, nx, ny)
-        gl, gu, sl, su = _triangle_terms(V, hx, hy)
-        fquad = jnp.sum(gl) + jnp.sum(gu)
-        flin = -cdiv3 * (jnp.sum(sl) + jnp.sum(su))
-        return area * (0.5 * fquad + flin)
+  def fun(x):
+    x = _as_float(x)
+    V = _padded_grid(x, nx, ny)
+    gl, gu, sl, su = _triangle_terms(V, hx, hy)
+    fquad = jnp.sum(gl) + jnp.sum(gu)
+    flin = -cdiv3 * (jnp.sum(sl) + jnp.sum(su))
+    return area * (0.5 * fquad + flin)
 
-    i = np.arange(1, nx + 1)
-    j = np.arange(1, ny + 1)
-    di = np.minimum(i, nx - i + 1) * hx
-    dj = np.minimum(j, ny - j + 1) * hy
-    d = np.minimum(di[None, :], dj[:, None]).reshape(-1)   # row j-1, column i-1 -> k
-    f_opt = _EPT_FOPT.get((nx, ny)) if float(c) == 5.0 else None
-    return Problem(f"ept_{nx}x{ny}", fun, d.copy(), -d, d.copy(), f_opt,
-                   f"MINPACK-2 elastic-plastic torsion, c={c:g}, {nx}x{ny} grid, n={nx * ny}")
+  i = np.arange(1, nx + 1)
+  j = np.arange(1, ny + 1)
+  di = np.minimum(i, nx - i + 1) * hx
+  dj = np.minimum(j, ny - j + 1) * hy
+  d = np.minimum(di[None, :], dj[:, None]).reshape(-1)   # row j-1, column i-1 -> k
+  f_opt = _EPT_FOPT.get((nx, ny)) if float(c) == 5.0 else None
+  return Problem(f"ept_{nx}x{ny}", fun, d.copy(), -d, d.copy(), f_opt,
+                 f"MINPACK-2 elastic-plastic torsion, c={c:g}, {nx}x{ny} grid, n={nx * ny}")
 
 
 _PJB_FOPT = {(50, 50): -0.18048799501, (100, 100): -0.18057436966}
 
 
 def pjb(nx: int, ny: int, ecc: float = 0.1, b: float = 10.0) -> Problem:
-    """MINPACK-2 pressure journal bearing (dpjbfg) on an nx-by-ny grid, v >= 0."""
-    nx, ny = _grid_size(nx, ny)
-    ecc = float(ecc)
-    b = float(b)
-    hx = 2.0 * math.pi / (nx + 1)
-    hy = 2.0 * b / (ny + 1)
-    xi = np.arange(0, nx + 2) * hx                       # xi_i for i = 0..nx+1
+  """MINPACK-2 pressure journal bearing (dpjbfg) on an nx-by-ny grid, v >= 0."""
+  nx, ny = _grid_size(nx, ny)
+  ecc = float(ecc)
+  b = float(b)
+  hx = 2.0 * math.pi / (nx + 1)
+  hy = 2.0 * b / (ny + 1)
+  xi = np.arange(0, nx + 2) * hx                       # xi_i for i = 0..nx+1
 
-    def p(t):
-        return (1.0 + ecc * np.cos(t)) ** 3
+  def p(t):
+    return (1.0 + ecc * np.cos(t)) ** 3
 
-    # Weights per base index i (float64 numpy, cast to x.dtype inside fun).
-    wl = hx * hy * (2.0 * p(xi[: nx + 1]) + p(xi[: nx + 1] + hx)) / 6.0   # i = 0..nx
-    wu = hx * hy * (2.0 * p(xi[1:]) + p(xi[1:] - hx)) / 6.0               # i = 1..nx+1
-    lin = ecc * hx * hy * np.sin(xi[1 : nx + 1])                           # i = 1..nx
+  # Weights per base index i (float64 numpy, cast to x.dtype inside fun).
+  wl = hx * hy * (2.0 * p(xi[: nx + 1]) + p(xi[: nx + 1] + hx)) / 6.0   # i = 0..nx
+  wu = hx * hy * (2.0 * p(xi[1:]) + p(xi[1:] - hx)) / 6.0               # i = 1..nx+1
+  lin = ecc * hx * hy * np.sin(xi[1 : nx + 1])                           # i = 1..nx
 
-    def fun(x):
-        x = _as_float(x)
-        V = _padded_grid(x, nx, ny)
-        gl, gu, _, _ = _triangle_terms(V, hx, hy)
-        fquad = jnp.sum(_const(wl, x)[:, None] * gl) + jnp.sum(_const(wu, x)[:, None] * gu)
-        flin = jnp.sum(_const(lin, x)[:, None] * V[1:-1, 1:-1])
-        return 0.5 * fquad - flin
+  def fun(x):
+    x = _as_float(x)
+    V = _padded_grid(x, nx, ny)
+    gl, gu, _, _ = _triangle_terms(V, hx, hy)
+    fquad = jnp.sum(_const(wl, x)[:, None] * gl) + jnp.sum(_const(wu, x)[:, None] * gu)
+    flin = jnp.sum(_const(lin, x)[:, None] * V[1:-1, 1:-1])
+    return 0.5 * fquad - flin
 
-    x0 = np.tile(np.maximum(np.sin(xi[1 : nx + 1]), 0.0), ny)   # k = nx(j-1) + i, i fastest
-    lower = np.zeros(nx * ny)
-    upper = np.full(nx * ny, np.inf)
-    f_opt = _PJB_FOPT.get((nx, ny)) if (ecc, b) == (0.1, 10.0) else None
-    return Problem(f"pjb_{nx}x{ny}", fun, x0, lower, upper, f_opt,
-                   f"MINPACK-2 pressure journal bearing, ecc={ecc:g}, b={b:g}, "
-                   f"{nx}x{ny} grid, n={nx * ny}")
+  x0 = np.tile(np.maximum(np.sin(xi[1 : nx + 1]), 0.0), ny)   # k = nx(j-1) + i, i fastest
+  lower = np.zeros(nx * ny)
+  upper = np.full(nx * ny, np.inf)
+  f_opt = _PJB_FOPT.get((nx, ny)) if (ecc, b) == (0.1, 10.0) else None
+  return Problem(f"pjb_{nx}x{ny}", fun, x0, lower, upper, f_opt,
+                 f"MINPACK-2 pressure journal bearing, ecc={ecc:g}, b={b:g}, "
+                 f"{nx}x{ny} grid, n={nx * ny}")
 
 
 # ----------------------------------------------------------------------------
@@ -629,21 +629,21 @@ def pjb(nx: int, ny: int, ecc: float = 0.1, b: float = 10.0) -> Problem:
 
 
 def nnls(m: int, n: int, seed: int = 0) -> Problem:
-    """Random non-negative least squares 0.5 ||A x - b||^2, x >= 0, A (m, n) and b standard normal."""
-    m = _check_int("m", m, 1)
-    n = _check_int("n", n, 1)
-    seed = _check_int("seed", seed, 0)
-    rng = np.random.default_rng(seed)
-    A = rng.standard_normal((m, n))
-    b = rng.standard_normal(m)
+  """Random non-negative least squares 0.5 ||A x - b||^2, x >= 0, A (m, n) and b standard normal."""
+  m = _check_int("m", m, 1)
+  n = _check_int("n", n, 1)
+  seed = _check_int("seed", seed, 0)
+  rng = np.random.default_rng(seed)
+  A = rng.standard_normal((m, n))
+  b = rng.standard_normal(m)
 
-    def fun(x):
-        x = _as_float(x)
-        r = _const(A, x) @ x - _const(b, x)
-        return 0.5 * jnp.sum(r**2)
+  def fun(x):
+    x = _as_float(x)
+    r = _const(A, x) @ x - _const(b, x)
+    return 0.5 * jnp.sum(r**2)
 
-    return Problem(f"nnls_{m}x{n}", fun, np.zeros(n), np.zeros(n), np.full(n, np.inf), None,
-                   f"random non-negative least squares, A {m}x{n}, seed {seed}")
+  return Problem(f"nnls_{m}x{n}", fun, np.zeros(n), np.zeros(n), np.full(n, np.inf), None,
+                 f"random non-negative least squares, A {m}x{n}, seed {seed}")
 
 
 # ----------------------------------------------------------------------------
@@ -679,15 +679,15 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
 
 
 def get(name: str, **kwargs) -> Problem:
-    """Build the problem ``name`` from :data:`PROBLEMS` with the factory's keyword arguments.
+  """Build the problem ``name`` from :data:`PROBLEMS` with the factory's keyword arguments.
 
-    Raises:
-      ValueError: if ``name`` is unknown (the message lists the valid names).
-    """
-    try:
-        factory = PROBLEMS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown problem {name!r}; valid names: {', '.join(sorted(PROBLEMS))}"
-        ) from None
-    return factory(**kwargs)
+  Raises:
+    ValueError: if ``name`` is unknown (the message lists the valid names).
+  """
+  try:
+    factory = PROBLEMS[name]
+  except KeyError:
+    raise ValueError(
+        f"unknown problem {name!r}; valid names: {', '.join(sorted(PROBLEMS))}"
+    ) from None
+  return factory(**kwargs)

@@ -1,0 +1,264 @@
+"""Tests for jax_lbfgsb._cauchy.cauchy_point against a dense brute-force oracle.
+
+The oracle follows the definition (Byrd, Lu, Nocedal, Zhu 1995, section 4):
+the projected path ``z(t) = P(x - t g)`` (fixed variables stay put), the model
+``q(z) = g'(z - x) + 1/2 (z - x)' B (z - x)`` with a dense ``B``, and the GCP
+as the first local minimizer of ``q(z(t))``, found by walking the segments
+between the sorted breakpoints (``q`` is quadratic on each). A grid along the
+path cross-checks that ``q`` does not increase before the GCP.
+"""
+
+import functools
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jax_lbfgsb._cauchy import cauchy_point  # noqa: E402
+from jax_lbfgsb._compact import formt, init_memory, update_correction_pairs  # noqa: E402
+
+N, M = 7, 4
+INF = np.inf
+
+_cauchy = jax.jit(cauchy_point)
+
+
+@jax.jit
+def _update(mem, s, y, sy, ss):
+  return formt(update_correction_pairs(mem, s, y, sy, ss))
+
+
+# ----------------------------------------------------------------------------
+# Oracles.
+
+
+@functools.lru_cache(maxsize=None)
+def memory_and_dense(npairs, seed=0):
+  """A memory with ``npairs`` updates (m = 4, so 6 wraps) and its dense ``B`` and ``W`` (``n x 2m`` layout)."""
+  rng = np.random.default_rng(100 + seed)
+  q = rng.standard_normal((N, N))
+  a = q @ q.T / N + np.eye(N)
+  mem = init_memory(N, M, jnp.float64)
+  pairs = []
+  for _ in range(npairs):
+    s = rng.standard_normal(N)
+    y = a @ s + 1e-2 * rng.standard_normal(N)
+    pairs.append((s, y))
+    mem, failed = _update(mem, jnp.asarray(s), jnp.asarray(y), jnp.asarray(s @ y), jnp.asarray(s @ s))
+    assert not bool(failed)
+  w = np.zeros((N, 2 * M))
+  if npairs == 0:
+    return mem, np.eye(N), w, 1.0
+  kept = pairs[-M:]
+  col = len(kept)
+  s_mat = np.stack([s for s, _ in kept], axis=1)
+  y_mat = np.stack([y for _, y in kept], axis=1)
+  theta = (kept[-1][1] @ kept[-1][1]) / (kept[-1][0] @ kept[-1][1])
+  sy = s_mat.T @ y_mat
+  m_inv = np.block([[-np.diag(np.diag(sy)), np.tril(sy, -1).T], [np.tril(sy, -1), theta * s_mat.T @ s_mat]])
+  w_col = np.concatenate([y_mat, theta * s_mat], axis=1)
+  b = theta * np.eye(N) - w_col @ np.linalg.solve(m_inv, w_col.T)
+  w[:, :col] = y_mat
+  w[:, M:M + col] = theta * s_mat
+  return mem, b, w, theta
+
+
+def model(z, x, g, b):
+  dz = z - x
+  return g @ dz + 0.5 * dz @ b @ dz
+
+
+def path(t, x, g, l, u, fixed):
+  return np.where(fixed, x, np.clip(x - t * g, l, u))
+
+
+def gcp_oracle(x, g, l, u, fixed, b):
+  """``(xcp, t_cp, breakpoints)``: first local minimizer of ``q`` along ``P(x - t g)``."""
+  # Time at which each variable stops moving along x - t g (0: does not move).
+  stop = np.full(N, INF)
+  stop[fixed | (g == 0)] = 0.0
+  down = ~fixed & (g > 0) & (l > -INF)
+  up = ~fixed & (g < 0) & (u < INF)
+  stop[down] = (x[down] - l[down]) / g[down]
+  stop[up] = (x[up] - u[up]) / g[up]
+  brk = np.sort(stop[(stop > 0) & (stop < INF)])
+  knots = np.concatenate([[0.0], brk, [INF]])
+  for j in range(len(knots) - 1):
+    t0, t1 = knots[j], knots[j + 1]
+    z0 = path(t0, x, g, l, u, fixed)
+    dj = np.where(stop > t0, -g, 0.0)
+    if not np.any(dj != 0):
+      return z0, t0, brk
+    f1 = (g + b @ (z0 - x)) @ dj
+    f2 = dj @ b @ dj
+    assert f2 > 0
+    if f1 >= 0:
+      return z0, t0, brk
+    tstar = -f1 / f2
+    if tstar < t1 - t0:
+      return np.where(stop > t0, z0 + tstar * dj, z0), t0 + tstar, brk
+  raise AssertionError("unreachable")
+
+
+def random_problem(rng, kinds=None):
+  """Random ``x, g, l, u, fixed`` mixing unbounded, one-sided, boxed, fixed variables and x at a bound."""
+  if kinds is None:
+    kinds = rng.choice(["free", "lower", "upper", "box", "box", "fixed"], size=N)
+  x = rng.uniform(-1, 1, N)
+  g = rng.standard_normal(N)
+  l = np.full(N, -INF)
+  u = np.full(N, INF)
+  for i, kind in enumerate(kinds):
+    if kind in ("lower", "box"):
+      l[i] = x[i] - rng.uniform(0.05, 1.0)
+    if kind in ("upper", "box"):
+      u[i] = x[i] + rng.uniform(0.05, 1.0)
+    if kind == "fixed":
+      l[i] = u[i] = x[i]
+  # Put some bounded variables exactly on a bound (gradient sign random: in or out).
+  for i in range(N):
+    if kinds[i] in ("lower", "upper", "box") and rng.uniform() < 0.35:
+      x[i] = l[i] if (kinds[i] == "lower" or (kinds[i] == "box" and rng.uniform() < 0.5)) else u[i]
+  return x, g, l, u, l == u
+
+
+def run_and_check(x, g, l, u, fixed, npairs, seed=0):
+  mem, b, w, _ = memory_and_dense(npairs, seed)
+  res = _cauchy(*(jnp.asarray(a) for a in (x, g, l, u, fixed)), mem)
+  xcp, c, free, nseg = (np.asarray(a) for a in (res.xcp, res.c, res.free, res.nseg))
+  assert not bool(res.info)
+  want, t_cp, brk = gcp_oracle(x, g, l, u, fixed, b)
+  scale = 1.0 + np.abs(x).max()
+
+  # Feasible, and on the oracle's GCP.
+  assert np.all(xcp >= l) and np.all(xcp <= u)
+  np.testing.assert_allclose(xcp, want, rtol=1e-10, atol=1e-12 * scale)
+  # Variables that cannot move (fixed, at a bound with -g pointing out, g = 0) stay exactly put.
+  at_l, at_u = x <= l, x >= u
+  pinned = fixed | (at_l & (g >= 0)) | (at_u & (g <= 0))  # the reference's iwhere = 3, 1, 2
+  stays = pinned | (g == 0)
+  np.testing.assert_array_equal(xcp[stays], x[stays])
+  # Variables whose breakpoint was passed sit exactly on the bound.
+  passed = ~pinned & ((want == l) | (want == u))
+  np.testing.assert_array_equal(xcp[passed], want[passed])
+
+  # On the path: xcp = P(x - t_cp g).
+  np.testing.assert_allclose(xcp, path(t_cp, x, g, l, u, fixed), rtol=1e-10, atol=1e-12 * scale)
+  # First local minimizer: q is non-increasing on [0, t_cp] and does not decrease just past it.
+  q_cp = model(xcp, x, g, b)
+  q_scale = 1.0 + abs(q_cp)
+  grid = np.linspace(0.0, t_cp, 201)
+  q_grid = np.array([model(path(t, x, g, l, u, fixed), x, g, b) for t in grid])
+  assert np.all(np.diff(q_grid) <= 1e-12 * q_scale)
+  assert np.all(q_grid >= q_cp - 1e-12 * q_scale)
+  for dt in (1e-6, 1e-4, 1e-2):
+    assert model(path(t_cp + dt, x, g, l, u, fixed), x, g, b) >= q_cp - 1e-12 * q_scale
+  assert q_cp <= model(x, x, g, b)
+
+  # c = W'(xcp - x), 2m chronological, zero past col.
+  np.testing.assert_allclose(c, w.T @ (xcp - x), rtol=1e-10, atol=1e-12 * scale * max(1.0, np.abs(w).max()))
+  # free: exactly the variables not on a bound at xcp.
+  on_bound = (xcp == l) | (xcp == u)
+  np.testing.assert_array_equal(free, ~on_bound)
+  assert not np.any(free[pinned])
+  assert np.all(free[(g == 0) & ~pinned])  # iwhere = -3 (bounded, inside) or -1 (unbounded): free
+  # nseg: 1 + breakpoints passed (all of them when the GCP is past the last one).
+  assert int(nseg) == 1 + int(np.sum(brk <= t_cp))
+  return xcp, t_cp, brk
+
+
+# ----------------------------------------------------------------------------
+# Tests.
+
+
+@pytest.mark.parametrize("npairs", [0, 2, 6])
+def test_all_kinds_of_variables(npairs):
+  """Every status at once: unbounded, one-sided, boxed, fixed, at l/u pointing out and in."""
+  x = np.array([0.3, 0.0, 1.0, 0.2, -0.5, 0.5, 0.1])
+  g = np.array([0.8, 1.5, -0.7, -1.2, -0.4, 0.9, -0.6])
+  l = np.array([-INF, 0.0, -INF, -1.0, -0.5, 0.5, -0.3])
+  u = np.array([INF, 2.0, 1.0, 0.6, INF, 0.5, 0.4])
+  # 0: unbounded; 1: at l, -g points out (pinned); 2: at u, -g points out (pinned);
+  # 3: boxed, moves up; 4: at l, -g points in (moves, no upper bound);
+  # 5: fixed (l == u); 6: boxed, moves up toward u.
+  fixed = l == u
+  xcp, _, _ = run_and_check(x, g, l, u, fixed, npairs)
+  assert xcp[1] == 0.0 and xcp[2] == 1.0 and xcp[5] == 0.5 and xcp[4] > -0.5
+
+
+@pytest.mark.parametrize("npairs", [0, 2, 6])
+def test_all_bounded_passes_every_breakpoint(npairs):
+  """Tight box: the path ends at a vertex; the GCP is the last breakpoint or before."""
+  x = np.linspace(-0.3, 0.3, N)
+  g = np.array([3.0, -2.0, 4.0, -5.0, 2.5, -3.5, 6.0])
+  l, u = x - 0.01, x + 0.01
+  xcp, t_cp, brk = run_and_check(x, g, l, u, l == u, npairs)
+  assert t_cp == brk[-1]
+  np.testing.assert_array_equal(xcp, np.clip(x - 1e3 * g, l, u))
+
+
+@pytest.mark.parametrize("npairs", [0, 3])
+def test_unconstrained_is_steepest_descent_minimizer(npairs):
+  rng = np.random.default_rng(5)
+  x, g = rng.standard_normal(N), rng.standard_normal(N)
+  l, u = np.full(N, -INF), np.full(N, INF)
+  _, b, _, _ = memory_and_dense(npairs)
+  xcp, t_cp, _ = run_and_check(x, g, l, u, l == u, npairs)
+  np.testing.assert_allclose(t_cp, (g @ g) / (g @ b @ g), rtol=1e-12)
+
+
+@pytest.mark.parametrize("npairs", [0, 2])
+def test_zero_gradient_components(npairs):
+  """g_i = 0: inside a box (iwhere = -3) or unbounded, the variable stays and is free; at a bound it is not free."""
+  x = np.array([0.3, 0.0, 1.0, 0.2, -0.5, 0.5, 0.1])
+  g = np.array([0.0, 0.0, 0.0, -1.2, 0.4, 0.9, -0.6])
+  l = np.array([-1.0, -INF, 1.0, -1.0, -1.3, 0.0, -0.3])
+  u = np.array([1.0, INF, 2.0, 0.6, INF, 1.0, 0.4])
+  xcp, _, _ = run_and_check(x, g, l, u, l == u, npairs)
+  mem, _, _, _ = memory_and_dense(npairs)
+  free = np.asarray(_cauchy(*(jnp.asarray(a) for a in (x, g, l, u, l == u)), mem).free)
+  assert free[0] and free[1] and not free[2]
+  np.testing.assert_array_equal(xcp[:3], x[:3])
+
+
+def test_no_moving_variable_returns_x():
+  """Every variable fixed or pinned: xcp = x, c = 0, nothing free."""
+  x = np.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.2, 0.3])
+  g = np.array([1.0, -1.0, 2.0, 0.5, -0.5, 3.0, -3.0])
+  l = np.array([0.0, 0.0, 0.5, 0.0, -INF, 0.2, 0.3])
+  u = np.array([1.0, 1.0, 0.5, INF, 1.0, 0.2, 0.3])
+  mem, _, _, _ = memory_and_dense(2)
+  res = _cauchy(*(jnp.asarray(a) for a in (x, g, l, u, l == u)), mem)
+  np.testing.assert_array_equal(np.asarray(res.xcp), x)
+  np.testing.assert_array_equal(np.asarray(res.c), 0.0)
+  assert not np.any(np.asarray(res.free))
+  assert not bool(res.info)
+
+
+@pytest.mark.parametrize("npairs", [0, 2, 4, 6])
+def test_random_boxes(npairs):
+  """20 random seeds per memory: oracle agreement and q(xcp) <= q(x)."""
+  for seed in range(20):
+    rng = np.random.default_rng(seed)
+    x, g, l, u, fixed = random_problem(rng)
+    run_and_check(x, g, l, u, fixed, npairs)
+
+
+@pytest.mark.parametrize("npairs", [2, 4, 6])
+def test_gcp_at_an_interior_breakpoint(npairs):
+  """Cases where the first local minimizer is a breakpoint before the last one (f1 >= 0 right after it)."""
+  _, b, _, _ = memory_and_dense(npairs)
+  checked = 0
+  for seed in range(300):
+    x, g, l, u, fixed = random_problem(np.random.default_rng(seed))
+    _, t_cp, brk = gcp_oracle(x, g, l, u, fixed, b)
+    if t_cp in brk and t_cp < brk[-1]:
+      run_and_check(x, g, l, u, fixed, npairs)
+      checked += 1
+      if checked == 6:
+        break
+  assert checked >= 1

@@ -1,0 +1,289 @@
+"""The public face of minimize: inputs, errors, jit, vmap, dtypes, retracing, NaN."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+
+from jax_lbfgsb import Termination, minimize, problems
+
+DTYPES = [jnp.float32, jnp.float64]
+# Meaningful ends of a float32 solve: converged, or stopped at the precision floor.
+FLOAT32_ENDS = (Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL, Termination.ABNORMAL_LINE_SEARCH)
+
+
+def rosen(x):
+  return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def shifted_quadratic(x, a):
+  return jnp.sum((x - a) ** 2)
+
+
+X0 = np.array([-1.2, 1.0, -1.2, 1.0])
+
+
+# ---------------------------------------------------------------- bounds forms
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        (-1.5, 0.8),
+        (np.full(4, -1.5), np.full(4, 0.8)),
+        [(-1.5, 0.8)] * 4,
+        scipy.optimize.Bounds(np.full(4, -1.5), np.full(4, 0.8)),
+    ],
+    ids=["scalars", "arrays", "pairs", "Bounds"],
+)
+def test_bounds_forms_agree(bounds):
+  res = minimize(rosen, jnp.asarray(X0), bounds=bounds)
+  ref = minimize(rosen, jnp.asarray(X0), bounds=(-1.5 * jnp.ones(4), 0.8 * jnp.ones(4)))
+  np.testing.assert_array_equal(res.x, ref.x)
+  assert int(res.nit) == int(ref.nit)
+
+
+def test_none_in_pairs_means_unbounded():
+  res = minimize(rosen, jnp.asarray(X0), bounds=[(None, None), (None, 0.5), (0.0, None), (None, None)])
+  x = np.asarray(res.x)
+  assert x[1] <= 0.5 and x[2] >= 0.0
+  assert res.success
+
+
+def test_x0_outside_box_is_projected_and_result_inside():
+  x0 = jnp.array([5.0, -5.0, 0.3, 0.0])
+  lower, upper = jnp.array([0.0, 0.0, 0.0, -1.0]), jnp.array([1.0, 1.0, 1.0, 1.0])
+  res = minimize(rosen, x0, bounds=(lower, upper), maxiter=1)
+  # The first iterate starts from the projection, as in SciPy.
+  ref = minimize(rosen, jnp.clip(x0, lower, upper), bounds=(lower, upper), maxiter=1)
+  np.testing.assert_array_equal(res.x, ref.x)
+  assert np.all(np.asarray(res.x) >= lower) and np.all(np.asarray(res.x) <= upper)
+
+
+def test_args_are_passed_and_traced():
+  a = jnp.array([0.5, -0.25, 2.0])
+  res = minimize(shifted_quadratic, jnp.zeros(3), args=(a,), bounds=(-1.0, 1.0))
+  np.testing.assert_allclose(res.x, [0.5, -0.25, 1.0], atol=1e-8)
+  assert int(res.termination) == Termination.CONVERGED_PGTOL
+
+
+def test_jac_true_uses_supplied_gradient():
+  vg = jax.value_and_grad(rosen)
+  res = minimize(vg, jnp.asarray(X0), jac=True, bounds=(-1.5, 0.8))
+  ref = minimize(rosen, jnp.asarray(X0), bounds=(-1.5, 0.8))
+  np.testing.assert_array_equal(res.x, ref.x)
+  assert (int(res.nit), int(res.nfev)) == (int(ref.nit), int(ref.nfev))
+
+
+def test_matrix_shaped_x0_keeps_its_shape():
+  res = minimize(lambda x: jnp.sum((x - 1.0) ** 2), jnp.zeros((2, 3)), bounds=(-2.0, 0.5))
+  assert res.x.shape == (2, 3) and res.jac.shape == (2, 3)
+  np.testing.assert_allclose(res.x, 0.5)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_lower_greater_than_upper_names_the_index():
+  with pytest.raises(ValueError, match=r"lower\[2\].*upper\[2\]"):
+    minimize(rosen, jnp.zeros(4), bounds=(jnp.zeros(4), jnp.array([1.0, 1.0, -1.0, 1.0])))
+
+
+def test_bounds_size_mismatch():
+  with pytest.raises(ValueError, match="`lower` has 3 entries but x0 has 4"):
+    minimize(rosen, jnp.zeros(4), bounds=(jnp.zeros(3), 1.0))
+
+
+def test_nan_bound():
+  with pytest.raises(ValueError, match=r"`upper`\[1\] is NaN"):
+    minimize(rosen, jnp.zeros(4), bounds=(0.0, jnp.array([1.0, jnp.nan, 1.0, 1.0])))
+
+
+def test_non_float_x0():
+  with pytest.raises(TypeError, match="x0 must be a float array"):
+    minimize(rosen, jnp.zeros(4, dtype=jnp.int32))
+
+
+def test_non_scalar_fun():
+  with pytest.raises(TypeError, match="fun must return a float scalar"):
+    minimize(lambda x: x**2, jnp.zeros(4))
+
+
+@pytest.mark.parametrize("maxcor", [0, -1, 2.5])
+def test_bad_maxcor(maxcor):
+  with pytest.raises(ValueError, match="maxcor"):
+    minimize(rosen, jnp.zeros(4), maxcor=maxcor)
+
+
+def test_bad_maxls():
+  with pytest.raises(ValueError, match="maxls must be >= 1"):
+    minimize(rosen, jnp.zeros(4), maxls=0)
+
+
+def test_negative_ftol():
+  with pytest.raises(ValueError, match="ftol must be >= 0"):
+    minimize(rosen, jnp.zeros(4), ftol=-1.0)
+
+
+def test_unknown_option_raises_with_suggestion():
+  with pytest.raises(TypeError, match=r"`max_corr` \(did you mean `maxcor`\?\)"):
+    minimize(rosen, jnp.zeros(4), max_corr=5)
+
+
+def test_traced_invalid_bounds_give_a_status_code():
+  res = jax.jit(lambda lo: minimize(rosen, jnp.zeros(4), bounds=(lo, 1.0)))(jnp.array([0.0, 2.0, 0.0, 0.0]))
+  assert int(res.termination) == Termination.INVALID_BOUNDS
+  assert int(res.status) == 2
+  assert res.message.startswith("ERROR: NO FEASIBLE SOLUTION")
+
+
+# ---------------------------------------------------------------- jit, vmap, dtypes
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jit_matches_eager(dtype):
+  x0 = jnp.asarray(X0, dtype)
+  solve = jax.jit(lambda x0, lo, hi: minimize(rosen, x0, bounds=(lo, hi)))
+  res = solve(x0, jnp.full(4, -1.5, dtype), jnp.full(4, 0.8, dtype))
+  ref = minimize(rosen, x0, bounds=(-1.5, 0.8))
+  np.testing.assert_array_equal(res.x, ref.x)
+  assert int(res.nit) == int(ref.nit) and int(res.nfev) == int(ref.nfev)
+  assert res.x.dtype == dtype and res.fun.dtype == dtype and res.jac.dtype == dtype
+  assert res.nit.dtype == jnp.int32 and res.termination.dtype == jnp.int32
+
+
+def test_message_under_jit_raises_a_clear_error():
+  def solve(x0):
+    res = minimize(rosen, x0)
+    return res.message
+
+  with pytest.raises(TypeError, match="message needs concrete values"):
+    jax.jit(solve)(jnp.asarray(X0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vmap_lanes_equal_single_solves(dtype):
+  rng = np.random.default_rng(0)
+  x0s = jnp.asarray(rng.uniform(-1.5, 0.8, (5, 4)), dtype)
+  shifts = jnp.asarray(rng.uniform(-0.5, 0.5, (5, 4)), dtype)
+
+  def f(x, a):
+    return rosen(x + a)
+
+  solve = jax.jit(jax.vmap(lambda x0, a: minimize(f, x0, args=(a,), bounds=(-1.5, 0.8))))
+  batch = solve(x0s, shifts)
+  assert batch.message.shape == (5,)
+  for i in range(5):
+    single = minimize(f, x0s[i], args=(shifts[i],), bounds=(-1.5, 0.8))
+    if dtype == jnp.float64:
+      # Same counts and iterates to rounding.
+      assert int(batch.nit[i]) == int(single.nit) and int(batch.nfev[i]) == int(single.nfev)
+      assert int(batch.termination[i]) == int(single.termination)
+      np.testing.assert_allclose(batch.x[i], single.x, rtol=1e-12, atol=1e-12)
+      np.testing.assert_allclose(batch.fun[i], single.fun, rtol=1e-12, atol=1e-12)
+    else:
+      # Batched float32 reductions round differently, so counts can move and a
+      # lane can end on float32's precision floor (ABNORMAL: no decrease
+      # possible); the lanes still reach the same solution.
+      assert int(batch.termination[i]) in FLOAT32_ENDS and int(single.termination) in FLOAT32_ENDS
+      np.testing.assert_allclose(batch.fun[i], single.fun, rtol=1e-4, atol=1e-5)
+  assert np.all(np.isfinite(np.asarray(batch.x)))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: problems.rosenbrock(10, lower=-1.5, upper=0.8),
+        problems.helical_valley,
+        lambda: problems.driver1(25),
+        lambda: problems.ept(6, 6),
+    ],
+    ids=["rosenbrock_box", "helical_valley", "driver1", "ept"],
+)
+def test_float32_stays_in_box_and_terminates_meaningfully(make):
+  p = make()
+  lower, upper = jnp.asarray(p.lower, jnp.float32), jnp.asarray(p.upper, jnp.float32)
+  res = minimize(p.fun, jnp.asarray(p.x0, jnp.float32), bounds=(lower, upper))
+  x = np.asarray(res.x)
+  assert x.dtype == np.float32
+  assert np.all(np.isfinite(x)) and np.isfinite(float(res.fun))
+  assert np.all(x >= np.asarray(lower)) and np.all(x <= np.asarray(upper))
+  assert int(res.termination) in FLOAT32_ENDS
+  # float32 gets close to the float64 solution's value.
+  ref = minimize(p.fun, jnp.asarray(p.x0), bounds=(jnp.asarray(p.lower), jnp.asarray(p.upper)))
+  assert abs(float(res.fun) - float(ref.fun)) <= 1e-3 * max(1.0, abs(float(ref.fun)))
+
+
+def test_no_retrace_for_new_x0_bounds_args_or_tolerances():
+  traces = []
+
+  def fun(x, a):
+    traces.append(None)  # runs only while fun is being traced
+    return jnp.sum((x - a) ** 2) + jnp.sum(x**4)
+
+  minimize(fun, jnp.zeros(3), args=(jnp.ones(3),), bounds=(-1.0, 1.0), maxcor=4)
+  assert traces  # the first call traced fun
+  n = len(traces)
+  minimize(fun, jnp.ones(3), args=(jnp.zeros(3),), bounds=(-2.0, 0.5), ftol=1e-12, gtol=1e-9,
+           maxiter=7, maxfun=30, maxls=5, maxcor=4)
+  minimize(fun, jnp.full(3, 0.1), args=(jnp.ones(3),), bounds=[(-1.0, 1.0)] * 3, maxcor=4)
+  assert len(traces) == n  # later calls reused the compiled solve
+
+
+# ---------------------------------------------------------------- termination
+
+
+def test_maxiter_stops_with_scipy_status_1():
+  res = minimize(rosen, jnp.asarray(X0), maxiter=3)
+  assert int(res.nit) == 3 and int(res.status) == 1
+  assert int(res.termination) == Termination.MAXITER
+  assert res.message.startswith("STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT")
+
+
+def test_maxfun_stops_after_the_iteration():
+  res = minimize(rosen, jnp.asarray(X0), maxfun=5)
+  assert int(res.nfev) > 5 and int(res.status) == 1
+  assert res.message.startswith("STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT")
+
+
+def test_converged_at_x0():
+  # The optimum is on the upper bound, where x0 already is.
+  res = minimize(lambda x: jnp.sum((x - 2.0) ** 2), jnp.ones(3), bounds=(-1.0, 1.0))
+  assert int(res.nit) == 0 and int(res.nfev) == 1
+  assert int(res.termination) == Termination.CONVERGED_PGTOL
+
+
+def test_nan_stops_at_last_finite_iterate():
+  # f is NaN for x > 0.5: the first line search from x0 = 0 steps into it.
+  def f(x):
+    return jnp.where(x[0] > 0.5, jnp.nan, (x[0] - 2.0) ** 2)
+
+  res = minimize(f, jnp.zeros(1))
+  assert int(res.termination) == Termination.NONFINITE and int(res.status) == 2
+  assert np.isfinite(float(res.fun)) and np.all(np.isfinite(np.asarray(res.x)))
+  assert float(res.x[0]) <= 0.5
+  assert res.message.startswith("ERROR: f or its gradient is NaN or inf")
+
+
+def test_nan_at_x0():
+  res = minimize(lambda x: jnp.sum(jnp.log(x)), -jnp.ones(2))
+  assert int(res.termination) == Termination.NONFINITE and int(res.nit) == 0
+
+
+def test_abnormal_line_search_with_wrong_gradient():
+  # The supplied gradient points uphill: no step decreases f along -g.
+  def fg(x):
+    return jnp.sum(x**2), -2.0 * x
+
+  res = minimize(fg, jnp.ones(3), jac=True)
+  assert int(res.status) == 2 and res.message.startswith("ABNORMAL: ")
+  np.testing.assert_array_equal(res.x, jnp.ones(3))
+
+
+def test_fixed_variables_stay_fixed():
+  lower = jnp.array([0.3, -2.0, -2.0])
+  upper = jnp.array([0.3, 2.0, 2.0])
+  res = minimize(rosen, jnp.zeros(3), bounds=(lower, upper))
+  assert float(res.x[0]) == 0.3
+  assert res.success
