@@ -50,17 +50,82 @@ def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> jax.Arr
   return jnp.reshape(jnp.asarray(arr), (n,)).astype(dtype)
 
 
-def canonicalize_bounds(bounds: Any, n: int, dtype: Any) -> tuple[jax.Array, jax.Array]:
-  """Turns any accepted ``bounds`` into ``(l, u)``, two ``(n,)`` arrays.
+def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> jax.Array:
+  """One side of pytree bounds, raveled: None, a scalar, or a pytree shaped like ``x0``."""
+  if value is None or (jax.tree_util.treedef_is_leaf(jax.tree.structure(value)) and jnp.ndim(value) == 0):
+    n = sum(jnp.size(leaf) for leaf in jax.tree.leaves(x0))
+    return jnp.full((n,), fill if value is None else value, dtype)
+  x_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(x0)]
+  b_leaves = jax.tree_util.tree_leaves_with_path(value, is_leaf=lambda v: v is None)
+  b_paths = [jax.tree_util.keystr(p) for p, _ in b_leaves]
+  if b_paths != x_paths:
+    missing = sorted(set(x_paths) - set(b_paths)) or ["(none)"]
+    extra = sorted(set(b_paths) - set(x_paths)) or ["(none)"]
+    raise ValueError(
+        f"bounds: `{name}` does not have the pytree structure of x0: leaves of x0"
+        f" missing from {name}: {', '.join(missing)}; leaves of {name} not in x0:"
+        f" {', '.join(extra)}. Give a scalar, or a pytree with one entry per leaf of x0."
+    )
+  parts = []
+  for (path, leaf), (_, b) in zip(jax.tree_util.tree_leaves_with_path(x0), b_leaves):
+    b = fill if b is None else b
+    if jnp.ndim(b) and jnp.shape(b) != jnp.shape(leaf):
+      raise ValueError(
+          f"bounds: `{name}`{jax.tree_util.keystr(path)} has shape {jnp.shape(b)} but the"
+          f" leaf of x0 has shape {jnp.shape(leaf)}; use a scalar or the leaf's shape."
+      )
+    parts.append(jnp.broadcast_to(jnp.asarray(b, dtype), jnp.shape(leaf)).ravel())
+  return jnp.concatenate(parts)
 
-  Accepted: ``None``; ``(lower, upper)`` with arrays or scalars (``None`` or
-  ``+-inf`` for none); a sequence of ``n`` ``(lo, hi)`` pairs; an object with
+
+def _check_concrete(l: jax.Array, u: jax.Array) -> None:
+  """NaN bounds and ``lower > upper`` raise when the values are known at trace time."""
+  if not (_is_concrete(l) and _is_concrete(u)):
+    return
+  l_np, u_np = np.asarray(l), np.asarray(u)
+  for name, arr in (("lower", l_np), ("upper", u_np)):
+    if np.isnan(arr).any():
+      i = int(np.flatnonzero(np.isnan(arr))[0])
+      raise ValueError(f"bounds: `{name}`[{i}] is NaN; use -inf/inf (or None) for no bound.")
+  bad = np.flatnonzero(l_np > u_np)
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(
+        f"bounds: lower[{i}] = {l_np[i]!r} > upper[{i}] = {u_np[i]!r}"
+        f" ({bad.size} such indices; indices count the raveled x0); every lower"
+        " bound must be <= its upper bound."
+    )
+
+
+def canonicalize_bounds(bounds: Any, x0: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """Turns any accepted ``bounds`` into ``(l, u)``, two ``(n,)`` arrays over the raveled ``x0``.
+
+  Accepted: ``None``; ``(lower, upper)`` with scalars (``None`` or ``+-inf``
+  for none) or, for an array ``x0``, arrays of its size, or, for a pytree
+  ``x0``, pytrees of its structure (leaves scalars or of the leaf's shape); for
+  an array ``x0`` also a sequence of ``(lo, hi)`` pairs and an object with
   ``.lb`` and ``.ub`` such as ``scipy.optimize.Bounds``.
 
   Raises:
-    ValueError: on a size mismatch, NaN bounds, or (when the bounds are
-      concrete) ``lower > upper``, naming the first offending index.
+    ValueError: on a size or structure mismatch (naming the leaf), NaN bounds,
+      or (when the bounds are concrete) ``lower > upper``, naming the first
+      offending index.
   """
+  if not isinstance(x0, (jax.Array, np.ndarray)):
+    if bounds is None:
+      lower = upper = None
+    elif isinstance(bounds, (list, tuple)) and len(bounds) == 2:
+      lower, upper = bounds
+    else:
+      raise ValueError(
+          "bounds: for a pytree x0, expected None or (lower, upper) with scalars"
+          f" or pytrees shaped like x0; got {type(bounds).__name__}."
+      )
+    l = _pytree_bound(lower, x0, dtype, -np.inf, "lower")
+    u = _pytree_bound(upper, x0, dtype, np.inf, "upper")
+    _check_concrete(l, u)
+    return l, u
+  n = int(np.size(x0))
   if bounds is None:
     lower = upper = None
   elif hasattr(bounds, "lb") and hasattr(bounds, "ub"):
@@ -84,19 +149,7 @@ def canonicalize_bounds(bounds: Any, n: int, dtype: Any) -> tuple[jax.Array, jax
     )
   l = _as_bound(lower, n, dtype, -np.inf, "lower")
   u = _as_bound(upper, n, dtype, np.inf, "upper")
-  if _is_concrete(l) and _is_concrete(u):
-    l_np, u_np = np.asarray(l), np.asarray(u)
-    for name, arr in (("lower", l_np), ("upper", u_np)):
-      if np.isnan(arr).any():
-        i = int(np.flatnonzero(np.isnan(arr))[0])
-        raise ValueError(f"bounds: `{name}`[{i}] is NaN; use -inf/inf (or None) for no bound.")
-    bad = np.flatnonzero(l_np > u_np)
-    if bad.size:
-      i = int(bad[0])
-      raise ValueError(
-          f"bounds: lower[{i}] = {l_np[i]!r} > upper[{i}] = {u_np[i]!r}"
-          f" ({bad.size} such indices); every lower bound must be <= its upper bound."
-      )
+  _check_concrete(l, u)
   return l, u
 
 

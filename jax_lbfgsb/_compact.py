@@ -36,6 +36,7 @@ __all__ = [
     "update_correction_pairs",
     "formt",
     "bmv",
+    "InverseHessian",
 ]
 
 _HI = lax.Precision.HIGHEST
@@ -205,3 +206,47 @@ def bmv(memory: Memory, v: jax.Array) -> jax.Array:
   p2 = lax.linalg.triangular_solve(memory.WT, p2[:, None], left_side=True, lower=False)[:, 0]
   p1 = -p1 / sqrt_d + jnp.matmul(low.T, p2, precision=_HI) / d
   return jnp.concatenate([p1, p2])
+
+
+class InverseHessian(NamedTuple):
+  """The L-BFGS inverse Hessian approximation ``H`` of a memory, as a lazy operator.
+
+  ``H`` is the two-loop recursion over the stored pairs in chronological order
+  (oldest first) with ``H0 = I / theta``: the inverse of ``B = theta I - W M W'``.
+
+  SciPy's ``LbfgsInvHessProduct`` differs: it uses ``H0 = I`` and takes the
+  pairs in buffer order, which is wrong once the buffer has wrapped (more
+  than ``maxcor`` updates; see REFERENCE.md c.8). This operator is exact.
+
+  Attributes:
+    memory: the limited memory.
+  """
+
+  memory: Memory
+
+  def matvec(self, v: jax.Array) -> jax.Array:
+    """``H v`` for an ``(n,)`` vector (the raveled variables)."""
+    mem = self.memory
+    m = mem.S.shape[0]
+    slots, valid = chronological_slots(mem)
+    rho = jnp.where(valid, 1.0 / jnp.where(valid, jnp.diagonal(mem.SY), 1.0), 0.0)
+
+    def backward(j, carry):  # newest to oldest
+      q, alpha = carry
+      pos = m - 1 - j
+      a = rho[pos] * jnp.vdot(mem.S[slots[pos]], q, precision=_HI)
+      return q - a * mem.Y[slots[pos]], alpha.at[pos].set(a)
+
+    q, alpha = lax.fori_loop(0, m, backward, (v, jnp.zeros((m,), v.dtype)))
+    r = q / mem.theta
+
+    def forward(pos, r):  # oldest to newest
+      b = rho[pos] * jnp.vdot(mem.Y[slots[pos]], r, precision=_HI)
+      return r + (alpha[pos] - b) * mem.S[slots[pos]]
+
+    return lax.fori_loop(0, m, forward, r)
+
+  def todense(self) -> jax.Array:
+    """The ``(n, n)`` matrix ``H``."""
+    n = self.memory.S.shape[1]
+    return jax.vmap(self.matvec, out_axes=1)(jnp.eye(n, dtype=self.memory.S.dtype))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 from typing import Any, Callable, NamedTuple
@@ -9,23 +10,27 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _status
 from jax_lbfgsb._bounds import canonicalize_bounds, project
-from jax_lbfgsb._solver import Box, Options, run
+from jax_lbfgsb._compact import InverseHessian
+from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, Options, init, resume, run
 
-__all__ = ["OptimizeResult", "minimize"]
+__all__ = ["OptimizeResult", "IntermediateResult", "minimize"]
 
-_OPTIONS = ("bounds", "args", "jac", "maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls")
+_OPTIONS = (
+    "bounds", "args", "jac", "maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "callback", "history",
+)
 
 
 class OptimizeResult(NamedTuple):
   """The result of :func:`minimize`, with SciPy's field names.
 
   Attributes:
-    x: the solution, inside the bounds, with the shape of ``x0``.
+    x: the solution, inside the bounds, with the structure of ``x0``.
     fun: ``f(x)``.
-    jac: ``grad f(x)``, with the shape of ``x0``.
+    jac: ``grad f(x)``, with the structure of ``x0``.
     nit: number of iterations (new iterates).
     nfev: number of evaluations of ``f`` and ``g``.
     njev: number of gradient evaluations (equal to ``nfev``).
@@ -33,17 +38,25 @@ class OptimizeResult(NamedTuple):
       reached, 2 anything else.
     success: ``status == 0``.
     termination: the finer :class:`Termination` code.
+    hess_inv: the L-BFGS inverse Hessian approximation at ``x``, a lazy
+      :class:`InverseHessian` (``matvec``, ``todense``) over the raveled variables.
+    history: with ``history=K``, a :class:`History` of the first ``K`` iterates
+      (``x`` raveled); else None.
+    state: the solver state; pass the result as ``x0`` to continue the solve.
   """
 
-  x: jax.Array
+  x: Any
   fun: jax.Array
-  jac: jax.Array
+  jac: Any
   nit: jax.Array
   nfev: jax.Array
   njev: jax.Array
   status: jax.Array
   success: jax.Array
   termination: jax.Array
+  hess_inv: InverseHessian
+  history: History | None
+  state: LbfgsbState
 
   @property
   def message(self) -> Any:
@@ -65,7 +78,7 @@ class OptimizeResult(NamedTuple):
     return np.vectorize(_status.message, otypes=[object])(codes)
 
 
-def _check_options(maxcor, maxls, ftol, gtol, unknown: dict) -> None:
+def _check_options(maxcor, maxls, ftol, gtol, history, unknown: dict) -> None:
   if unknown:
     hints = []
     for name in unknown:
@@ -77,6 +90,8 @@ def _check_options(maxcor, maxls, ftol, gtol, unknown: dict) -> None:
     )
   if not isinstance(maxcor, (int, np.integer)) or isinstance(maxcor, bool) or maxcor < 1:
     raise ValueError(f"maxcor must be a Python int >= 1 (it fixes array shapes); got {maxcor!r}.")
+  if not isinstance(history, (int, np.integer)) or isinstance(history, bool) or history < 0:
+    raise ValueError(f"history must be a Python int >= 0 (it fixes array shapes); got {history!r}.")
   for name, value, low in (("maxls", maxls, 1), ("ftol", ftol, 0), ("gtol", gtol, 0)):
     if not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0 and not value >= low:
       raise ValueError(f"{name} must be >= {low}; got {value!r}.")
@@ -86,10 +101,11 @@ def _check_fun_output(fun, jac, x0, args) -> None:
   """Trace-time check that ``fun`` returns a float scalar (or ``(f, grad)`` with ``jac``)."""
   out = jax.eval_shape(fun, x0, *args)
   f_out = out[0] if jac and isinstance(out, (tuple, list)) else out
-  if jac and (not isinstance(out, (tuple, list)) or len(out) != 2 or out[1].shape != x0.shape):
+  shapes = lambda t: jax.tree.map(lambda a: a.shape, t)
+  if jac and (not isinstance(out, (tuple, list)) or len(out) != 2 or shapes(out[1]) != shapes(x0)):
     raise TypeError(
         "with jac=True, fun must return (f, grad) with grad shaped like x0"
-        f" {x0.shape}; got {jax.tree.map(lambda a: a.shape, out)}."
+        f" {shapes(x0)}; got {jax.tree.map(lambda a: a.shape, out)}."
     )
   if not hasattr(f_out, "shape") or f_out.shape != () or not jnp.issubdtype(f_out.dtype, jnp.floating):
     raise TypeError(
@@ -99,32 +115,92 @@ def _check_fun_output(fun, jac, x0, args) -> None:
     )
 
 
-@functools.partial(jax.jit, static_argnames=("fun", "jac", "maxcor"))
-def _solve(fun, jac, maxcor, x0, l, u, args, options):
+class IntermediateResult(NamedTuple):
+  """What ``callback`` receives after each iteration (SciPy's ``intermediate_result``)."""
+
+  x: Any
+  fun: float
+  jac: Any
+  nit: int
+  nfev: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _HostCallback:
+  """Unravels the flat iterate on the host and calls the user's callback; hashable, so no retrace."""
+
+  callback: Callable[[IntermediateResult], Any]
+  like: Any  # a pytree of jax.ShapeDtypeStruct shaped like x0
+
+  def __call__(self, x, f, g, nit, nfev) -> np.ndarray:
+    unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.like))[1]
+    result = IntermediateResult(
+        x=jax.tree.map(np.asarray, unravel(x)), fun=float(f), jac=jax.tree.map(np.asarray, unravel(g)),
+        nit=int(nit), nfev=int(nfev),
+    )
+    return np.asarray(bool(self.callback(result)))
+
+  def __hash__(self):
+    return hash((self.callback, jax.tree.structure(self.like), tuple(
+        (s.shape, str(s.dtype)) for s in jax.tree.leaves(self.like))))
+
+  def __eq__(self, other):
+    return isinstance(other, _HostCallback) and hash(self) == hash(other) and self.callback is other.callback
+
+
+def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
+  x0_flat, unravel = ravel_pytree(x0)
   _check_fun_output(fun, jac, x0, args)
-  shape = x0.shape
-  x0 = x0.ravel()
 
   def fun_and_grad(x):
     if jac:
-      f, g = fun(x.reshape(shape), *args)
+      f, g = fun(unravel(x), *args)
     else:
-      f, g = jax.value_and_grad(fun)(x.reshape(shape), *args)
-    return jnp.asarray(f, x.dtype).reshape(()), jnp.asarray(g, x.dtype).ravel()
+      f, g = jax.value_and_grad(fun)(unravel(x), *args)
+    return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
 
-  state = run(fun_and_grad, x0, Box(l=l, u=u, fixed=l == u), options, maxcor)
+  box = Box(l=l, u=u, fixed=l == u)
+  if warm is None:
+    state = init(fun_and_grad, x0_flat, box, options, maxcor, hooks)
+  else:
+    state = resume(warm, box, options)
+  state = run(fun_and_grad, state, box, options, hooks)
   status = jnp.asarray(_status.WARNFLAG, jnp.int32)[state.termination]
   return OptimizeResult(
-      x=project(state.x, l, u).reshape(shape),
+      x=unravel(project(state.x, l, u)),
       fun=state.f,
-      jac=state.g.reshape(shape),
+      jac=unravel(state.g),
       nit=state.nit,
       nfev=state.nfev,
       njev=state.nfev,
       status=status,
       success=status == 0,
       termination=state.termination,
+      hess_inv=InverseHessian(state.memory),
+      history=state.history,
+      state=state,
   )
+
+
+_STATIC = ("fun", "jac", "maxcor", "hooks")
+# On CPU, XLA's newer fusion emitters spend most of the compile time on the
+# solver's many small scalar fusions; the classic emitters compile the solve
+# about 2.5x faster at the same run time (measured with jax 0.10.2, see
+# benchmarks/RESULTS.md). JAX accepts compiler options only on a top-level
+# jit, so they apply when minimize is not called under jit, vmap or grad.
+_solve_jit = jax.jit(_solve, static_argnames=_STATIC)
+_solve_jit_cpu = jax.jit(
+    _solve, static_argnames=_STATIC, compiler_options={"xla_cpu_use_fusion_emitters": False}
+)
+
+
+def _top_level() -> bool:
+  """Whether no JAX transformation is tracing (private API, hence the guard)."""
+  try:
+    from jax._src.core import trace_state_clean
+  except ImportError:
+    return False
+  return trace_state_clean()
 
 
 def minimize(
@@ -140,6 +216,8 @@ def minimize(
     maxiter: int = 15000,
     maxfun: int = 15000,
     maxls: int = 20,
+    callback: Callable[[IntermediateResult], Any] | None = None,
+    history: int = 0,
     **unknown: Any,
 ) -> OptimizeResult:
   """Minimizes ``fun`` subject to ``lower <= x <= upper`` with L-BFGS-B.
@@ -164,11 +242,16 @@ def minimize(
   Args:
     fun: ``fun(x, *args) -> scalar`` for ``x`` with the shape of ``x0``. With
       ``jac=True``, ``fun(x, *args) -> (f, grad f)``.
-    x0: initial point, a float array; it is projected into the bounds first.
-      Its dtype (float32 or float64) is the dtype of the whole solve.
-    bounds: ``None``; ``(lower, upper)`` with arrays or scalars (``None`` or
-      ``+-inf`` for no bound); a sequence of ``(lo, hi)`` pairs, one per
-      variable; or an object with ``.lb`` and ``.ub`` (``scipy.optimize.Bounds``).
+    x0: initial point, a float array or a pytree of float arrays; it is
+      projected into the bounds first. Its dtype (float32 or float64) is the
+      dtype of the whole solve. Passing a previous :class:`OptimizeResult`
+      continues that solve with its memory and counters (warm start): a solve
+      stopped by ``maxiter`` and continued gives the iterates of one longer
+      solve.
+    bounds: ``None``; ``(lower, upper)`` with scalars (``None`` or ``+-inf``
+      for no bound), arrays shaped like ``x0``, or pytrees with the structure
+      of ``x0``; for an array ``x0`` also a sequence of ``(lo, hi)`` pairs, one
+      per variable, or an object with ``.lb`` and ``.ub`` (``scipy.optimize.Bounds``).
     args: extra arguments passed to ``fun`` (may be traced).
     jac: whether ``fun`` returns ``(f, grad f)`` itself.
     maxcor: number of correction pairs kept (``m``).
@@ -177,6 +260,12 @@ def minimize(
     maxiter: maximum number of iterations.
     maxfun: maximum number of evaluations of ``f`` and ``g``.
     maxls: maximum number of evaluations in one line search.
+    callback: ``callback(intermediate_result) -> bool | None``, called on the
+      host after each iteration with an :class:`IntermediateResult`; returning
+      ``True`` stops the solve (``STOP: CALLBACK REQUESTED HALT``). When None,
+      no host callback is in the graph.
+    history: record the first ``history`` iterates in ``result.history``
+      (fixed-size arrays, no host callbacks; costs ``history * n`` floats).
 
   Returns:
     :class:`OptimizeResult`; ``status``, ``termination`` and ``message`` say
@@ -203,18 +292,29 @@ def minimize(
     16(5), 1995. Morales and Nocedal, `Remark on "Algorithm 778"
     <https://doi.org/10.1145/2049662.2049669>`_, ACM TOMS 38(1), 2011.
   """
-  _check_options(maxcor, maxls, ftol, gtol, unknown)
-  x0 = jnp.asarray(x0)
-  if not jnp.issubdtype(x0.dtype, jnp.floating):
-    raise TypeError(
-        f"x0 must be a float array; got dtype {x0.dtype}. Pass"
-        " jnp.asarray(x0, dtype=jnp.float64) (with jax_enable_x64) or jnp.float32."
-    )
-  if x0.size == 0:
+  _check_options(maxcor, maxls, ftol, gtol, history, unknown)
+  warm = None
+  if isinstance(x0, OptimizeResult):
+    warm, x0 = x0.state, x0.x
+    if (warm.history.f.shape[0] if warm.history is not None else 0) != history:
+      raise ValueError(
+          "history: continuing a solve needs the same history= as the solve that"
+          f" produced x0 (got history={history})."
+      )
+  x0 = jax.tree.map(jnp.asarray, x0)
+  leaves = jax.tree.leaves(x0)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(x0):
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      raise TypeError(
+          f"x0{jax.tree_util.keystr(path)} must be a float array; got dtype {leaf.dtype}. Pass"
+          " jnp.asarray(x0, dtype=jnp.float64) (with jax_enable_x64) or jnp.float32."
+      )
+  if sum(leaf.size for leaf in leaves) == 0:
     raise ValueError("x0 is empty; minimize needs at least one variable.")
-  x0 = x0.astype(x0.dtype)  # drop a weak type, so jnp.full(n, 0.1) does not recompile
-  l, u = canonicalize_bounds(bounds, x0.size, x0.dtype)
-  dtype = x0.dtype
+  # Drop weak types, so that e.g. jnp.full(n, 0.1) does not recompile.
+  x0 = jax.tree.map(lambda leaf: leaf.astype(leaf.dtype), x0)
+  dtype = jnp.result_type(*leaves)
+  l, u = canonicalize_bounds(bounds, x0, dtype)
   options = Options(
       ftol=jnp.asarray(ftol, dtype),
       gtol=jnp.asarray(gtol, dtype),
@@ -222,4 +322,9 @@ def minimize(
       maxfun=jnp.asarray(maxfun, jnp.int32),
       maxls=jnp.asarray(maxls, jnp.int32),
   )
-  return _solve(fun, bool(jac), int(maxcor), x0, l, u, tuple(args), options)
+  host_callback = None
+  if callback is not None:
+    host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x0))
+  hooks = Hooks(history=int(history), callback=host_callback)
+  solve = _solve_jit_cpu if jax.default_backend() == "cpu" and _top_level() else _solve_jit
+  return solve(fun, bool(jac), int(maxcor), hooks, x0, l, u, tuple(args), options, warm)

@@ -14,11 +14,13 @@ evaluations of ``f`` and ``g`` together.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.experimental import io_callback
 
 from jax_lbfgsb._bounds import max_feasible_step, project, projected_gradient_norm
 from jax_lbfgsb._cauchy import CauchyPoint, cauchy_point
@@ -34,7 +36,7 @@ from jax_lbfgsb._dcsrch import (
 from jax_lbfgsb._status import Termination
 from jax_lbfgsb._subspace import Subspace, formk, reduced_gradient, subspace_minimization
 
-__all__ = ["Box", "Options", "LbfgsbState", "init", "step", "run"]
+__all__ = ["Box", "Options", "Hooks", "History", "LbfgsbState", "init", "resume", "step", "run"]
 
 FunAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -57,11 +59,46 @@ class Options(NamedTuple):
   maxls: jax.Array
 
 
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """Static extras of a solve; each one absent from the graph when off.
+
+  Attributes:
+    history: record the first ``history`` iterates (0: no record).
+    callback: host function ``callback(x, f, g, nit, nfev) -> bool`` called
+      after each iteration; ``True`` halts the solve (SciPy's ``callback``).
+  """
+
+  history: int = 0
+  callback: Callable[..., bool] | None = None
+
+
+class History(NamedTuple):
+  """Per-iteration record; entry ``k`` is the iterate after ``k`` iterations (``k = 0``: ``x0``).
+
+  Entries past the last iteration hold NaN (floats) or -1 (``nfev``).
+
+  Attributes:
+    x: ``(K, n)`` iterates.
+    f: ``(K,)`` ``f(x_k)``.
+    projg: ``(K,)`` ``||proj g(x_k)||_inf``.
+    nfev: ``(K,)`` evaluations made up to ``x_k`` (int32).
+    stp: ``(K,)`` step length of the line search that produced ``x_k`` (0 for ``x0``).
+  """
+
+  x: jax.Array
+  f: jax.Array
+  projg: jax.Array
+  nfev: jax.Array
+  stp: jax.Array
+
+
 class LbfgsbState(NamedTuple):
   """The loop carry.
 
   Attributes:
     x, f, g: current iterate, ``f(x)`` and ``grad f(x)``.
+    fold: ``f`` at the previous iterate (for the ``ftol`` test).
     memory: the limited memory (:class:`~jax_lbfgsb._compact.Memory`).
     sbgnrm: ``||proj g||_inf`` at ``x``.
     nit: new iterates so far.
@@ -74,11 +111,13 @@ class LbfgsbState(NamedTuple):
     iword: -1 no subspace step, 0 interior step, 1 a free variable ended on a bound.
     stp: accepted step length of the last line search.
     termination: a :class:`~jax_lbfgsb._status.Termination` code, ``RUNNING`` until it stops.
+    history: a :class:`History`, or None when not recorded.
   """
 
   x: jax.Array
   f: jax.Array
   g: jax.Array
+  fold: jax.Array
   memory: Memory
   sbgnrm: jax.Array
   nit: jax.Array
@@ -91,6 +130,7 @@ class LbfgsbState(NamedTuple):
   iword: jax.Array
   stp: jax.Array
   termination: jax.Array
+  history: History | None
 
 
 def _i32(v) -> jax.Array:
@@ -101,26 +141,73 @@ def _nonfinite(f: jax.Array, g: jax.Array) -> jax.Array:
   return ~(jnp.isfinite(f) & jnp.all(jnp.isfinite(g)))
 
 
-def init(fun_and_grad: FunAndGrad, x0: jax.Array, box: Box, options: Options, maxcor: int) -> LbfgsbState:
+_NOWHERE = jnp.iinfo(jnp.int32).max  # a history index that is always dropped
+
+
+def _record(history: History | None, k: jax.Array, x, f, projg, nfev, stp) -> History | None:
+  """Writes entry ``k`` of the history (dropped when ``k`` is past its end)."""
+  if history is None:
+    return None
+  entry = History(x=x, f=f, projg=projg, nfev=nfev, stp=stp)
+  return jax.tree.map(lambda buf, v: buf.at[k].set(v, mode="drop"), history, entry)
+
+
+def _new_x_tests(s: LbfgsbState, options: Options, halt) -> jax.Array:
+  """Stopping tests at a new iterate, in the reference's order (SciPy's driver, then ``mainlb``)."""
+  # ftol test: (f_old - f) <= factr * epsmch * max(|f_old|, |f|, 1), factr = ftol / eps64.
+  tol = options.ftol / 2.220446049250313e-16 * 2.220446049250313e-16
+  small_reduction = (s.fold - s.f) <= tol * jnp.maximum(jnp.maximum(jnp.abs(s.fold), jnp.abs(s.f)), 1.0)
+  return jnp.select(
+      [s.nit >= options.maxiter, s.nfev > options.maxfun, halt, s.sbgnrm <= options.gtol, small_reduction],
+      [Termination.MAXITER, Termination.MAXFUN, Termination.CALLBACK_HALT,
+       Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL],
+      Termination.RUNNING,
+  ).astype(jnp.int32)
+
+
+def _entry_tests(s: LbfgsbState, box: Box, options: Options) -> jax.Array:
+  """Tests before the first pass: bounds, finiteness, then ``||proj g|| <= gtol`` (or, when
+  resuming after iterations, the tests of the last new iterate)."""
+  first = jnp.where(s.sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL, Termination.RUNNING)
+  return jnp.where(
+      jnp.any(box.l > box.u),
+      Termination.INVALID_BOUNDS,
+      jnp.where(
+          _nonfinite(s.f, s.g),
+          Termination.NONFINITE,
+          jnp.where(s.nit > 0, _new_x_tests(s, options, False), first),
+      ),
+  ).astype(jnp.int32)
+
+
+def init(
+    fun_and_grad: FunAndGrad, x0: jax.Array, box: Box, options: Options, maxcor: int, hooks: Hooks = Hooks()
+) -> LbfgsbState:
   """Projects ``x0`` into the box, evaluates ``f`` and ``g`` and runs the initial test ``||proj g|| <= gtol``."""
   x = project(x0, box.l, box.u)
   f, g = fun_and_grad(x)
   sbgnrm = projected_gradient_norm(x, g, box.l, box.u)
-  termination = jnp.where(
-      jnp.any(box.l > box.u),
-      Termination.INVALID_BOUNDS,
-      jnp.where(
-          _nonfinite(f, g),
-          Termination.NONFINITE,
-          jnp.where(sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL, Termination.RUNNING),
-      ),
-  )
   zero = _i32(0)
-  return LbfgsbState(
-      x=x, f=f, g=g, memory=init_memory(x.size, maxcor, x.dtype), sbgnrm=sbgnrm,
+  history = None
+  if hooks.history:
+    k, dtype = hooks.history, x.dtype
+    history = History(
+        x=jnp.full((k, x.size), jnp.nan, dtype), f=jnp.full((k,), jnp.nan, dtype),
+        projg=jnp.full((k,), jnp.nan, dtype), nfev=jnp.full((k,), -1, jnp.int32),
+        stp=jnp.full((k,), jnp.nan, dtype),
+    )
+    history = _record(history, zero, x, f, sbgnrm, _i32(1), jnp.zeros((), dtype))
+  state = LbfgsbState(
+      x=x, f=f, g=g, fold=f, memory=init_memory(x.size, maxcor, x.dtype), sbgnrm=sbgnrm,
       nit=zero, nfev=_i32(1), nskip=zero, nseg=zero, nintol=zero, nact=zero, iback=zero,
-      iword=_i32(-1), stp=jnp.zeros((), x.dtype), termination=_i32(termination),
+      iword=_i32(-1), stp=jnp.zeros((), x.dtype), termination=_i32(Termination.RUNNING), history=history,
   )
+  return state._replace(termination=_entry_tests(state, box, options))
+
+
+def resume(state: LbfgsbState, box: Box, options: Options) -> LbfgsbState:
+  """Continues a finished solve with its memory and counters (warm start) under new options."""
+  return state._replace(termination=_entry_tests(state, box, options))
 
 
 class _LineSearch(NamedTuple):
@@ -203,7 +290,9 @@ def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[Cauchy
   return gcp, lax.cond(use_subspace, subspace, no_subspace), use_subspace
 
 
-def step(fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState) -> LbfgsbState:
+def step(
+    fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState, hooks: Hooks = Hooks()
+) -> LbfgsbState:
   """One pass of the main loop; see the module docstring."""
   memory = state.memory
   dtype = state.x.dtype
@@ -235,40 +324,36 @@ def step(fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbStat
     empty = s.memory.col == 0
     abnormal = jnp.where(gdold >= 0, Termination.ABNORMAL_NOT_DESCENT, Termination.ABNORMAL_LINE_SEARCH)
 
-    # 4. Stopping tests at the new iterate, in the reference's order.
-    nit = s.nit + accepted.astype(jnp.int32)
-    sbgnrm = projected_gradient_norm(ls.x, ls.g, box.l, box.u)
-    tol = options.ftol / 2.220446049250313e-16 * 2.220446049250313e-16
-    reduction_small = (s.f - ls.f) <= tol * jnp.maximum(jnp.maximum(jnp.abs(s.f), jnp.abs(ls.f)), 1.0)
-    new_x_code = jnp.where(
-        nit >= options.maxiter, Termination.MAXITER,
-        jnp.where(
-            nfev > options.maxfun, Termination.MAXFUN,
-            jnp.where(
-                sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL,
-                jnp.where(reduction_small, Termination.CONVERGED_FTOL, Termination.RUNNING),
-            ),
-        ),
-    )
-    termination = jnp.where(
-        ls.nonfinite, Termination.NONFINITE,
-        jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), new_x_code),
-    ).astype(jnp.int32)
-    # A failed search with a non-empty memory restarts from x with B = I.
-    restarted = failed & ~empty
+    # 4. The new iterate and the stopping tests there.
+    restarted = failed & ~empty  # a failed search with a non-empty memory restarts with B = I
     s = s._replace(
         x=jnp.where(accepted, ls.x, s.x), f=jnp.where(accepted, ls.f, s.f),
-        g=jnp.where(accepted, ls.g, s.g), sbgnrm=jnp.where(accepted, sbgnrm, s.sbgnrm),
-        nit=nit, nfev=nfev, iback=iback, stp=jnp.where(accepted, ls.stp, s.stp),
-        termination=termination,
+        g=jnp.where(accepted, ls.g, s.g), fold=jnp.where(accepted, s.f, s.fold),
+        sbgnrm=jnp.where(accepted, projected_gradient_norm(ls.x, ls.g, box.l, box.u), s.sbgnrm),
+        nit=s.nit + accepted.astype(jnp.int32), nfev=nfev, iback=iback,
+        stp=jnp.where(accepted, ls.stp, s.stp),
         memory=lax.cond(restarted, refresh, lambda mm: mm, s.memory),
     )
+    halt = jnp.zeros((), bool)
+    if hooks.callback is not None:
+      # SciPy calls the callback at each new iterate, before its maxiter test.
+      halt = lax.cond(
+          accepted,
+          lambda: io_callback(hooks.callback, jax.ShapeDtypeStruct((), bool), s.x, s.f, s.g, s.nit, s.nfev),
+          lambda: jnp.zeros((), bool),
+      )
+    termination = jnp.where(
+        ls.nonfinite, Termination.NONFINITE,
+        jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), _new_x_tests(s, options, halt)),
+    ).astype(jnp.int32)
+    history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
+    s = s._replace(termination=termination, history=history)
 
-    # 5. Memory update with s = stp d, y = g_new - g_old, skipped when s'y <= eps (-g_old'd stp).
+    # 5. Memory update with s = stp d, y = g_new - g_old, skipped when
+    #    s'y <= eps (-g_old'd stp). Also after the last iteration, so that a
+    #    warm start continues exactly as one longer solve would.
     dr = (ls.gd - gdold) * ls.stp
-    ddum = -gdold * ls.stp
-    skip = dr <= eps * ddum
-    do_update = accepted & (termination == Termination.RUNNING)
+    skip = dr <= eps * (-gdold * ls.stp)
 
     def update(mm: Memory) -> Memory:
       sk = jnp.where(ls.stp == 1.0, d, ls.stp * d)
@@ -277,17 +362,18 @@ def step(fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbStat
       new_mm, bad = formt(update_correction_pairs(mm, sk, ls.g - state.g, dr, ss))
       return lax.cond(bad, refresh, lambda a: a, new_mm)
 
-    memory = lax.cond(do_update & ~skip, update, lambda mm: mm, s.memory)
-    return s._replace(memory=memory, nskip=s.nskip + (do_update & skip).astype(jnp.int32))
+    memory = lax.cond(accepted & ~skip, update, lambda mm: mm, s.memory)
+    return s._replace(memory=memory, nskip=s.nskip + (accepted & skip).astype(jnp.int32))
 
   return lax.cond(direction_failed, restart, search_and_update, state)
 
 
-def run(fun_and_grad: FunAndGrad, x0: jax.Array, box: Box, options: Options, maxcor: int) -> LbfgsbState:
-  """The whole solve: ``init``, then ``step`` in a ``lax.while_loop`` until a termination code is set."""
-  state = init(fun_and_grad, x0, box, options, maxcor)
+def run(
+    fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, hooks: Hooks = Hooks()
+) -> LbfgsbState:
+  """Runs ``step`` in a ``lax.while_loop`` from ``state`` (from :func:`init` or :func:`resume`) until it terminates."""
   return lax.while_loop(
       lambda s: s.termination == Termination.RUNNING,
-      lambda s: step(fun_and_grad, box, options, s),
+      lambda s: step(fun_and_grad, box, options, s, hooks),
       state,
   )

@@ -28,6 +28,7 @@ class Termination(enum.IntEnum):
   ABNORMAL_NOT_DESCENT = 5  # SciPy ABNORMAL: the search direction is not a descent direction
   NONFINITE = 6  # ours: f or g is NaN or inf
   INVALID_BOUNDS = 7  # ours: traced bounds with lower > upper
+  CALLBACK_HALT = 8  # SciPy task 505
 
 
 MESSAGES: dict[Termination, str] = {
@@ -74,6 +75,10 @@ MESSAGES: dict[Termination, str] = {
         "ERROR: NO FEASIBLE SOLUTION. Some lower bound is greater than its"
         " upper bound; fix `bounds` so that lower <= upper everywhere."
     ),
+    Termination.CALLBACK_HALT: (
+        "STOP: CALLBACK REQUESTED HALT. The callback returned True after this"
+        " iteration."
+    ),
 }
 
 
@@ -84,4 +89,4 @@ def message(code: int) -> str:
 
 # SciPy's ``status`` (its warnflag) for each code, indexed by ``code``:
 # 0 converged, 1 an iteration or evaluation limit was reached, 2 anything else.
-WARNFLAG: tuple[int, ...] = (0, 0, 1, 1, 2, 2, 2, 2)
+WARNFLAG: tuple[int, ...] = (0, 0, 1, 1, 2, 2, 2, 2, 2)

@@ -1,0 +1,225 @@
+"""JAX-native surfaces: pytrees, warm start, history, callback, hess_inv, sharded batches."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_lbfgsb import Termination, minimize
+
+DTYPES = [jnp.float32, jnp.float64]
+
+
+def rosen(x):
+  return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+X0 = np.resize([-1.2, 1.0], 10)
+
+
+# ---------------------------------------------------------------- pytrees
+
+
+def _split(x):
+  return {"w": x[:4].reshape(2, 2), "b": (x[4:7], x[7:])}
+
+
+def _join(p):
+  return jnp.concatenate([p["w"].ravel(), p["b"][0], p["b"][1]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("wrap", ["eager", "jit"])
+def test_pytree_solve_equals_flat_solve(dtype, wrap):
+  x0 = jnp.asarray(X0, dtype)
+  lower = _split(jnp.full(10, -1.5, dtype))
+  upper = {"w": 0.8, "b": (jnp.full(3, 0.8, dtype), 0.8)}  # scalars broadcast per leaf
+
+  def solve(p0):
+    return minimize(lambda p: rosen(_join(p)), p0, bounds=(lower, upper))
+
+  solve = jax.jit(solve) if wrap == "jit" else solve
+  res = solve(_split(x0))
+  # The same objective on the raveled vector. XLA fuses the two programs
+  # differently, so they agree to rounding (float64: same counts), not bit for bit.
+  flat = minimize(lambda x: rosen(_join(_split(x))), x0, bounds=(-1.5, 0.8))
+  assert jax.tree.structure(res.x) == jax.tree.structure(_split(x0))
+  assert jax.tree.structure(res.jac) == jax.tree.structure(_split(x0))
+  assert _join(res.x).dtype == dtype
+  if dtype == jnp.float64:
+    np.testing.assert_allclose(_join(res.x), flat.x, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(_join(res.jac), flat.jac, rtol=1e-6, atol=1e-9)
+    assert int(res.nit) == int(flat.nit) and int(res.nfev) == int(flat.nfev)
+  else:
+    np.testing.assert_allclose(float(res.fun), float(flat.fun), rtol=1e-4)
+    assert int(res.status) == int(flat.status)
+
+
+def test_pytree_bounds_structure_mismatch_names_the_leaf():
+  with pytest.raises(ValueError, match=r"missing from lower: \['b'\].*not in x0: \['c'\]"):
+    minimize(lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(p["b"] ** 2),
+             {"a": jnp.zeros(2), "b": jnp.zeros(3)}, bounds=({"a": 0.0, "c": 1.0}, 1.0))
+
+
+def test_pytree_bound_leaf_shape_mismatch():
+  with pytest.raises(ValueError, match=r"`upper`\['b'\] has shape \(2,\)"):
+    minimize(lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(p["b"] ** 2),
+             {"a": jnp.zeros(2), "b": jnp.zeros(3)}, bounds=(0.0, {"a": 1.0, "b": jnp.ones(2)}))
+
+
+def test_pytree_non_float_leaf_is_named():
+  with pytest.raises(TypeError, match=r"x0\['n'\] must be a float array"):
+    minimize(lambda p: jnp.sum(p["a"] ** 2), {"a": jnp.zeros(2), "n": jnp.zeros(2, jnp.int32)})
+
+
+# ---------------------------------------------------------------- warm start and history
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_warm_start_continues_exactly(dtype):
+  x0 = jnp.asarray(X0, dtype)
+  one = minimize(rosen, x0, bounds=(-1.5, 0.8), history=60)
+  first = minimize(rosen, x0, bounds=(-1.5, 0.8), maxiter=20, history=60)
+  assert int(first.nit) == 20 and int(first.termination) == Termination.MAXITER
+  rest = minimize(rosen, first, bounds=(-1.5, 0.8), history=60)
+  assert (int(rest.nit), int(rest.nfev)) == (int(one.nit), int(one.nfev))
+  assert int(rest.termination) == int(one.termination)
+  np.testing.assert_array_equal(rest.x, one.x)
+  np.testing.assert_array_equal(rest.history.x, one.history.x)
+
+
+def test_warm_start_under_jit_and_with_new_tolerances():
+  solve = jax.jit(lambda r, gtol: minimize(rosen, r, gtol=gtol))
+  first = minimize(rosen, jnp.asarray(X0), maxiter=10)
+  rest = solve(first, 1e-8)
+  assert int(rest.termination) in (Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL)
+  assert int(rest.nit) > 10
+
+
+def test_warm_start_needs_the_same_history():
+  first = minimize(rosen, jnp.asarray(X0), maxiter=3)
+  with pytest.raises(ValueError, match="same history="):
+    minimize(rosen, first, history=5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_history_records_the_trajectory(dtype):
+  x0 = jnp.asarray(X0, dtype)
+  res = minimize(rosen, x0, bounds=(-1.5, 0.8), history=8)
+  h = res.history
+  assert h.x.shape == (8, 10) and h.f.dtype == dtype and h.nfev.dtype == jnp.int32
+  np.testing.assert_array_equal(h.x[0], x0.clip(-1.5, 0.8))
+  assert int(h.nfev[0]) == 1 and float(h.stp[0]) == 0.0
+  for k in range(1, 8):  # entry k is the iterate after k iterations
+    res_k = minimize(rosen, x0, bounds=(-1.5, 0.8), maxiter=k)
+    np.testing.assert_array_equal(h.x[k], res_k.x)
+    assert float(h.f[k]) == float(res_k.fun) and int(h.nfev[k]) == int(res_k.nfev)
+  assert np.all(np.diff(np.asarray(h.f)) <= 0)  # f never increases
+  # A short solve leaves the tail empty.
+  short = minimize(rosen, x0, bounds=(-1.5, 0.8), history=8, maxiter=2)
+  assert np.all(np.isnan(np.asarray(short.history.f[3:]))) and np.all(np.asarray(short.history.nfev[3:]) == -1)
+
+
+def test_history_under_vmap():
+  x0s = jnp.asarray(np.random.default_rng(0).uniform(-1.5, 0.8, (3, 10)))
+  batch = jax.vmap(lambda x0: minimize(rosen, x0, bounds=(-1.5, 0.8), history=5))(x0s)
+  assert batch.history.f.shape == (3, 5)
+  for i in range(3):
+    single = minimize(rosen, x0s[i], bounds=(-1.5, 0.8), history=5)
+    np.testing.assert_allclose(batch.history.f[i], single.history.f, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- callback
+
+
+def test_callback_sees_each_iterate_and_can_halt():
+  seen = []
+
+  def callback(intermediate_result):
+    seen.append((intermediate_result.nit, intermediate_result.fun, np.copy(intermediate_result.x)))
+    return intermediate_result.nit >= 4
+
+  res = minimize(rosen, jnp.asarray(X0), bounds=(-1.5, 0.8), callback=callback)
+  assert [s[0] for s in seen] == [1, 2, 3, 4]
+  assert int(res.nit) == 4 and int(res.termination) == Termination.CALLBACK_HALT
+  assert int(res.status) == 2 and res.message.startswith("STOP: CALLBACK REQUESTED HALT")
+  np.testing.assert_array_equal(seen[-1][2], res.x)
+  assert seen[-1][1] == float(res.fun)
+
+
+def test_callback_receives_pytrees_and_maxiter_wins():
+  seen = []
+
+  def callback(r):
+    seen.append(jax.tree.structure(r.x))
+    return True
+
+  res = minimize(lambda p: rosen(_join(p)), _split(jnp.asarray(X0)), callback=callback, maxiter=1)
+  assert seen == [jax.tree.structure(_split(jnp.asarray(X0)))]
+  assert int(res.termination) == Termination.MAXITER  # as in SciPy, maxiter wins over the callback
+
+
+# ---------------------------------------------------------------- hess_inv
+
+
+def _dense_inverse_bfgs(pairs, theta):
+  """H from the BFGS inverse update applied oldest to newest, from H0 = I/theta."""
+  n = pairs[0][0].size
+  h = np.eye(n) / theta
+  for s, y in pairs:
+    rho = 1.0 / (s @ y)
+    v = np.eye(n) - rho * np.outer(y, s)
+    h = v.T @ h @ v + rho * np.outer(s, s)
+  return h
+
+
+@pytest.mark.parametrize("maxcor", [3, 20])
+def test_hess_inv_is_the_chronological_lbfgs_inverse(maxcor):
+  # maxcor=3 wraps the buffer many times; 20 never does.
+  res = minimize(rosen, jnp.asarray(X0), maxcor=maxcor, maxiter=9)
+  mem = res.state.memory
+  col, head = int(mem.col), int(mem.head)
+  slots = [(head + j) % maxcor for j in range(col)]
+  pairs = [(np.asarray(mem.S[k]), np.asarray(mem.Y[k])) for k in slots]
+  theta = pairs[-1][1] @ pairs[-1][1] / (pairs[-1][0] @ pairs[-1][1])
+  np.testing.assert_allclose(float(mem.theta), theta, rtol=1e-12)
+  dense = _dense_inverse_bfgs(pairs, theta)
+  np.testing.assert_allclose(res.hess_inv.todense(), dense, rtol=1e-9, atol=1e-12)
+  v = np.random.default_rng(0).standard_normal(10)
+  np.testing.assert_allclose(res.hess_inv.matvec(jnp.asarray(v)), dense @ v, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------- sharded batches
+
+
+def test_batch_sharded_over_four_host_devices():
+  code = textwrap.dedent("""
+      import jax, jax.numpy as jnp, numpy as np
+      jax.config.update("jax_enable_x64", True)
+      from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+      from jax_lbfgsb import minimize
+      assert len(jax.devices()) == 4, jax.devices()
+      def f(x, a):
+          return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (a - x[:-1]) ** 2)
+      rng = np.random.default_rng(0)
+      x0 = jnp.asarray(rng.uniform(-1.5, 0.8, (8, 6)))
+      a = jnp.asarray(rng.uniform(0.5, 1.0, (8,)))
+      solve = jax.jit(jax.vmap(lambda x0, a: minimize(f, x0, args=(a,), bounds=(-1.5, 0.8))))
+      plain = solve(x0, a)
+      mesh = Mesh(np.array(jax.devices()), ("batch",))
+      shard = NamedSharding(mesh, P("batch"))
+      sharded = solve(jax.device_put(x0, shard), jax.device_put(a, shard))
+      assert len(sharded.x.sharding.device_set) == 4, sharded.x.sharding
+      np.testing.assert_array_equal(np.asarray(sharded.nit), np.asarray(plain.nit))
+      np.testing.assert_array_equal(np.asarray(sharded.nfev), np.asarray(plain.nfev))
+      np.testing.assert_allclose(np.asarray(sharded.x), np.asarray(plain.x), rtol=1e-12, atol=1e-12)
+      print("OK")
+  """)
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
