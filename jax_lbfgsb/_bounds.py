@@ -20,6 +20,7 @@ import numpy as np
 __all__ = [
     "canonicalize_bounds",
     "project",
+    "projected_gradient",
     "projected_gradient_norm",
     "max_feasible_step",
 ]
@@ -158,8 +159,8 @@ def project(x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
   return jnp.minimum(jnp.maximum(x, l), u)
 
 
-def projected_gradient_norm(x: jax.Array, g: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
-  """``||proj g||_inf`` as ``projgr`` computes it; NaN in ``g`` gives NaN.
+def projected_gradient(x: jax.Array, g: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """The projected gradient of ``projgr``, componentwise.
 
   For ``g_i < 0`` with an upper bound the component is ``max(x_i - u_i, g_i)``;
   for ``g_i >= 0`` with a lower bound it is ``min(x_i - l_i, g_i)``.
@@ -167,8 +168,12 @@ def projected_gradient_norm(x: jax.Array, g: jax.Array, l: jax.Array, u: jax.Arr
   has_l = l > -jnp.inf
   has_u = u < jnp.inf
   pg = jnp.where((g < 0) & has_u, jnp.maximum(x - u, g), g)
-  pg = jnp.where((g >= 0) & has_l, jnp.minimum(x - l, g), pg)
-  norm = jnp.max(jnp.abs(pg), initial=0.0)
+  return jnp.where((g >= 0) & has_l, jnp.minimum(x - l, g), pg)
+
+
+def projected_gradient_norm(x: jax.Array, g: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """``||proj g||_inf`` as ``projgr`` computes it; NaN in ``g`` gives NaN."""
+  norm = jnp.max(jnp.abs(projected_gradient(x, g, l, u)), initial=0.0)
   return jnp.where(jnp.any(jnp.isnan(g)), jnp.nan, norm).astype(x.dtype)
 
 

@@ -10,7 +10,10 @@ the minimizer within the segment.
 
 Mirrors ``cauchy`` in SciPy's ``lbfgsb.c``, with one difference: breakpoints
 with equal ``t`` are visited in index order, where the reference's heap visits
-them in heap order (the Cauchy point differs by rounding only).
+them in heap order (the Cauchy point differs by rounding only). Like the
+reference's lazy heapsort, the walk avoids a full sort when it stops early:
+each of the first ``SORT_AFTER`` breakpoints is found by a masked argmin
+(``O(n)``, no sort); a walk that passes more sorts the rest once.
 
 Symbols: ``x, g, l, u`` the iterate, gradient and bounds; ``d`` the direction
 (``-g`` on moving variables); ``p = W'd``; ``c = W'(xcp - x)``; ``iwhere`` the
@@ -28,7 +31,10 @@ from jax import lax
 
 from jax_lbfgsb._compact import Memory, bmv, w_row, w_transpose_times
 
-__all__ = ["CauchyPoint", "cauchy_point"]
+__all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER"]
+
+# Breakpoints found by argmin before the rest are sorted (see the module docstring).
+SORT_AFTER = 32
 
 
 class CauchyPoint(NamedTuple):
@@ -51,6 +57,7 @@ class CauchyPoint(NamedTuple):
 
 class _Segment(NamedTuple):
   k: jax.Array  # breakpoints passed
+  passed: jax.Array  # (n,) bool, the breakpoints passed
   tj: jax.Array  # t at the last breakpoint passed
   tsum: jax.Array
   f1: jax.Array
@@ -108,7 +115,6 @@ def cauchy_point(
   t = jnp.where(brk_l, tl / jnp.where(brk_l, -neggi, 1.0), jnp.where(brk_u, tu / jnp.where(brk_u, neggi, 1.0), jnp.inf))
   nbreak = jnp.sum(has_break, dtype=jnp.int32)
   bnded = ~jnp.any(moving & ~has_break & (jnp.abs(neggi) > 0))
-  order = jnp.argsort(t, stable=True).astype(jnp.int32)
 
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
   f1 = -jnp.vdot(d, d)
@@ -118,12 +124,8 @@ def cauchy_point(
   f2_org = f2
   info = ~jnp.all(jnp.isfinite(v))
 
-  # 4. Walk the segments until the model's minimizer lies inside one.
-  def cond(s: _Segment) -> jax.Array:
-    return ~s.done
-
-  def body(s: _Segment) -> _Segment:
-    ibp = order[s.k]
+  # 4. Walk the segments, in increasing t, until the model's minimizer lies inside one.
+  def body(s: _Segment, ibp: jax.Array) -> _Segment:
     tj = t[ibp]
     dt = tj - s.tj
     stop = s.dtm < dt
@@ -143,25 +145,42 @@ def cauchy_point(
     more = s.k + 1 < nbreak
     dtm = jnp.where(~more & bnded, 0.0, -f1 / f2)
     passed = _Segment(
-        k=s.k + 1, tj=tj, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm, p=p, c=c,
-        stop=jnp.zeros_like(stop), done=~more, info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))),
+        k=s.k + 1, passed=s.passed.at[ibp].set(True), tj=tj, tsum=s.tsum + dt, f1=f1, f2=f2,
+        dtm=dtm, p=p, c=c, stop=jnp.zeros_like(stop), done=~more,
+        info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))),
     )
     stopped = s._replace(stop=stop, done=jnp.ones_like(stop))
     return jax.tree.map(lambda a, b: jnp.where(stop, a, b), stopped, passed)
 
   zero = jnp.zeros((), dtype)
   init = _Segment(
-      k=jnp.zeros((), jnp.int32), tj=zero, tsum=zero, f1=f1, f2=f2, dtm=-f1 / f2,
-      p=p, c=jnp.zeros_like(p), stop=jnp.zeros((), bool), done=(nbreak == 0) | info, info=info,
+      k=jnp.zeros((), jnp.int32), passed=jnp.zeros(x.shape, bool), tj=zero, tsum=zero, f1=f1, f2=f2,
+      dtm=-f1 / f2, p=p, c=jnp.zeros_like(p), stop=jnp.zeros((), bool), done=(nbreak == 0) | info,
+      info=info,
   )
-  seg = lax.while_loop(cond, body, init)
+  # The first SORT_AFTER breakpoints: one masked argmin each (as two plain
+  # min-reductions, which vectorize better than argmin's on CPU).
+  index = jnp.arange(x.size, dtype=jnp.int32)
+
+  def next_breakpoint(s: _Segment) -> jax.Array:
+    key = jnp.where(s.passed, jnp.inf, t)
+    first = jnp.min(jnp.where(key == jnp.min(key), index, x.size))
+    return jnp.minimum(first, x.size - 1)
+
+  seg = lax.while_loop(lambda s: ~s.done & (s.k < SORT_AFTER), lambda s: body(s, next_breakpoint(s)), init)
+
+  # The rest, if any: one stable sort of the remaining breakpoints.
+  def sorted_walk(s: _Segment) -> _Segment:
+    order = jnp.argsort(jnp.where(s.passed, jnp.inf, t), stable=True).astype(jnp.int32)
+    return lax.while_loop(lambda r: ~r.done, lambda r: body(r, order[r.k - s.k]), s)
+
+  seg = lax.cond(seg.done, lambda s: s, sorted_walk, seg)
 
   # 5. xcp: variables whose breakpoint was passed sit on their bound; the rest
   #    move by tsum + dtm along d.
   dtm = jnp.maximum(seg.dtm, 0.0)
   tsum = seg.tsum + dtm
-  rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.size, dtype=jnp.int32))
-  hit = has_break & (rank < seg.k)
+  hit = seg.passed
   bound = jnp.where(d > 0, u, l)
   xcp = jnp.where(hit, bound, x + tsum * jnp.where(hit, 0.0, d))
   c = seg.c + dtm * seg.p

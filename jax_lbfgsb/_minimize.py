@@ -13,14 +13,17 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _status
-from jax_lbfgsb._bounds import canonicalize_bounds, project
+from jax_lbfgsb._bounds import canonicalize_bounds
 from jax_lbfgsb._compact import InverseHessian
+from jax_lbfgsb._implicit import differentiable_solve, hoist_closure
+from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, Options, init, resume, run
 
 __all__ = ["OptimizeResult", "IntermediateResult", "minimize"]
 
 _OPTIONS = (
     "bounds", "args", "jac", "maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "callback", "history",
+    "iprint", "ls_ftol", "ls_gtol", "pgtol_rel", "xtol_rel",
 )
 
 
@@ -97,6 +100,15 @@ def _check_options(maxcor, maxls, ftol, gtol, history, unknown: dict) -> None:
       raise ValueError(f"{name} must be >= {low}; got {value!r}.")
 
 
+def _check_line_search(ls_ftol, ls_gtol) -> None:
+  concrete = [v for v in (ls_ftol, ls_gtol) if not isinstance(v, jax.core.Tracer)]
+  if len(concrete) == 2 and not 0 < ls_ftol < ls_gtol < 1:
+    raise ValueError(
+        f"ls_ftol and ls_gtol must satisfy 0 < ls_ftol < ls_gtol < 1; got ls_ftol={ls_ftol!r},"
+        f" ls_gtol={ls_gtol!r} (SciPy's values are 1e-3 and 0.9)."
+    )
+
+
 def _check_fun_output(fun, jac, x0, args) -> None:
   """Trace-time check that ``fun`` returns a float scalar (or ``(f, grad)`` with ``jac``)."""
   out = jax.eval_shape(fun, x0, *args)
@@ -151,23 +163,27 @@ class _HostCallback:
 def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
   x0_flat, unravel = ravel_pytree(x0)
   _check_fun_output(fun, jac, x0, args)
+  # Arrays that fun closes over become explicit arguments, so that the
+  # implicit derivatives reach them; x0, the options and a warm state get none.
+  fun, closed_over = hoist_closure(fun, x0, *args)
 
-  def fun_and_grad(x):
-    if jac:
-      f, g = fun(unravel(x), *args)
-    else:
-      f, g = jax.value_and_grad(fun)(unravel(x), *args)
+  def fun_and_grad(x, params):
+    inputs = (unravel(x), *params[0], *params[1])
+    f, g = fun(*inputs) if jac else jax.value_and_grad(fun)(*inputs)
     return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
 
-  box = Box(l=l, u=u, fixed=l == u)
-  if warm is None:
-    state = init(fun_and_grad, x0_flat, box, options, maxcor, hooks)
-  else:
-    state = resume(warm, box, options)
-  state = run(fun_and_grad, state, box, options, hooks)
+  def solve(l, u, params, start):
+    x0_flat, options, warm = start
+    fg = functools.partial(fun_and_grad, params=params)
+    box = Box(l=l, u=u, fixed=l == u)
+    state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(warm, box, options)
+    return run(fg, state, box, options, hooks)
+
+  params = (tuple(args), tuple(closed_over))
+  state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
   status = jnp.asarray(_status.WARNFLAG, jnp.int32)[state.termination]
   return OptimizeResult(
-      x=unravel(project(state.x, l, u)),
+      x=unravel(state.x),
       fun=state.f,
       jac=unravel(state.g),
       nit=state.nit,
@@ -218,6 +234,11 @@ def minimize(
     maxls: int = 20,
     callback: Callable[[IntermediateResult], Any] | None = None,
     history: int = 0,
+    iprint: int = -1,
+    ls_ftol: float = 1e-3,
+    ls_gtol: float = 0.9,
+    pgtol_rel: float = 0.0,
+    xtol_rel: float = 0.0,
     **unknown: Any,
 ) -> OptimizeResult:
   """Minimizes ``fun`` subject to ``lower <= x <= upper`` with L-BFGS-B.
@@ -266,6 +287,17 @@ def minimize(
       no host callback is in the graph.
     history: record the first ``history`` iterates in ``result.history``
       (fixed-size arrays, no host callbacks; costs ``history * n`` floats).
+    iprint: progress output of the Fortran L-BFGS-B v3.0 (which SciPy
+      removed): ``< 0`` none, ``0`` header and final table, ``k > 0`` also
+      ``f`` and ``|proj g|`` every ``k`` iterations, ``>= 99`` every iteration
+      with its line search. Printed from inside the jitted loop by
+      ``jax.debug.callback``; nothing is in the graph when ``iprint < 0``.
+    ls_ftol, ls_gtol: the line search's sufficient-decrease and curvature
+      constants (MINPACK-2 ``dcsrch``'s ftol and gtol; the delta and kappa of
+      the classic L-BFGS page), ``0 < ls_ftol < ls_gtol < 1``. SciPy fixes
+      them at 1e-3 and 0.9.
+    pgtol_rel: when positive, also stop when ``||proj g||_2 <= pgtol_rel (1 + |f|)``.
+    xtol_rel: when positive, also stop when ``||x_k - x_{k-1}||_2 <= xtol_rel (||x_k||_2 + 1)``.
 
   Returns:
     :class:`OptimizeResult`; ``status``, ``termination`` and ``message`` say
@@ -293,6 +325,7 @@ def minimize(
     <https://doi.org/10.1145/2049662.2049669>`_, ACM TOMS 38(1), 2011.
   """
   _check_options(maxcor, maxls, ftol, gtol, history, unknown)
+  _check_line_search(ls_ftol, ls_gtol)
   warm = None
   if isinstance(x0, OptimizeResult):
     warm, x0 = x0.state, x0.x
@@ -321,10 +354,15 @@ def minimize(
       maxiter=jnp.asarray(maxiter, jnp.int32),
       maxfun=jnp.asarray(maxfun, jnp.int32),
       maxls=jnp.asarray(maxls, jnp.int32),
+      ls_ftol=jnp.asarray(ls_ftol, dtype),
+      ls_gtol=jnp.asarray(ls_gtol, dtype),
+      pgtol_rel=jnp.asarray(pgtol_rel, dtype),
+      xtol_rel=jnp.asarray(xtol_rel, dtype),
   )
   host_callback = None
   if callback is not None:
     host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x0))
-  hooks = Hooks(history=int(history), callback=host_callback)
+  printer = IprintPrinter(int(iprint)) if iprint >= 0 else None
+  hooks = Hooks(history=int(history), callback=host_callback, printer=printer)
   solve = _solve_jit_cpu if jax.default_backend() == "cpu" and _top_level() else _solve_jit
   return solve(fun, bool(jac), int(maxcor), hooks, x0, l, u, tuple(args), options, warm)

@@ -15,14 +15,14 @@ evaluations of ``f`` and ``g`` together.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import io_callback
 
-from jax_lbfgsb._bounds import max_feasible_step, project, projected_gradient_norm
+from jax_lbfgsb._bounds import max_feasible_step, project, projected_gradient, projected_gradient_norm
 from jax_lbfgsb._cauchy import CauchyPoint, cauchy_point
 from jax_lbfgsb._compact import Memory, formt, init_memory, refresh, update_correction_pairs
 from jax_lbfgsb._dcsrch import (
@@ -50,13 +50,22 @@ class Box(NamedTuple):
 
 
 class Options(NamedTuple):
-  """Traced numeric options: changing them never recompiles."""
+  """Traced numeric options: changing them never recompiles.
+
+  ``ls_ftol``, ``ls_gtol`` are ``dcsrch``'s sufficient-decrease and curvature
+  constants; ``pgtol_rel``, ``xtol_rel`` enable the relative stopping tests
+  when positive.
+  """
 
   ftol: jax.Array
   gtol: jax.Array
   maxiter: jax.Array
   maxfun: jax.Array
   maxls: jax.Array
+  ls_ftol: jax.Array
+  ls_gtol: jax.Array
+  pgtol_rel: jax.Array
+  xtol_rel: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,10 +76,13 @@ class Hooks:
     history: record the first ``history`` iterates (0: no record).
     callback: host function ``callback(x, f, g, nit, nfev) -> bool`` called
       after each iteration; ``True`` halts the solve (SciPy's ``callback``).
+    printer: host object with ``start``, ``iterate`` and ``finish`` methods
+      (the ``iprint`` output, :class:`~jax_lbfgsb._iprint.IprintPrinter`).
   """
 
   history: int = 0
   callback: Callable[..., bool] | None = None
+  printer: Any = None
 
 
 class History(NamedTuple):
@@ -110,6 +122,7 @@ class LbfgsbState(NamedTuple):
     iback: backtracks (evaluations beyond the first) in the last line search.
     iword: -1 no subspace step, 0 interior step, 1 a free variable ended on a bound.
     stp: accepted step length of the last line search.
+    xstep: ``||x - x_prev||_2`` of the last step.
     termination: a :class:`~jax_lbfgsb._status.Termination` code, ``RUNNING`` until it stops.
     history: a :class:`History`, or None when not recorded.
   """
@@ -129,6 +142,7 @@ class LbfgsbState(NamedTuple):
   iback: jax.Array
   iword: jax.Array
   stp: jax.Array
+  xstep: jax.Array
   termination: jax.Array
   history: History | None
 
@@ -152,15 +166,19 @@ def _record(history: History | None, k: jax.Array, x, f, projg, nfev, stp) -> Hi
   return jax.tree.map(lambda buf, v: buf.at[k].set(v, mode="drop"), history, entry)
 
 
-def _new_x_tests(s: LbfgsbState, options: Options, halt) -> jax.Array:
-  """Stopping tests at a new iterate, in the reference's order (SciPy's driver, then ``mainlb``)."""
+def _new_x_tests(s: LbfgsbState, box: Box, options: Options, halt) -> jax.Array:
+  """Stopping tests at a new iterate: SciPy's driver, then ``mainlb``, then the relative tests."""
   # ftol test: (f_old - f) <= factr * epsmch * max(|f_old|, |f|, 1), factr = ftol / eps64.
   tol = options.ftol / 2.220446049250313e-16 * 2.220446049250313e-16
   small_reduction = (s.fold - s.f) <= tol * jnp.maximum(jnp.maximum(jnp.abs(s.fold), jnp.abs(s.f)), 1.0)
+  pg2 = jnp.linalg.norm(projected_gradient(s.x, s.g, box.l, box.u))
+  small_pg = (options.pgtol_rel > 0) & (pg2 <= options.pgtol_rel * (1.0 + jnp.abs(s.f)))
+  small_step = (options.xtol_rel > 0) & (s.xstep <= options.xtol_rel * (jnp.linalg.norm(s.x) + 1.0))
   return jnp.select(
-      [s.nit >= options.maxiter, s.nfev > options.maxfun, halt, s.sbgnrm <= options.gtol, small_reduction],
-      [Termination.MAXITER, Termination.MAXFUN, Termination.CALLBACK_HALT,
-       Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL],
+      [s.nit >= options.maxiter, s.nfev > options.maxfun, halt, s.sbgnrm <= options.gtol, small_reduction,
+       small_pg, small_step],
+      [Termination.MAXITER, Termination.MAXFUN, Termination.CALLBACK_HALT, Termination.CONVERGED_PGTOL,
+       Termination.CONVERGED_FTOL, Termination.CONVERGED_PGTOL_REL, Termination.CONVERGED_XTOL],
       Termination.RUNNING,
   ).astype(jnp.int32)
 
@@ -175,7 +193,7 @@ def _entry_tests(s: LbfgsbState, box: Box, options: Options) -> jax.Array:
       jnp.where(
           _nonfinite(s.f, s.g),
           Termination.NONFINITE,
-          jnp.where(s.nit > 0, _new_x_tests(s, options, False), first),
+          jnp.where(s.nit > 0, _new_x_tests(s, box, options, False), first),
       ),
   ).astype(jnp.int32)
 
@@ -200,9 +218,16 @@ def init(
   state = LbfgsbState(
       x=x, f=f, g=g, fold=f, memory=init_memory(x.size, maxcor, x.dtype), sbgnrm=sbgnrm,
       nit=zero, nfev=_i32(1), nskip=zero, nseg=zero, nintol=zero, nact=zero, iback=zero,
-      iword=_i32(-1), stp=jnp.zeros((), x.dtype), termination=_i32(Termination.RUNNING), history=history,
+      iword=_i32(-1), stp=jnp.zeros((), x.dtype), xstep=jnp.zeros((), x.dtype), termination=_i32(Termination.RUNNING), history=history,
   )
-  return state._replace(termination=_entry_tests(state, box, options))
+  state = state._replace(termination=_entry_tests(state, box, options))
+  if hooks.printer is not None:
+    at_bound = jnp.sum((x == box.l) | (x == box.u), dtype=jnp.int32)
+    jax.debug.callback(
+        hooks.printer.start, x.size, maxcor, jnp.finfo(x.dtype).eps, at_bound,
+        jnp.any((box.l > -jnp.inf) | (box.u < jnp.inf)), jnp.any(x != x0), f, sbgnrm,
+    )
+  return state
 
 
 def resume(state: LbfgsbState, box: Box, options: Options) -> LbfgsbState:
@@ -244,7 +269,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     f, g = fun_and_grad(xt)
     gd = jnp.vdot(g, d)
     nonfinite = _nonfinite(f, g)
-    new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, stpmax=stpmax)
+    new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, ftol=options.ls_ftol, gtol=options.ls_gtol, stpmax=stpmax)
     done = (ds.task != FG) | nonfinite
     ifun = jnp.where(done, ls.ifun, ls.ifun + 1)
     return _LineSearch(
@@ -322,7 +347,13 @@ def step(
     failed = ls.failed & ~ls.nonfinite
     accepted = ls.done & ~ls.nonfinite
     empty = s.memory.col == 0
-    abnormal = jnp.where(gdold >= 0, Termination.ABNORMAL_NOT_DESCENT, Termination.ABNORMAL_LINE_SEARCH)
+    # A search that shrank the step until f's changes were lost in rounding
+    # failed for lack of precision, not for a wrong gradient.
+    rounding = jnp.abs(ls.f - s.f) <= 16.0 * eps * jnp.maximum(jnp.abs(s.f), 1.0)
+    abnormal = jnp.where(
+        gdold >= 0, Termination.ABNORMAL_NOT_DESCENT,
+        jnp.where(rounding, Termination.PRECISION_LIMIT, Termination.ABNORMAL_LINE_SEARCH),
+    )
 
     # 4. The new iterate and the stopping tests there.
     restarted = failed & ~empty  # a failed search with a non-empty memory restarts with B = I
@@ -332,6 +363,7 @@ def step(
         sbgnrm=jnp.where(accepted, projected_gradient_norm(ls.x, ls.g, box.l, box.u), s.sbgnrm),
         nit=s.nit + accepted.astype(jnp.int32), nfev=nfev, iback=iback,
         stp=jnp.where(accepted, ls.stp, s.stp),
+        xstep=jnp.where(accepted, jnp.linalg.norm(ls.x - s.x), s.xstep),
         memory=lax.cond(restarted, refresh, lambda mm: mm, s.memory),
     )
     halt = jnp.zeros((), bool)
@@ -344,8 +376,11 @@ def step(
       )
     termination = jnp.where(
         ls.nonfinite, Termination.NONFINITE,
-        jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), _new_x_tests(s, options, halt)),
+        jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), _new_x_tests(s, box, options, halt)),
     ).astype(jnp.int32)
+    if hooks.printer is not None:
+      lax.cond(accepted, lambda: jax.debug.callback(
+          hooks.printer.iterate, s.nit, s.f, s.sbgnrm, s.iback, s.xstep), lambda: None)
     history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
     s = s._replace(termination=termination, history=history)
 
@@ -372,8 +407,14 @@ def run(
     fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, hooks: Hooks = Hooks()
 ) -> LbfgsbState:
   """Runs ``step`` in a ``lax.while_loop`` from ``state`` (from :func:`init` or :func:`resume`) until it terminates."""
-  return lax.while_loop(
+  state = lax.while_loop(
       lambda s: s.termination == Termination.RUNNING,
       lambda s: step(fun_and_grad, box, options, s, hooks),
       state,
   )
+  if hooks.printer is not None:
+    jax.debug.callback(
+        hooks.printer.finish, state.x.size, state.nit, state.nfev, state.nintol, state.nskip,
+        state.nact, state.sbgnrm, state.f, state.termination,
+    )
+  return state

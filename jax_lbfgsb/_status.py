@@ -29,6 +29,9 @@ class Termination(enum.IntEnum):
   NONFINITE = 6  # ours: f or g is NaN or inf
   INVALID_BOUNDS = 7  # ours: traced bounds with lower > upper
   CALLBACK_HALT = 8  # SciPy task 505
+  PRECISION_LIMIT = 9  # SciPy ABNORMAL, where f's changes fell below rounding
+  CONVERGED_PGTOL_REL = 10  # ours: ||proj g||_2 <= pgtol_rel (1 + |f|)
+  CONVERGED_XTOL = 11  # ours: ||x_k - x_{k-1}||_2 <= xtol_rel (||x_k||_2 + 1)
 
 
 MESSAGES: dict[Termination, str] = {
@@ -75,6 +78,22 @@ MESSAGES: dict[Termination, str] = {
         "ERROR: NO FEASIBLE SOLUTION. Some lower bound is greater than its"
         " upper bound; fix `bounds` so that lower <= upper everywhere."
     ),
+    Termination.PRECISION_LIMIT: (
+        "ABNORMAL: the line search could not decrease f beyond rounding error:"
+        " along the search direction the changes in f fell below the precision"
+        " of the floating-point type (common in float32). x is as accurate as"
+        " that precision allows; for tighter tolerances use float64"
+        " (jax_enable_x64) or rescale f and x."
+    ),
+    Termination.CONVERGED_PGTOL_REL: (
+        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL_REL*(1+|F|). The"
+        " Euclidean norm of the projected gradient is at most pgtol_rel (1 + |f|)."
+    ),
+    Termination.CONVERGED_XTOL: (
+        "CONVERGENCE: NORM OF STEP <= XTOL_REL*(1+||X||). The last step moved x"
+        " by at most xtol_rel (1 + ||x||) in Euclidean norm; if the projected"
+        " gradient is not small, the solve may have stalled rather than converged."
+    ),
     Termination.CALLBACK_HALT: (
         "STOP: CALLBACK REQUESTED HALT. The callback returned True after this"
         " iteration."
@@ -89,4 +108,4 @@ def message(code: int) -> str:
 
 # SciPy's ``status`` (its warnflag) for each code, indexed by ``code``:
 # 0 converged, 1 an iteration or evaluation limit was reached, 2 anything else.
-WARNFLAG: tuple[int, ...] = (0, 0, 1, 1, 2, 2, 2, 2, 2)
+WARNFLAG: tuple[int, ...] = (0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 0, 0)

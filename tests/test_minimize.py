@@ -10,7 +10,7 @@ from jax_lbfgsb import Termination, minimize, problems
 
 DTYPES = [jnp.float32, jnp.float64]
 # Meaningful ends of a float32 solve: converged, or stopped at the precision floor.
-FLOAT32_ENDS = (Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL, Termination.ABNORMAL_LINE_SEARCH)
+FLOAT32_ENDS = (Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL, Termination.PRECISION_LIMIT)
 
 
 def rosen(x):
@@ -184,8 +184,8 @@ def test_vmap_lanes_equal_single_solves(dtype):
       np.testing.assert_allclose(batch.fun[i], single.fun, rtol=1e-12, atol=1e-12)
     else:
       # Batched float32 reductions round differently, so counts can move and a
-      # lane can end on float32's precision floor (ABNORMAL: no decrease
-      # possible); the lanes still reach the same solution.
+      # lane can end on float32's precision floor (PRECISION_LIMIT); the lanes
+      # still reach the same solution.
       assert int(batch.termination[i]) in FLOAT32_ENDS and int(single.termination) in FLOAT32_ENDS
       np.testing.assert_allclose(batch.fun[i], single.fun, rtol=1e-4, atol=1e-5)
   assert np.all(np.isfinite(np.asarray(batch.x)))
@@ -287,3 +287,39 @@ def test_fixed_variables_stay_fixed():
   res = minimize(rosen, jnp.zeros(3), bounds=(lower, upper))
   assert float(res.x[0]) == 0.3
   assert res.success
+
+
+# ---------------------------------------------------------------- extra options
+
+
+def test_line_search_constants_are_options():
+  ref = minimize(rosen, jnp.asarray(X0))
+  same = minimize(rosen, jnp.asarray(X0), ls_ftol=1e-3, ls_gtol=0.9)
+  np.testing.assert_array_equal(same.x, ref.x)
+  other = minimize(rosen, jnp.asarray(X0), ls_ftol=0.01, ls_gtol=0.1)  # a tighter curvature test
+  assert other.success and (int(other.nit), int(other.nfev)) != (int(ref.nit), int(ref.nfev))
+  np.testing.assert_allclose(other.x, np.ones(4), atol=1e-3)
+
+
+@pytest.mark.parametrize("ls_ftol, ls_gtol", [(0.0, 0.9), (0.5, 0.4), (0.1, 1.0)])
+def test_line_search_constants_are_validated(ls_ftol, ls_gtol):
+  with pytest.raises(ValueError, match="0 < ls_ftol < ls_gtol < 1"):
+    minimize(rosen, jnp.asarray(X0), ls_ftol=ls_ftol, ls_gtol=ls_gtol)
+
+
+def test_relative_gradient_test():
+  res = minimize(rosen, jnp.asarray(X0), gtol=0.0, ftol=0.0, pgtol_rel=1e-3)
+  assert int(res.termination) == Termination.CONVERGED_PGTOL_REL and int(res.status) == 0
+  pg = np.linalg.norm(np.asarray(res.jac))  # unbounded: the projected gradient is the gradient
+  assert pg <= 1e-3 * (1.0 + abs(float(res.fun)))
+  before = minimize(rosen, jnp.asarray(X0), gtol=0.0, ftol=0.0, pgtol_rel=1e-3, maxiter=int(res.nit) - 1)
+  assert np.linalg.norm(np.asarray(before.jac)) > 1e-3 * (1.0 + abs(float(before.fun)))
+
+
+def test_relative_step_test():
+  res = minimize(rosen, jnp.asarray(X0), gtol=0.0, ftol=0.0, xtol_rel=1e-4, history=200)
+  assert int(res.termination) == Termination.CONVERGED_XTOL
+  k = int(res.nit)
+  x = np.asarray(res.history.x)
+  assert np.linalg.norm(x[k] - x[k - 1]) <= 1e-4 * (np.linalg.norm(x[k]) + 1.0)
+  assert np.linalg.norm(x[k - 1] - x[k - 2]) > 1e-4 * (np.linalg.norm(x[k - 1]) + 1.0)

@@ -1,0 +1,295 @@
+"""L-BFGS-B as an optax gradient transformation: one solver iteration per ``update``.
+
+:func:`lbfgsb` wraps the state machine of :mod:`jax_lbfgsb._solver` in optax's
+line-search protocol (``update(..., value=, grad=, value_fn=)``, as
+:func:`optax.scale_by_zoom_linesearch`). Each ``update`` runs passes of the
+main loop until one makes a new iterate or the solve terminates, and returns
+``x_new - x``; ``k`` updates from ``params`` give the iterate of
+``jax_lbfgsb.minimize(value_fn, params, maxiter=k)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from jax_lbfgsb import _solver
+from jax_lbfgsb._bounds import canonicalize_bounds, project
+from jax_lbfgsb._minimize import _top_level
+from jax_lbfgsb._solver import Box, LbfgsbState, Options
+from jax_lbfgsb._status import Termination
+
+__all__ = ["LbfgsbTransformState", "lbfgsb"]
+
+_NO_LIMIT = np.iinfo(np.int32).max  # maxiter and maxfun: the training loop decides when to stop
+
+
+class LbfgsbTransformState(NamedTuple):
+  """State of :func:`lbfgsb`.
+
+  Attributes:
+    value: ``f`` at the current iterate; ``inf`` before the first update, so
+      that :func:`optax.value_and_grad_from_state` evaluates ``f`` then.
+    grad: ``grad f`` at the current iterate, with the structure of ``params``
+      (zeros before the first update).
+    landed: the raveled ``params + updates`` of the last update (NaN before
+      the first). An update from these params continues the solve from its
+      exact iterate; an update from any other params starts a new solve there.
+    solver: the :class:`~jax_lbfgsb._solver.LbfgsbState` over the raveled
+      params: iterate, memory, counters (``nit``, ``nfev``) and
+      ``termination`` (a :class:`~jax_lbfgsb.Termination` code, ``RUNNING``
+      until the solve stops).
+  """
+
+  value: jax.Array  # float
+  grad: Any  # pytree like params
+  landed: jax.Array  # (n,) float
+  solver: LbfgsbState
+
+
+def _flat_bounds(lower: Any, upper: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """``(l, u)`` over the raveled params; for array params, lists are arrays (never ``(lo, hi)`` pairs)."""
+  if isinstance(params, (jax.Array, np.ndarray)):
+    lower, upper = (None if b is None else jnp.asarray(b) for b in (lower, upper))
+  return canonicalize_bounds((lower, upper), params, dtype)
+
+
+def _strong(tree: Any) -> Any:
+  """``tree`` with array leaves and no weak types, so that e.g. ``jnp.full(n, 0.5)`` does not recompile."""
+  return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.asarray(leaf).dtype), tree)
+
+
+def _ravel_dtype(params: Any) -> Any:
+  """The one float dtype of the leaves of ``params``."""
+  dtypes = {leaf.dtype for leaf in jax.tree.leaves(params)}
+  if len(dtypes) != 1 or not jnp.issubdtype(next(iter(dtypes)), jnp.floating):
+    raise TypeError(
+        "lbfgsb: params must be float arrays of one dtype (float32 or float64);"
+        f" got {sorted(str(d) for d in dtypes)}. Cast them, e.g. with"
+        " jax.tree.map(lambda a: a.astype(jnp.float32), params)."
+    )
+  return next(iter(dtypes))
+
+
+def _landing_update(p: jax.Array, x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """``d`` with ``l <= p + d <= u`` in floating point, for ``p`` and ``x`` inside the box.
+
+  ``p + d == x`` when ``x - p`` is exact (e.g. when ``p`` and ``x`` are within a
+  factor 2 of each other); otherwise ``p + d`` can miss ``x`` by an ulp of
+  ``x - p``, past a bound when ``x`` is on it. Such a ``d`` moves one ulp
+  inward, and failing that becomes ``P(p) - p``.
+  """
+  d = x - p
+  y = p + d
+  inward = jnp.where(y > u, jnp.asarray(-jnp.inf, p.dtype), jnp.asarray(jnp.inf, p.dtype))
+  d = jnp.where((y < l) | (y > u), jnp.nextafter(d, inward), d)
+  y = p + d
+  return jnp.where((y < l) | (y > u), project(p, l, u) - p, d)
+
+
+def _update(value_fn, params, state, value, grad, box, options, extra_args):
+  """One iteration of the solve, on the raveled params."""
+  p, unravel = ravel_pytree(params)
+  dtype = p.dtype
+
+  def fun_and_grad(x):
+    f, g = jax.value_and_grad(value_fn)(unravel(x), **extra_args)
+    return jnp.asarray(f, dtype).reshape(()), ravel_pytree(g)[0].astype(dtype)
+
+  # 1. Continue from the solver's exact iterate when params are where the last
+  #    update landed (an ulp off it at most); otherwise start a solve at
+  #    P(params), with the caller's value and grad unless P moved params.
+  def start() -> LbfgsbState:
+    given = (jnp.asarray(value, dtype).reshape(()), ravel_pytree(grad)[0].astype(dtype))
+    at_p = lambda x: lax.cond(jnp.all(x == p), lambda: given, lambda: fun_and_grad(x))
+    return _solver.init(at_p, p, box, options, state.solver.memory.S.shape[0])
+
+  continuing = jnp.all(p == state.landed)
+  solver = lax.cond(continuing, lambda: state.solver, start)
+
+  # 2. Passes of the main loop until a new iterate or a termination (a
+  #    restart refreshes the memory without a new iterate).
+  nit = solver.nit
+  solver = lax.while_loop(
+      lambda s: (s.termination == Termination.RUNNING) & (s.nit == nit),
+      lambda s: _solver.step(fun_and_grad, box, options, s),
+      solver,
+  )
+
+  # 3. Updates that move params onto the new iterate, inside the box; zero
+  #    where the iterate did not move and params are inside the box (after
+  #    termination: everywhere, unless params started outside).
+  x_old = jnp.where(continuing, state.solver.x, p)
+  stay = (solver.x == x_old) & (p >= box.l) & (p <= box.u)
+  d = jnp.where(stay, jnp.zeros((), dtype), _landing_update(p, solver.x, box.l, box.u))
+  new_state = LbfgsbTransformState(value=solver.f, grad=unravel(solver.g), landed=p + d, solver=solver)
+  return unravel(d), new_state
+
+
+# As in minimize: on CPU the classic fusion emitters compile the solver's
+# graph about 2.5x faster, and JAX takes compiler options on a top-level jit only.
+_update_jit = jax.jit(_update, static_argnames=("value_fn",))
+_update_jit_cpu = jax.jit(
+    _update, static_argnames=("value_fn",), compiler_options={"xla_cpu_use_fusion_emitters": False}
+)
+
+
+def lbfgsb(
+    lower: Any = None,
+    upper: Any = None,
+    memory_size: int = 10,
+    maxls: int = 20,
+    ftol: float = 2.220446049250313e-09,
+    gtol: float = 1e-05,
+) -> optax.GradientTransformationExtraArgs:
+  r"""L-BFGS-B as an optax transformation: each update is one iteration of :func:`~jax_lbfgsb.minimize`.
+
+  ``update(updates, state, params, *, value, grad, value_fn, **extra_args)``
+  makes one L-BFGS-B iteration from ``params`` for
+  ``min value_fn(params, **extra_args)`` subject to ``lower <= params <= upper``:
+  generalized Cauchy point, subspace minimization and the Moré–Thuente line
+  search ``dcsrch`` (which evaluates ``jax.value_and_grad(value_fn)``). It
+  returns ``updates = x_new - params``, rounded so that
+  ``optax.apply_updates(params, updates)`` lies inside the bounds; it equals
+  ``x_new`` whenever ``x_new - params`` is exact, and is an ulp of the step off
+  otherwise. After ``k`` updates, ``state.solver.x`` is the iterate of
+  ``minimize(value_fn, params, bounds=(lower, upper), maxcor=memory_size,
+  maxiter=k)`` and ``params`` equals it to that rounding. Once the solve stops
+  (``state.solver.termination`` is no longer ``RUNNING``: ``gtol`` or ``ftol``
+  met, a failed line search, or NaN), the updates are zero.
+
+  ``value`` and ``grad`` must be ``value_fn`` and its gradient at ``params``;
+  they are used when an update starts a solve (the first update, or params
+  that are not where the last update landed). A continuing update uses the
+  solver's own values at its exact iterate, which
+  :func:`optax.value_and_grad_from_state` returns without evaluating
+  ``value_fn``. ``updates`` (the gradient, by convention) is ignored. Start
+  from params inside the box: from params outside it, the first update lands
+  within rounding of params of the box (the box may hold no ``params + d``
+  at all), and the second inside.
+
+  ``update`` runs under :func:`jax.jit` with ``value_fn`` static: pass the same
+  function object every step (not a new lambda), or each call recompiles.
+  ``extra_args`` must be arrays or pytrees of arrays; it works under
+  :func:`jax.jit`, :func:`jax.vmap` and inside :func:`jax.lax.scan`.
+
+  .. warning:: Use this transformation alone, not in :func:`optax.chain` after
+    other transformations: it ignores the incoming ``updates`` and returns a
+    step to the next iterate, which a later transformation would distort.
+
+  Args:
+    lower: lower bounds: ``None`` (none), a scalar, or a pytree with the
+      structure of ``params`` (leaves scalars or of the leaf's shape); ``-inf``
+      for none. ``lower == upper`` fixes a variable.
+    upper: upper bounds, like ``lower``; ``inf`` for none.
+    memory_size: number of correction pairs kept (``maxcor``, ``m``).
+    maxls: maximum number of evaluations in one line search.
+    ftol: relative reduction tolerance (SciPy's ``ftol``).
+    gtol: projected-gradient tolerance (SciPy's ``gtol``).
+
+  Returns:
+    An :class:`optax.GradientTransformationExtraArgs` whose state is a
+    :class:`LbfgsbTransformState`.
+
+  Raises:
+    ValueError: ``memory_size < 1``, ``maxls < 1``, negative ``ftol`` or
+      ``gtol`` (at once); bounds that do not fit ``params`` or have
+      ``lower > upper`` (in ``init``).
+    TypeError: ``params`` that are not float arrays of one dtype (in ``init``).
+
+  Example:
+    Maximize a hidden unit of a small MLP over a 28x28 image with pixels in
+    ``[0, 255]`` and a 2-pixel border fixed at 0:
+
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> from jax_lbfgsb import Termination
+    >>> from jax_lbfgsb.optax import lbfgsb
+    >>> k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    >>> w1 = jax.random.normal(k1, (784, 32), jnp.float64) / 28.0
+    >>> w2 = jax.random.normal(k2, (32, 16), jnp.float64) / jnp.sqrt(32.0)
+    >>> def activation(image):  # unit 3 of the second hidden layer
+    ...   return jnp.tanh(jnp.tanh(image.reshape(784) / 255.0 @ w1) @ w2)[3]
+    >>> def f(image):
+    ...   return -activation(image)
+    >>> inside = jnp.zeros((28, 28), bool).at[2:-2, 2:-2].set(True)
+    >>> opt = lbfgsb(lower=0.0, upper=jnp.where(inside, 255.0, 0.0))
+    >>> params = jnp.where(inside, 127.5, 0.0)
+    >>> state = opt.init(params)
+    >>> value_and_grad = jax.jit(optax.value_and_grad_from_state(f))
+    >>> print(f"{activation(params):.4f}")
+    -0.0788
+    >>> for _ in range(10):
+    ...   value, grad = value_and_grad(params, state=state)
+    ...   updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=f)
+    ...   params = optax.apply_updates(params, updates)
+    >>> print(f"{activation(params):.4f}", int(state.solver.nit), Termination(int(state.solver.termination)).name)
+    0.9911 6 CONVERGED_PGTOL
+    >>> print(bool(jnp.all((params >= 0) & (params <= 255))), bool(jnp.all(params[~inside] == 0)))
+    True True
+
+    The solve converged after 6 iterations; the last 4 updates were zero.
+
+  References:
+    Byrd, Lu, Nocedal, Zhu, `A limited memory algorithm for bound constrained
+    optimization <https://doi.org/10.1137/0916069>`_, SIAM J. Sci. Comput.
+    16(5), 1995.
+  """
+  for name, value, low in (("memory_size", memory_size, 1), ("maxls", maxls, 1)):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+      raise ValueError(f"lbfgsb: {name} must be a Python int >= {low}; got {value!r}.")
+  for name, value in (("ftol", ftol), ("gtol", gtol)):
+    if not value >= 0:
+      raise ValueError(f"lbfgsb: {name} must be >= 0; got {value!r}.")
+
+  def box_and_options(params: Any) -> tuple[Box, Options]:
+    dtype = _ravel_dtype(params)
+    l, u = _flat_bounds(lower, upper, params, dtype)
+    options = Options(
+        ftol=jnp.asarray(ftol, dtype), gtol=jnp.asarray(gtol, dtype), maxiter=jnp.asarray(_NO_LIMIT, jnp.int32),
+        maxfun=jnp.asarray(_NO_LIMIT, jnp.int32), maxls=jnp.asarray(maxls, jnp.int32),
+        ls_ftol=jnp.asarray(1e-3, dtype), ls_gtol=jnp.asarray(0.9, dtype),  # lnsrlb's constants
+        pgtol_rel=jnp.zeros((), dtype), xtol_rel=jnp.zeros((), dtype),  # off, as in SciPy
+    )
+    return Box(l=l, u=u, fixed=l == u), options
+
+  def init_fn(params: Any) -> LbfgsbTransformState:
+    params = _strong(params)
+    box, options = box_and_options(params)
+    p = ravel_pytree(params)[0]
+    # Zeros of the solver state's shapes, a placeholder that evaluates
+    # nothing: the first update starts the solve at its params (landed is NaN).
+    shapes = jax.eval_shape(
+        lambda p, box: _solver.init(lambda x: (jnp.sum(x), x), p, box, options, memory_size), p, box
+    )
+    solver = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    return LbfgsbTransformState(
+        value=jnp.full((), jnp.inf, p.dtype), grad=jax.tree.map(jnp.zeros_like, params),
+        landed=jnp.full_like(p, jnp.nan),
+        solver=solver._replace(termination=jnp.asarray(Termination.RUNNING, jnp.int32)),
+    )
+
+  def update_fn(
+      updates: Any,
+      state: LbfgsbTransformState,
+      params: Any,
+      *,
+      value: jax.typing.ArrayLike,
+      grad: Any,
+      value_fn: Callable[..., jax.typing.ArrayLike],
+      **extra_args: Any,
+  ) -> tuple[Any, LbfgsbTransformState]:
+    del updates  # the gradient, by convention; ``grad`` is the same
+    params, value, grad = _strong((params, value, grad))
+    box, options = box_and_options(params)
+    update = _update_jit_cpu if jax.default_backend() == "cpu" and _top_level() else _update_jit
+    return update(value_fn, params, state, value, grad, box, options, extra_args)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

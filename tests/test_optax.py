@@ -1,0 +1,240 @@
+"""The optax transformation: iterates equal minimize's, updates land inside the box, the MLP user story."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from jax_lbfgsb import Termination, minimize
+from jax_lbfgsb.optax import _landing_update, lbfgsb
+
+DTYPES = [jnp.float32, jnp.float64]
+
+
+def _run(opt, f, params, k, *, from_state=False, **extra_args):
+  """The plain training loop; returns the params and state after each of ``k`` updates."""
+  state = opt.init(params)
+  value_and_grad = jax.jit(optax.value_and_grad_from_state(f)) if from_state else jax.value_and_grad(f)
+  trajectory = []
+  for _ in range(k):
+    if from_state:
+      value, grad = value_and_grad(params, state=state, **extra_args)
+    else:
+      value, grad = value_and_grad(params, **extra_args)
+    updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=f, **extra_args)
+    params = optax.apply_updates(params, updates)
+    trajectory.append((params, state))
+  return trajectory
+
+
+# ---------------------------------------------------------------- parity with minimize
+
+
+def _rosen_tree(p):
+  x = jnp.concatenate([p["w"].ravel(), p["b"]])
+  return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+@pytest.mark.parametrize("from_state", [False, True], ids=["value_and_grad", "value_and_grad_from_state"])
+def test_k_updates_equal_minimize_maxiter_k(from_state):
+  x = jnp.asarray(np.resize([-1.2, 1.0], 10), jnp.float64)
+  params = {"w": x[:4].reshape(2, 2), "b": x[4:]}
+  lower, upper = -1.5, {"w": 0.8, "b": jnp.full(6, 0.8, jnp.float64)}  # a scalar and a pytree
+  opt = lbfgsb(lower, upper, memory_size=5)
+  trajectory = _run(opt, _rosen_tree, params, 40, from_state=from_state)
+
+  for k in range(1, 11):
+    res = minimize(_rosen_tree, params, bounds=(lower, upper), maxcor=5, maxiter=k)
+    got, state = trajectory[k - 1]
+    # The solver's iterate is minimize's, bit for bit; params can differ by
+    # the rounding of params + (x_new - params).
+    np.testing.assert_array_equal(state.solver.x, ravel_pytree(res.x)[0])
+    np.testing.assert_allclose(ravel_pytree(got)[0], ravel_pytree(res.x)[0], rtol=0, atol=1e-15)
+    assert int(state.solver.nit) == int(res.nit) == k
+    assert int(state.solver.nfev) == int(res.nfev)
+
+  # Run to convergence: the same solution and reason as one solve, then zero updates.
+  res = minimize(_rosen_tree, params, bounds=(lower, upper), maxcor=5)
+  final, state = trajectory[-1]
+  assert int(res.nit) < 35 and int(state.solver.termination) == int(res.termination)
+  assert int(state.solver.termination) in (Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL)
+  np.testing.assert_allclose(ravel_pytree(final)[0], ravel_pytree(res.x)[0], rtol=0, atol=1e-12)
+  for before, after in zip(trajectory[int(res.nit):], trajectory[int(res.nit) + 1:]):
+    assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[0]), jax.tree.leaves(after[0])))
+  assert float(state.value) == float(res.fun)
+  assert jax.tree.structure(state.grad) == jax.tree.structure(params)
+
+
+def test_update_does_not_retrace():
+  traces = []
+
+  def f(x):
+    traces.append(None)  # runs once per trace
+    return jnp.sum(jnp.arange(1.0, 5.0, dtype=x.dtype) * (x - 2.0) ** 2)
+
+  opt = lbfgsb(0.0, 1.5)
+  params = jnp.zeros(4, jnp.float64)
+  state = opt.init(params)
+  value, grad = jnp.asarray(16.0, jnp.float64), jnp.asarray([-4.0, -8.0, -12.0, -16.0], jnp.float64)
+  counts = []
+  for _ in range(4):
+    updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=f)
+    params = optax.apply_updates(params, updates)
+    value, grad = state.value, state.grad
+    counts.append(len(traces))
+  assert counts[0] > 0 and counts == counts[:1] * 4
+
+
+# ---------------------------------------------------------------- landing inside the box
+
+# Bounds of all magnitudes, a fixed variable and a free one, so that x_new - x
+# often rounds (steps across zero, onto bounds far from x, next to tiny bounds).
+_LOWER = np.array([1e-30, -1e-20, -3.7, 0.1, 1e3, -2e5, 0.0, -1.0, 1 / 3, -np.inf, 5e-8, 0.7])
+_UPPER = np.array([1.0, 1e-20, 2.9e-3, 0.1 + 1e-9, 1e3 + 0.5, 7.0, 1e-3, 1.0, 1 / 3, np.inf, 6e-8, 1e4])
+
+
+def _quadratic(x, c):
+  """Coupled quadratic whose unconstrained minimizer ``c`` lies far outside the box."""
+  w = jnp.arange(1, x.size + 1, dtype=x.dtype)
+  return jnp.sum(w * (x - c) ** 2) + 0.1 * jnp.sum(x[1:] * x[:-1])
+
+
+def _starts(dtype, batch=8):
+  rng = np.random.default_rng(0)
+  c = rng.normal(size=(batch, _LOWER.size)) * 10.0 ** rng.uniform(-3, 6, size=(batch, _LOWER.size))
+  inside = np.clip(c * rng.uniform(-1, 1, size=c.shape), _LOWER, _UPPER)
+  x0 = np.where(np.arange(batch)[:, None] % 2 == 0, inside, c)  # odd lanes start outside the box
+  return jnp.asarray(x0, dtype), jnp.asarray(c, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_landing_update_stays_in_bounds(dtype):
+  # p, x inside boxes of random magnitudes and signs, x often on a bound.
+  rng = np.random.default_rng(1)
+  ends = rng.choice([-1.0, 1.0], size=(2, 20000)) * 10.0 ** rng.uniform(-30, 6, size=(2, 20000))
+  l, u = np.min(ends, axis=0).astype(dtype), np.max(ends, axis=0).astype(dtype)
+  p, x = np.clip(l + rng.uniform(size=(2, l.size)) * (u - l), l, u).astype(dtype)
+  x = np.select([np.arange(x.size) % 3 == 0, np.arange(x.size) % 3 == 1], [l, u], x).astype(dtype)
+  naive = p + (x - p)
+  assert np.any((naive < l) | (naive > u))  # the case to handle
+  d = np.asarray(jax.jit(_landing_update)(p, x, l, u))
+  y = p + d  # what optax.apply_updates computes
+  assert np.all((y >= l) & (y <= u))
+  np.testing.assert_array_equal(y == x, naive == x)  # exact wherever x - p was
+  assert np.all((d != 0) | (x == p))  # never stuck at p (the last resort) in this sample
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_apply_updates_stays_in_bounds_under_jit_and_vmap(dtype):
+  opt = lbfgsb(jnp.asarray(_LOWER, dtype), jnp.asarray(_UPPER, dtype), memory_size=4)
+  lower, upper = np.asarray(_LOWER, dtype), np.asarray(_UPPER, dtype)
+  x0, c = _starts(dtype)
+
+  @jax.jit
+  @jax.vmap
+  def trajectories(x0, c):
+    def body(carry, _):
+      params, state = carry
+      value, grad = jax.value_and_grad(_quadratic)(params, c)
+      updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=_quadratic, c=c)
+      params = optax.apply_updates(params, updates)
+      return (params, state), (params, state.landed, state.solver.termination)
+
+    return lax.scan(body, (x0, opt.init(x0)), length=12)[1]
+
+  xs, landed, termination = jax.tree.map(np.asarray, trajectories(x0, c))
+  assert xs.dtype == dtype
+  inside = (xs >= lower) & (xs <= upper)
+  assert np.all(inside[0::2]) and np.all(inside[:, 1:]), "an update left the box"
+  # From params far outside, the first update lands within rounding of params
+  # (the box may hold no p + d at all, e.g. a fixed 1/3 from -4796); the next one inside.
+  miss = np.maximum(lower - xs[:, 0], 0) + np.maximum(xs[:, 0] - upper, 0)
+  assert np.all(miss <= 2 * np.finfo(dtype).eps * np.abs(np.asarray(x0)))
+  assert np.all(xs[:, 1:, 8] == dtype(1 / 3))  # the fixed variable
+  np.testing.assert_array_equal(xs, landed)  # apply_updates lands where update says: the solve continues
+  assert np.all(termination[:, -1] != Termination.RUNNING)  # every lane converged ...
+  assert np.all(termination[:, -1] <= Termination.CONVERGED_FTOL)  # ... normally
+
+  if dtype == jnp.float64:  # one lane of the batch, as a plain loop with a jitted update
+    lane = 1  # starts outside the box
+    trajectory = _run(opt, _quadratic, x0[lane], 12, c=c[lane])
+    np.testing.assert_allclose(np.stack([p for p, _ in trajectory]), xs[lane], rtol=1e-12, atol=0)
+    state = trajectory[0][1]
+    init_state = opt.init(x0[lane])
+    assert jax.tree.structure(init_state) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(init_state), jax.tree.leaves(state)):
+      assert (a.dtype, a.shape, a.weak_type) == (b.dtype, b.shape, b.weak_type)
+
+
+# ---------------------------------------------------------------- the user story
+
+
+def _mlp(dtype):
+  """The hidden layers 784 -> 32 tanh -> 16 tanh of a small MLP with fixed random weights."""
+  k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+  w1 = jax.random.normal(k1, (784, 32), dtype) / 28.0
+  b1 = 0.1 * jax.random.normal(k3, (32,), dtype)
+  w2 = jax.random.normal(k2, (32, 16), dtype) / jnp.sqrt(jnp.asarray(32.0, dtype))
+
+  def hidden(image):  # pixels in [0, 255], scaled to [0, 1]
+    return jnp.tanh(jnp.tanh(image.reshape(784) / 255.0 @ w1 + b1) @ w2)
+
+  return hidden
+
+
+def test_maximize_a_hidden_unit_over_an_image():
+  # In float32, as a user would; the doctest of lbfgsb runs a float64 variant.
+  dtype = jnp.float32
+  hidden = _mlp(dtype)
+  unit = 5  # from -0.095 to about 0.99 in 6 iterations (converged)
+
+  def f(image):
+    return -hidden(image)[unit]
+
+  inside = np.zeros((28, 28), bool)
+  inside[2:-2, 2:-2] = True
+  upper = jnp.asarray(np.where(inside, 255.0, 0.0), dtype)  # lower == upper == 0 on the frame
+  opt = lbfgsb(lower=0.0, upper=upper)
+  image0 = jnp.asarray(np.where(inside, np.random.default_rng(0).uniform(0, 255, (28, 28)), 0.0), dtype)
+  k = 8
+
+  plain = np.stack([p for p, _ in _run(opt, f, image0, k)])
+
+  @jax.jit
+  def scanned(image):
+    def body(carry, _):
+      image, state = carry
+      value, grad = jax.value_and_grad(f)(image)
+      updates, state = opt.update(grad, state, image, value=value, grad=grad, value_fn=f)
+      image = optax.apply_updates(image, updates)
+      return (image, state), image
+
+    return lax.scan(body, (image, opt.init(image)), length=k)[1]
+
+  scan = np.asarray(scanned(image0))
+  assert scan.dtype == plain.dtype == dtype
+  # Two compilations of the same steps: equal here, to rounding in general.
+  np.testing.assert_allclose(scan, plain, rtol=0, atol=255 * 1e3 * np.finfo(dtype).eps)
+  for images in (plain, scan):
+    assert np.all((images >= 0) & (images <= 255))
+    assert np.all(images[:, ~inside] == 0)
+    activations = np.asarray(jax.vmap(lambda im: hidden(im)[unit])(jnp.asarray(images)))
+    assert np.all(np.diff(activations) >= 0)  # L-BFGS-B never increases f
+    assert activations[0] > float(hidden(image0)[unit]) and activations[-1] > 0.98
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_bad_arguments_raise():
+  with pytest.raises(ValueError, match="memory_size must be a Python int >= 1"):
+    lbfgsb(memory_size=0)
+  with pytest.raises(ValueError, match="gtol must be >= 0"):
+    lbfgsb(gtol=-1.0)
+  with pytest.raises(ValueError, match=r"lower\[1\] = .*2.0.* > upper\[1\]"):
+    lbfgsb(lower=jnp.array([0.0, 2.0]), upper=1.0).init(jnp.zeros(2))
+  with pytest.raises(TypeError, match="float arrays of one dtype"):
+    lbfgsb().init({"a": jnp.zeros(2, jnp.float32), "b": jnp.zeros(2, jnp.float64)})
