@@ -81,7 +81,9 @@ class IprintPrinter:
       lines += ["", iterate_line(0, float(f), float(projg))]
     self._print(lines)
 
-  def iterate(self, nit, f, projg, iback, xstep) -> None:
+  def iterate(self, new_iterate, nit, f, projg, iback, xstep) -> None:
+    if not new_iterate:
+      return
     nit = int(nit)
     if self.iprint >= 99:
       self._print(["", f"ITERATION {nit:5d}", "",

@@ -144,7 +144,9 @@ class _HostCallback:
   callback: Callable[[IntermediateResult], Any]
   like: Any  # a pytree of jax.ShapeDtypeStruct shaped like x0
 
-  def __call__(self, x, f, g, nit, nfev) -> np.ndarray:
+  def __call__(self, new_iterate, x, f, g, nit, nfev) -> np.ndarray:
+    if not new_iterate:
+      return np.asarray(False)
     unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.like))[1]
     result = IntermediateResult(
         x=jax.tree.map(np.asarray, unravel(x)), fun=float(f), jac=jax.tree.map(np.asarray, unravel(g)),
@@ -259,6 +261,17 @@ def minimize(
   ``fun`` and new ``x0``, bounds, ``args`` or tolerances does not recompile
   (``maxcor`` fixes array shapes, so a new ``maxcor`` does). ``minimize`` also
   works inside :func:`jax.jit` and :func:`jax.vmap`.
+
+  :func:`jax.grad`, :func:`jax.jvp` and their compositions differentiate the
+  result's ``x``, ``fun`` and ``jac`` with respect to ``args``, the bounds and
+  arrays that ``fun`` closes over, by the implicit function theorem at the
+  returned point (the loop is not differentiated): a variable at a bound
+  follows it, the free ones keep ``grad f = 0``, a system solved by conjugate
+  gradients on Hessian-vector products of ``fun`` (with ``jac=True``, forward
+  derivatives of the gradient it returns). This assumes a strict local
+  minimum (positive definite Hessian on the free variables, nonzero gradient
+  at active bounds); ``x0``, the options, ``hess_inv``, ``state`` and the
+  counters get no derivative.
 
   Args:
     fun: ``fun(x, *args) -> scalar`` for ``x`` with the shape of ``x0``. With

@@ -20,7 +20,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.experimental import io_callback
 
 from jax_lbfgsb._bounds import max_feasible_step, project, projected_gradient, projected_gradient_norm
 from jax_lbfgsb._cauchy import CauchyPoint, cauchy_point
@@ -74,8 +73,9 @@ class Hooks:
 
   Attributes:
     history: record the first ``history`` iterates (0: no record).
-    callback: host function ``callback(x, f, g, nit, nfev) -> bool`` called
-      after each iteration; ``True`` halts the solve (SciPy's ``callback``).
+    callback: host function ``callback(new_iterate, x, f, g, nit, nfev) -> bool``
+      called after each pass; when ``new_iterate``, ``True`` halts the solve
+      (SciPy's ``callback``); otherwise it must return False.
     printer: host object with ``start``, ``iterate`` and ``finish`` methods
       (the ``iprint`` output, :class:`~jax_lbfgsb._iprint.IprintPrinter`).
   """
@@ -366,21 +366,10 @@ def step(
         xstep=jnp.where(accepted, jnp.linalg.norm(ls.x - s.x), s.xstep),
         memory=lax.cond(restarted, refresh, lambda mm: mm, s.memory),
     )
-    halt = jnp.zeros((), bool)
-    if hooks.callback is not None:
-      # SciPy calls the callback at each new iterate, before its maxiter test.
-      halt = lax.cond(
-          accepted,
-          lambda: io_callback(hooks.callback, jax.ShapeDtypeStruct((), bool), s.x, s.f, s.g, s.nit, s.nfev),
-          lambda: jnp.zeros((), bool),
-      )
     termination = jnp.where(
         ls.nonfinite, Termination.NONFINITE,
-        jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), _new_x_tests(s, box, options, halt)),
+        jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), _new_x_tests(s, box, options, False)),
     ).astype(jnp.int32)
-    if hooks.printer is not None:
-      lax.cond(accepted, lambda: jax.debug.callback(
-          hooks.printer.iterate, s.nit, s.f, s.sbgnrm, s.iback, s.xstep), lambda: None)
     history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
     s = s._replace(termination=termination, history=history)
 
@@ -407,11 +396,31 @@ def run(
     fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, hooks: Hooks = Hooks()
 ) -> LbfgsbState:
   """Runs ``step`` in a ``lax.while_loop`` from ``state`` (from :func:`init` or :func:`resume`) until it terminates."""
-  state = lax.while_loop(
-      lambda s: s.termination == Termination.RUNNING,
-      lambda s: step(fun_and_grad, box, options, s, hooks),
-      state,
-  )
+
+  def body(s: LbfgsbState) -> LbfgsbState:
+    new = step(fun_and_grad, box, options, s, hooks)
+    # Host hooks run on every pass, outside any lax.cond (under vmap a cond
+    # runs both branches and finished lanes keep stepping), told whether the
+    # pass made a new iterate; they act only then.
+    new_iterate = (new.nit > s.nit) & (s.termination == Termination.RUNNING)
+    if hooks.callback is not None:
+      # SciPy calls the callback at each new iterate, after which its maxiter
+      # and maxfun tests take precedence over the halt, and the halt over the
+      # convergence tests.
+      # A pure_callback, since JAX refuses IO effects in a while_loop with a
+      # batched predicate (vmap); its result is used, so it is never elided.
+      halt = jax.pure_callback(
+          hooks.callback, jax.ShapeDtypeStruct((), bool), new_iterate, new.x, new.f, new.g, new.nit, new.nfev,
+          vmap_method="sequential",
+      )
+      limit = (new.termination == Termination.MAXITER) | (new.termination == Termination.MAXFUN)
+      new = new._replace(termination=jnp.where(
+          new_iterate & halt & ~limit, Termination.CALLBACK_HALT, new.termination).astype(jnp.int32))
+    if hooks.printer is not None:
+      jax.debug.callback(hooks.printer.iterate, new_iterate, new.nit, new.f, new.sbgnrm, new.iback, new.xstep)
+    return new
+
+  state = lax.while_loop(lambda s: s.termination == Termination.RUNNING, body, state)
   if hooks.printer is not None:
     jax.debug.callback(
         hooks.printer.finish, state.x.size, state.nit, state.nfev, state.nintol, state.nskip,

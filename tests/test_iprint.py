@@ -61,3 +61,12 @@ def test_iprint_under_jit_and_vmap(capsys, dtype):
   out = capsys.readouterr().out
   assert out.count("RUNNING THE L-BFGS-B CODE") == 2 and out.count("Tit   =") == 2
   assert " This problem is unconstrained." in out
+
+
+def test_iprint_under_vmap_prints_each_lane_iteration_once(capsys):
+  x0s = jnp.stack([X0, X0 * 0.5])
+  batch = jax.vmap(lambda x0: minimize(rosen, x0, bounds=(-1.5, 0.8), iprint=1))(x0s)
+  jax.effects_barrier()
+  out = capsys.readouterr().out
+  lines = [line for line in out.splitlines() if line.startswith("At iterate")]
+  assert len(lines) == 2 + int(batch.nit[0]) + int(batch.nit[1])  # iterate 0 of each lane, then each iteration

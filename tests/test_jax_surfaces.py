@@ -223,3 +223,20 @@ def test_batch_sharded_over_four_host_devices():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_callback_under_vmap_is_called_once_per_lane_iteration():
+  seen = []
+
+  def callback(r):
+    seen.append(r.nit)
+    return r.nit >= 3 and r.fun < 10.0
+
+  x0s = jnp.stack([jnp.asarray(X0), jnp.asarray(X0) * 0.5])
+  batch = jax.jit(jax.vmap(lambda x0: minimize(rosen, x0, callback=callback)))(x0s)
+  singles = [minimize(rosen, x0s[i], callback=callback) for i in range(2)]
+  for i in range(2):
+    assert int(batch.nit[i]) == int(singles[i].nit)
+    assert int(batch.termination[i]) == int(singles[i].termination) == Termination.CALLBACK_HALT
+  # Each lane's iterations were reported once, none after the lane stopped.
+  assert len(seen) == 2 * (int(batch.nit[0]) + int(batch.nit[1]))
