@@ -1,61 +1,360 @@
-"""The ``jax-lbfgsb`` command line: ``jax-lbfgsb demo``.
+"""The ``jax-lbfgsb`` command line: the classic interactive L-BFGS-B page in a terminal.
+
+::
+
+  jax-lbfgsb list                                   the predefined functions
+  jax-lbfgsb solve NAME|NUMBER [options]            solve one of them
+  jax-lbfgsb solve --expr "TEXT" --n N [options]    solve your own f(x(1..n))
+  jax-lbfgsb demo [--out DIR]                       bounded Rosenbrock: report, iprint table, 3 plots
+
+``solve`` prints the report of :func:`jax_lbfgsb.report.report` (termination
+reason, f, nit, nfev, CPU/wall/compile times, every x(i) and g(i), bound
+activity, diagnosis), or JSON with ``--json``, and writes the plots with
+``--plots DIR``. Two presets set the stopping rule and defaults:
+
+* ``scipy`` (default): ``minimize``'s own defaults; ``--eps`` is ``gtol``.
+* ``page``: the page's rule, stop when ``||proj g||_2 <= eps (1 + |f|)`` or
+  ``||x - x_prev||_2 <= eps (||x||_2 + 1)``; eps 1e-7, maxiter 4000, maxfun
+  40000, m = min(n/2 + 1, 10), delta 0.01, kappa 0.9.
 
 Host-side only: argparse and printing live here, never on the jitted path.
+Bad arguments exit with status 2 and an argparse-style one-line reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
+import json
+import re
 import sys
+import threading
 import time
+from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 
-def _demo(args: argparse.Namespace) -> int:
+_SCIPY_FTOL = 2.220446049250313e-09
+_PRESETS = {  # m=None: min(n // 2 + 1, 10)
+    "scipy": dict(eps=1e-5, ftol=_SCIPY_FTOL, m=10, delta=1e-3, kappa=0.9, maxiter=15000, maxfun=15000),
+    "page": dict(eps=1e-7, ftol=0.0, m=None, delta=0.01, kappa=0.9, maxiter=4000, maxfun=40000),
+}
+# Factories without defaults for every argument get these in `list` and `solve`.
+_DEFAULT_PARAMS = {"ept": {"nx": 10, "ny": 10}, "pjb": {"nx": 10, "ny": 10}, "nnls": {"m": 30, "n": 10}}
+DEMO_DIR = "jax_lbfgsb_demo"
+
+
+def _catalog() -> list[str]:
+  """The predefined problems in ``list`` order: the page's 14 first, then the others."""
+  from jax_lbfgsb import problems
+
+  return list(problems.CORE14) + [name for name in problems.PROBLEMS if name not in problems.CORE14]
+
+
+def _history_length(n: int) -> int:
+  """Iterations recorded for the plots: 1000, fewer for large n (at most ~10^7 floats)."""
+  return max(2, min(1000, 10**7 // n))
+
+
+def _list(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+  from jax_lbfgsb import problems
+
+  print(f"{'#':>3}  {'name':<22} {'n':>5}  {'f*':<13} description")
+  for number, name in enumerate(_catalog(), start=1):
+    p = problems.get(name, **_DEFAULT_PARAMS.get(name, {}))
+    f_opt = "unknown" if p.f_opt is None else f"{p.f_opt:.6g}"
+    print(f"{number:>3}  {name:<22} {p.x0.size:>5}  {f_opt:<13} {p.description}")
+  print("\nSolve one with `jax-lbfgsb solve NAME` (or its number); `--n N` or `--param KEY=VALUE`"
+        " change its size and settings where the factory takes them.")
+  return 0
+
+
+def _floats(parser, flag: str, text: str, n: int, none: float = float("nan")):
+  """``v1,v2,...`` (or one value for all n) as a float64 array; ``inf``, ``-inf`` and ``none`` allowed."""
+  try:
+    values = [none if v.strip().lower() == "none" else float(v) for v in text.split(",")]
+  except ValueError:
+    parser.error(f"{flag}: expected comma-separated numbers, got {text!r}")
+  if len(values) not in (1, n):
+    parser.error(f"{flag}: expected 1 or {n} values (n = {n}), got {len(values)}")
+  return np.resize(np.asarray(values, np.float64), n)
+
+
+def _params(parser, items: Sequence[str]) -> dict:
+  out = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or not key.isidentifier():
+      parser.error(f"--param: expected KEY=VALUE, got {item!r}")
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+      out[key] = lowered == "true"
+      continue
+    try:
+      out[key] = int(value)
+    except ValueError:
+      try:
+        out[key] = float(value)
+      except ValueError:
+        parser.error(f"--param {key}: expected a number or true/false, got {value!r}")
+  return out
+
+
+def _problem(parser: argparse.ArgumentParser, args: argparse.Namespace):
+  """The problem to solve, with --x0, --lower and --upper applied."""
+  from jax_lbfgsb import problems
+  from jax_lbfgsb.expr import ExpressionError, parse
+
+  if (args.name is None) == (args.expr is None):
+    parser.error("give either a problem NAME (see `jax-lbfgsb list`) or --expr TEXT")
+  if args.n is not None and args.n < 1:
+    parser.error(f"--n must be >= 1, got {args.n}")
+  if args.expr is not None:
+    if args.param:
+      parser.error("--param applies to predefined problems, not to --expr")
+    n = args.n if args.n is not None else (len(args.x0.split(",")) if args.x0 else None)
+    if n is None:
+      parser.error("--expr needs --n N or --x0 v1,...,vN to know the number of variables")
+    try:
+      expression = parse(args.expr, n)
+    except ExpressionError as err:
+      parser.error(f"--expr: {err}")
+    inf = np.full(n, np.inf)
+    p = problems.Problem("expression", expression.fun, np.zeros(n), -inf, inf, None, args.expr)
+  else:
+    catalog = _catalog()
+    name = catalog[int(args.name) - 1] if args.name.isdigit() and 1 <= int(args.name) <= len(catalog) else args.name
+    if name not in problems.PROBLEMS:
+      parser.error(f"unknown problem {args.name!r}; `jax-lbfgsb list` shows the names and numbers")
+    kwargs = {**_DEFAULT_PARAMS.get(name, {}), **_params(parser, args.param)}
+    if args.n is not None:
+      kwargs["n"] = args.n
+    accepted = inspect.signature(problems.PROBLEMS[name]).parameters
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+      parser.error(f"{name} takes no parameter {', '.join(unknown)}; its parameters: {', '.join(accepted) or 'none'}")
+    try:
+      p = problems.get(name, **kwargs)
+    except ValueError as err:
+      parser.error(f"{name}: {err}")
+  n = p.x0.size
+  if args.x0 is not None:
+    p = p._replace(x0=_floats(parser, "--x0", args.x0, n))
+  if args.lower is not None:
+    p = p._replace(lower=_floats(parser, "--lower", args.lower, n, none=-np.inf))
+  if args.upper is not None:
+    p = p._replace(upper=_floats(parser, "--upper", args.upper, n, none=np.inf))
+  if np.isnan(p.x0).any() or np.isnan(p.lower).any() or np.isnan(p.upper).any():
+    parser.error("--x0, --lower and --upper take numbers (none only in the bounds)")
+  bad = np.flatnonzero(p.lower > p.upper)
+  if bad.size:
+    parser.error(f"lower > upper at x({bad[0] + 1}): {p.lower[bad[0]]} > {p.upper[bad[0]]}")
+  return p
+
+
+def _options(parser: argparse.ArgumentParser, preset: str, n: int, iprint: int, **flags) -> dict:
+  """``minimize`` keyword arguments from a preset and the flags (eps, ftol, m, ...; None: the preset's)."""
+  pick = {key: value if flags.get(key) is None else flags[key] for key, value in _PRESETS[preset].items()}
+  m = min(n // 2 + 1, 10) if pick["m"] is None else pick["m"]
+  if not 0 < pick["delta"] < pick["kappa"] < 1:
+    parser.error(f"--delta and --kappa must satisfy 0 < delta < kappa < 1; got {pick['delta']}, {pick['kappa']}")
+  for flag, value, low in (("--eps", pick["eps"], 0), ("--ftol", pick["ftol"], 0), ("--m", m, 1),
+                           ("--maxiter", pick["maxiter"], 1), ("--maxfun", pick["maxfun"], 1)):
+    if not value >= low:
+      parser.error(f"{flag} must be >= {low}, got {value}")
+  options = dict(maxcor=m, ftol=pick["ftol"], ls_ftol=pick["delta"], ls_gtol=pick["kappa"],
+                 maxiter=pick["maxiter"], maxfun=pick["maxfun"], iprint=iprint, history=_history_length(n))
+  if preset == "page":
+    return dict(options, gtol=0.0, pgtol_rel=pick["eps"], xtol_rel=pick["eps"])
+  return dict(options, gtol=pick["eps"])
+
+
+@contextlib.contextmanager
+def _progress(stream):
+  """Writes ``solving... Ns`` to ``stream`` every second while the block runs longer than one."""
+  stop = threading.Event()
+  start = time.perf_counter()
+  end = "\r" if stream.isatty() else "\n"
+
+  def tick():
+    while not stop.wait(1.0):
+      stream.write(f"solving... {time.perf_counter() - start:.0f}s{end}")
+      stream.flush()
+
+  thread = threading.Thread(target=tick, daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    stop.set()
+    thread.join()
+    if end == "\r" and time.perf_counter() - start >= 1.0:
+      stream.write(" " * 20 + "\r")
+
+
+def _run(p, options: dict, quiet_iprint: bool):
+  """Solves ``p`` in float64 with :func:`~jax_lbfgsb.report.timed_minimize` under the progress line."""
   import jax
 
   jax.config.update("jax_enable_x64", True)
   import jax.numpy as jnp
-  import numpy as np
 
-  from jax_lbfgsb import minimize
+  from jax_lbfgsb.report import timed_minimize
 
-  def rosenbrock(x):
-    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+  # With --json, stdout holds the JSON alone: the iprint output goes to stderr.
+  redirect = contextlib.redirect_stdout(sys.stderr) if quiet_iprint else contextlib.nullcontext()
+  with _progress(sys.stderr), redirect:
+    return timed_minimize(p.fun, jnp.asarray(p.x0, jnp.float64), bounds=(p.lower, p.upper), **options)
 
-  n = args.n
-  x0 = jnp.asarray(np.resize([-1.2, 1.0], n))
-  lower, upper = -1.5, 0.8
-  print(f"Rosenbrock, n = {n}, bounds [{lower}, {upper}], x0 = (-1.2, 1, -1.2, ...)")
-  t0 = time.perf_counter()
-  res = minimize(rosenbrock, x0, bounds=(lower, upper))
-  res.x.block_until_ready()
-  t1 = time.perf_counter()
-  res = minimize(rosenbrock, x0, bounds=(lower, upper))
-  res.x.block_until_ready()
-  t2 = time.perf_counter()
-  with np.printoptions(precision=6, suppress=True, linewidth=100):
-    print(f"x       = {np.asarray(res.x)}")
-  print(f"f       = {float(res.fun):.10e}")
-  print(f"nit     = {int(res.nit)}")
-  print(f"nfev    = {int(res.nfev)}")
-  print(f"status  = {int(res.status)} (success: {bool(res.success)})")
-  print(f"message = {res.message}")
-  print(f"time    = {t1 - t0:.3f} s first call (with compile), {t2 - t1:.4f} s second call")
+
+def _plots(p, result, folder: str, contour) -> list[str]:
+  """Writes convergence.png, gradient_norm.png and, with ``contour = (i, j, r)`` (1-based), contour.png."""
+  from jax_lbfgsb import plotting
+
+  out = Path(folder)
+  out.mkdir(parents=True, exist_ok=True)
+  written = [out / "convergence.png", out / "gradient_norm.png"]
+  plotting.plot_convergence(result.history, written[0], f_opt=p.f_opt)
+  plotting.plot_gradient_norm(result.history, written[1])
+  if contour is not None:
+    i, j, radius = contour
+    written.append(out / "contour.png")
+    plotting.plot_contour(p.fun, result.x, i - 1, j - 1, radius, written[2], history=result.history)
+  return [str(path) for path in written]
+
+
+def _finite(values):
+  """Floats (or a list of them) for JSON: NaN and inf become None."""
+  array = np.asarray(values, np.float64)
+  return np.where(np.isfinite(array), array, None).tolist()
+
+
+def _json(p, result, timing, notes: list[str], plots: list[str]) -> str:
+  from jax_lbfgsb import Termination
+
+  return json.dumps({
+      "problem": p.name, "x": _finite(result.x), "fun": _finite(result.fun), "jac": _finite(result.jac),
+      "nit": int(result.nit), "nfev": int(result.nfev), "status": int(result.status),
+      "success": bool(result.success), "termination": Termination(int(result.termination)).name,
+      "message": result.message, "diagnosis": notes, "plots": plots,
+      "timing": {**timing._asdict(), "compile": timing.compile},
+  }, indent=2)
+
+
+def _solve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+  p = _problem(parser, args)
+  n = p.x0.size
+  if args.max_rows < 1:
+    parser.error(f"--max-rows must be >= 1, got {args.max_rows}")
+  options = _options(parser, args.preset, n, args.iprint, **{key: getattr(args, key) for key in _PRESETS["scipy"]})
+  contour = None
+  if args.contour is not None:
+    i, j = args.contour
+    if not (1 <= i <= n and 1 <= j <= n) or i == j:
+      parser.error(f"--contour I J: need two different indices in 1..{n}, got {i} {j}")
+    if not args.radius > 0:
+      parser.error(f"--radius must be > 0, got {args.radius}")
+    contour = (i, j, args.radius)
+  from jax_lbfgsb.report import diagnose, report
+
+  result, timing = _run(p, options, quiet_iprint=args.json)
+  plots = _plots(p, result, args.plots or ".", contour) if args.plots or contour else []
+  if args.json:
+    print(_json(p, result, timing, diagnose(result, p.lower, p.upper, p.x0), plots))
+    return 0
+  print(report(result, problem=p, timing=timing, max_rows=args.max_rows))
+  recorded = result.history.f.shape[0]
+  if plots and int(result.nit) >= recorded:
+    print(f"the plots show the first {recorded} of {int(result.nit) + 1} iterates")
+  for path in plots:
+    print(f"wrote {path}")
   return 0
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+  from jax_lbfgsb import problems
+  from jax_lbfgsb.report import report
+
+  if args.n < 2:
+    parser.error(f"--n must be at least 2, got {args.n}")
+  p = problems.rosenbrock_box(args.n)
+  print(f"jax-lbfgsb demo: {p.description} [-1.5, 0.8], x0 = (-1.2, 1, -1.2, ...), SciPy's defaults\n")
+  options = _options(parser, "scipy", p.x0.size, args.iprint)
+  result, timing = _run(p, options, quiet_iprint=False)
+  print()
+  print(report(result, problem=p, timing=timing))
+  print()
+  for path in _plots(p, result, args.out, (1, 2, 0.5)):
+    print(f"wrote {path}")
+  return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="jax-lbfgsb", description="L-BFGS-B in JAX: the classic interactive L-BFGS-B page as a command.")
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  listing = sub.add_parser("list", help="the predefined functions: name, n, f*, description")
+  listing.set_defaults(func=_list, parser=listing)
+
+  solve = sub.add_parser("solve", help="solve a predefined function or your own expression",
+                         description="Solve a predefined function (NAME or its number in `list`) or --expr.")
+  solve.add_argument("name", nargs="?", help="a name or number from `jax-lbfgsb list`")
+  solve.add_argument("--expr", help='your own f, e.g. "(1-x(1))^2 + 100*(x(2)-x(1)^2)^2" (see jax_lbfgsb.expr)')
+  solve.add_argument("--n", type=int, help="number of variables (predefined problems that take n, or --expr)")
+  solve.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="a setting of the problem's factory, e.g. --param saturate=true (repeatable)")
+  solve.add_argument("--x0", help="start: v1,v2,...,vn or one value for all")
+  solve.add_argument("--lower", help="lower bounds: l1,...,ln or one value; none or -inf for no bound")
+  solve.add_argument("--upper", help="upper bounds: u1,...,un or one value; none or inf for no bound")
+  solve.add_argument("--preset", choices=sorted(_PRESETS), default="scipy",
+                     help="stopping rule and defaults: scipy (minimize's) or page (the classic page's)")
+  solve.add_argument("--eps", type=float, help="tolerance: gtol (scipy) or the page's relative eps (page)")
+  solve.add_argument("--ftol", type=float, help="relative-reduction tolerance (scipy 2.2e-9, page 0: off)")
+  solve.add_argument("--delta", type=float, help="line search sufficient decrease (scipy 1e-3, page 0.01)")
+  solve.add_argument("--kappa", type=float, help="line search curvature (0.9); 0 < delta < kappa < 1")
+  solve.add_argument("--m", type=int, help="memory: correction pairs kept (scipy 10, page min(n/2+1, 10))")
+  solve.add_argument("--maxiter", type=int, help="iteration limit (scipy 15000, page 4000)")
+  solve.add_argument("--maxfun", type=int, help="evaluation limit (scipy 15000, page 40000)")
+  solve.add_argument("--iprint", type=int, default=-1,
+                     help="Fortran progress output: -1 none, 0 summary, k every k iterations")
+  solve.add_argument("--plots", metavar="DIR",
+                     help="write convergence.png and gradient_norm.png (and contour.png) here")
+  solve.add_argument("--contour", type=int, nargs=2, metavar=("I", "J"),
+                     help="also plot f around the best point in x(I), x(J) (1-based), the others fixed,"
+                          " into --plots DIR (default .)")
+  solve.add_argument("--radius", type=float, default=1.0, help="half-width of the contour window (1.0)")
+  solve.add_argument("--max-rows", type=int, default=20, help="rows of the x(i), g(i) table before eliding (20)")
+  solve.add_argument("--json", action="store_true", help="print the result as JSON instead of the report")
+  solve.set_defaults(func=_solve, parser=solve)
+
+  demo = sub.add_parser(
+      "demo", help=f"solve a bounded Rosenbrock problem: report, iprint table, plots in ./{DEMO_DIR}/")
+  demo.add_argument("--n", type=int, default=10, help="number of variables (default 10, at least 2)")
+  demo.add_argument("--out", default=DEMO_DIR, help=f"folder for the three PNG plots (default ./{DEMO_DIR})")
+  demo.add_argument("--iprint", type=int, default=0,
+                    help="Fortran progress output: 0 the final table (default), k every k iterations")
+  demo.set_defaults(func=_demo, parser=demo)
+  return parser
+
+
+def _glue_negative_vectors(argv: Sequence[str]) -> list[str]:
+  """``--x0 -1.2,1`` as ``--x0=-1.2,1``: argparse would read ``-1.2,1`` as an option."""
+  out = []
+  for arg in argv:
+    if out and out[-1] in ("--x0", "--lower", "--upper") and re.match(r"-(\d|\.|inf)", arg, re.IGNORECASE):
+      out[-1] = f"{out[-1]}={arg}"
+    else:
+      out.append(arg)
+  return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``jax-lbfgsb`` console script."""
-  parser = argparse.ArgumentParser(prog="jax-lbfgsb", description="L-BFGS-B in JAX.")
-  sub = parser.add_subparsers(dest="command", required=True)
-  demo = sub.add_parser("demo", help="solve a bounded Rosenbrock problem and print the result")
-  demo.add_argument("--n", type=int, default=10, help="number of variables (default 10, at least 2)")
-  demo.set_defaults(func=_demo)
-  args = parser.parse_args(argv)
-  if args.command == "demo" and args.n < 2:
-    parser.error("--n must be at least 2")
-  return args.func(args)
+  args = _parser().parse_args(_glue_negative_vectors(sys.argv[1:] if argv is None else argv))
+  return args.func(args.parser, args)
 
 
 if __name__ == "__main__":

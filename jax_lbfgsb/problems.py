@@ -38,6 +38,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -72,6 +74,9 @@ __all__ = [
     "ept",
     "pjb",
     "nnls",
+    "CORE14",
+    "rosenbrock_box",
+    "neuron_input",
 ]
 
 
@@ -691,3 +696,104 @@ def get(name: str, **kwargs) -> Problem:
         f"unknown problem {name!r}; valid names: {', '.join(sorted(PROBLEMS))}"
     ) from None
   return factory(**kwargs)
+
+
+# ----------------------------------------------------------------------------
+# The classic page's 14 functions, a bounded Rosenbrock, a neuron-input problem
+# ----------------------------------------------------------------------------
+
+CORE14: tuple[str, ...] = (
+    "helical_valley", "biggs_exp6", "gaussian", "powell_badly_scaled", "box_3d",
+    "variably_dimensioned", "watson", "penalty_1", "penalty_2", "brown_badly_scaled",
+    "brown_dennis", "trigonometric", "extended_rosenbrock", "extended_powell",
+)
+"""The 14 core MGH functions, in the order of MINPACK's unconstrained-minimization tests."""
+
+
+def rosenbrock_box(n: int = 10, lower: float = -1.5, upper: float = 0.8) -> Problem:
+  """Chained Rosenbrock in the box ``[lower, upper]^n`` (the README's problem; f* = 6.00101639461 for n=10).
+
+  >>> p = rosenbrock_box()
+  >>> p.name, p.f_opt
+  ('rosenbrock_10_box', 6.00101639461)
+  """
+  return rosenbrock(n, lower=lower, upper=upper)
+
+
+_SIDE = 28  # image side: 28 * 28 = 784 pixels
+
+
+@functools.lru_cache(maxsize=8)
+def _neuron_weights(seed: int, hidden: int, frame: int) -> tuple[np.ndarray, ...]:
+  """Weights ``w1 (hidden, 784), b1 (hidden,), w2 (hidden,), b2 ()`` and the two starts.
+
+  ``b2`` and the sign of ``w2`` put the unit's input at +d on the mid-gray start
+  and at -d on the all-white start (d > 0): active on one, dead on the other.
+  """
+  rng = np.random.default_rng(seed)
+  w1 = rng.standard_normal((hidden, _SIDE * _SIDE)) * (2.0 / _SIDE)
+  b1 = 0.1 * rng.standard_normal(hidden)
+  w2 = rng.standard_normal(hidden) / math.sqrt(hidden)
+  rows, cols = np.divmod(np.arange(_SIDE * _SIDE), _SIDE)
+  inside = ((rows >= frame) & (rows < _SIDE - frame) & (cols >= frame) & (cols < _SIDE - frame))
+  gray, white = np.where(inside, 127.5, 0.0), np.where(inside, 255.0, 0.0)
+  a_gray = w2 @ np.tanh(w1 @ (gray / 255.0) + b1)
+  a_white = w2 @ np.tanh(w1 @ (white / 255.0) + b1)
+  if a_gray < a_white:
+    w2, a_gray, a_white = -w2, -a_gray, -a_white
+  b2 = np.asarray(-0.5 * (a_gray + a_white))
+  return w1, b1, w2, b2, inside, gray, white
+
+
+@dataclasses.dataclass(frozen=True)
+class _NeuronUnit:
+  """``-relu(w2 . tanh(w1 x / 255 + b1) + b2)``; equal (and hashing equal) for equal settings.
+
+  Being hashable by value, two :func:`neuron_input` problems with the same
+  settings share one compiled :func:`~jax_lbfgsb.minimize`.
+  """
+
+  seed: int
+  hidden: int
+  frame: int
+
+  def __call__(self, x):
+    x = _as_float(x)
+    w1, b1, w2, b2 = _neuron_weights(self.seed, self.hidden, self.frame)[:4]
+    h = jnp.tanh(_const(w1, x) @ (x / 255.0) + _const(b1, x))
+    z = _const(w2, x) @ h + _const(b2, x)
+    return jnp.minimum(-z, 0.0)  # -relu(z), with +0.0 (not -0.0) where the unit is dead
+
+
+def neuron_input(seed: int = 0, hidden: int = 32, frame: int = 2, saturate: bool = False) -> Problem:
+  """The 28x28 image that maximizes one ReLU unit of a fixed random 784-``hidden``-1 network.
+
+  ``f(x) = -relu(w2 . tanh(W1 x / 255 + b1) + b2)`` for pixels ``x`` in
+  ``[0, 255]`` (scaled by 1/255 inside); the ``frame`` outermost rows and
+  columns are fixed at 0 by ``lower == upper == 0``. The start is the mid-gray
+  image, where the unit is active. With ``saturate=True`` it is the all-white
+  image, where the unit's input is negative (a dead ReLU): ``f`` is flat there,
+  its gradient is exactly zero, and L-BFGS-B stops at iteration 0 with
+  "projected gradient 0", the classic activation-maximization surprise.
+
+  >>> p = neuron_input(saturate=True)
+  >>> p.x0.size, int((p.lower == p.upper).sum()), float(p.fun(p.x0))
+  (784, 208, 0.0)
+  """
+  seed = _check_int("seed", seed, 0)
+  hidden = _check_int("hidden", hidden, 1)
+  frame = _check_int("frame", frame, 0)
+  if 2 * frame >= _SIDE:
+    raise ValueError(f"frame must be < {_SIDE // 2}, got {frame}")
+  inside, gray, white = _neuron_weights(seed, hidden, frame)[4:]
+  lower = np.zeros(_SIDE * _SIDE)
+  upper = np.where(inside, 255.0, 0.0)
+  start = "white (dead unit)" if saturate else "gray"
+  return Problem(
+      "neuron_input_saturated" if saturate else "neuron_input", _NeuronUnit(seed, hidden, frame),
+      (white if saturate else gray).copy(), lower, upper, None,
+      f"input maximizing a ReLU unit of a random 784-{hidden}-1 MLP, pixels in [0, 255],"
+      f" {frame}-pixel frame fixed, {start} start, seed {seed}")
+
+
+PROBLEMS.update(rosenbrock_box=rosenbrock_box, neuron_input=neuron_input)

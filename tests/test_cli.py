@@ -1,0 +1,142 @@
+"""The jax-lbfgsb command line, in-process through cli.main, and the demo as a console script."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax_lbfgsb import cli, minimize, problems
+from jax_lbfgsb.expr import parse
+
+ROSEN_PAGE = "(1-x(1))^2 + 100*(x(2)-x(1)^2)^2"
+
+
+def run(capsys, *argv):
+  assert cli.main(list(argv)) == 0
+  return capsys.readouterr()
+
+
+def test_list_shows_the_page_functions_first(capsys):
+  lines = run(capsys, "list").out.splitlines()
+  assert lines[0].split() == ["#", "name", "n", "f*", "description"]
+  rows = [line.split() for line in lines[1:] if line[:3].strip().isdigit()]
+  assert [row[1] for row in rows[:14]] == list(problems.CORE14)
+  assert rows[0][:4] == ["1", "helical_valley", "3", "0"]
+  named = {row[1]: row for row in rows}
+  assert named["rosenbrock_box"][2:4] == ["10", "6.00102"] and named["neuron_input"][2:4] == ["784", "unknown"]
+  assert len(rows) == len(problems.PROBLEMS)
+
+
+def test_solve_predefined_report_and_plots(capsys, tmp_path):
+  out = run(capsys, "solve", "rosenbrock_box", "--plots", str(tmp_path), "--contour", "1", "2", "--radius", "0.5").out
+  expected = minimize(problems.rosenbrock_box().fun, jnp.asarray(problems.rosenbrock_box().x0),
+                      bounds=(-1.5, 0.8), history=cli._history_length(10))
+  assert "termination CONVERGED_FTOL (status 0, success)" in out
+  assert f"nit         {int(expected.nit)}" in out and f"nfev        {int(expected.nfev)}" in out
+  assert f"{float(expected.x[1]):.10e}" in out and "compile ~" in out
+  for name in ("convergence", "gradient_norm", "contour"):
+    assert f"wrote {tmp_path / name}.png" in out and (tmp_path / f"{name}.png").stat().st_size > 0
+
+
+def test_solve_by_number_as_json(capsys):
+  number = cli._catalog().index("rosenbrock_box") + 1
+  result = json.loads(run(capsys, "solve", str(number), "--json", "--maxiter", "5").out)
+  assert result["problem"] == "rosenbrock_10_box" and result["nit"] == 5 and result["status"] == 1
+  assert result["termination"] == "MAXITER" and result["message"].startswith("STOP: TOTAL NO. OF ITERATIONS")
+  assert len(result["x"]) == len(result["jac"]) == 10 and isinstance(result["fun"], float)
+  assert result["diagnosis"][-1].startswith("The solve reached maxiter after 5 iterations")
+  assert set(result["timing"]) == {"wall", "cpu", "first_wall", "first_cpu", "compile"}
+
+
+def test_solve_expression_page_preset_json_and_iprint(capsys):
+  captured = run(capsys, "solve", "--expr", ROSEN_PAGE, "--x0", "-1.2,1", "--preset", "page", "--json",
+                 "--iprint", "0")
+  result = json.loads(captured.out)  # stdout is the JSON alone; the iprint output went to stderr
+  assert "RUNNING THE L-BFGS-B CODE" in captured.err
+  assert result["termination"] in ("CONVERGED_PGTOL_REL", "CONVERGED_XTOL")
+  expected = minimize(parse(ROSEN_PAGE, 2).fun, jnp.array([-1.2, 1.0]), maxcor=2, gtol=0.0, ftol=0.0,
+                      pgtol_rel=1e-7, xtol_rel=1e-7, ls_ftol=0.01, ls_gtol=0.9, maxiter=4000, maxfun=40000,
+                      iprint=0, history=cli._history_length(2))
+  assert result["x"] == np.asarray(expected.x).tolist() and result["nit"] == int(expected.nit)
+
+
+def test_presets_map_to_minimize_options():
+  parser = cli._parser()
+  assert cli._options(parser, "scipy", 10, -1) == dict(
+      maxcor=10, ftol=2.220446049250313e-09, ls_ftol=1e-3, ls_gtol=0.9, maxiter=15000, maxfun=15000,
+      iprint=-1, history=1000, gtol=1e-5)
+  assert cli._options(parser, "page", 30, 0, eps=1e-6, m=None) == dict(
+      maxcor=10, ftol=0.0, ls_ftol=0.01, ls_gtol=0.9, maxiter=4000, maxfun=40000, iprint=0, history=1000,
+      gtol=0.0, pgtol_rel=1e-6, xtol_rel=1e-6)
+  assert cli._options(parser, "page", 6, -1)["maxcor"] == 4  # min(n // 2 + 1, 10)
+  assert cli._history_length(10**6) == 10
+
+
+def test_x0_and_bounds_flags():
+  parser = cli._parser()
+  args = parser.parse_args(cli._glue_negative_vectors(
+      ["solve", "rosenbrock", "--n", "3", "--x0", "-2", "--lower", "-inf,none,0", "--upper", "none,5,1"]))
+  p = cli._problem(parser, args)
+  assert p.x0.tolist() == [-2.0, -2.0, -2.0]
+  assert p.lower.tolist() == [-np.inf, -np.inf, 0.0] and p.upper.tolist() == [np.inf, 5.0, 1.0]
+  args = parser.parse_args(["solve", "neuron_input", "--param", "saturate=true", "--param", "hidden=4"])
+  assert cli._problem(parser, args).name == "neuron_input_saturated"
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["solve"], "give either a problem NAME"),
+    (["solve", "wood", "--expr", "x(1)"], "give either a problem NAME"),
+    (["solve", "nope"], "unknown problem 'nope'"),
+    (["solve", "wood", "--n", "5"], "wood takes no parameter n"),
+    (["solve", "rosenbrock_box", "--delta", "0.5", "--kappa", "0.4"], "0 < delta < kappa < 1"),
+    (["solve", "rosenbrock_box", "--m", "0"], "--m must be >= 1"),
+    (["solve", "rosenbrock_box", "--x0", "1,2"], "--x0: expected 1 or 10 values"),
+    (["solve", "rosenbrock_box", "--x0", "a"], "--x0: expected comma-separated numbers"),
+    (["solve", "rosenbrock_box", "--lower", "1", "--upper", "0"], "lower > upper at x(1)"),
+    (["solve", "rosenbrock_box", "--contour", "1", "1"], "--contour I J: need two different indices in 1..10"),
+    (["solve", "rosenbrock_box", "--contour", "1", "2", "--radius", "0"], "--radius must be > 0"),
+    (["solve", "--expr", "x(1)^2"], "--expr needs --n N or --x0"),
+    (["solve", "--expr", "x(1) + foo(x(1))", "--n", "1"], "--expr: unknown function `foo`"),
+    (["solve", "--expr", "x(1)", "--n", "1", "--param", "a=1"], "--param applies to predefined problems"),
+    (["solve", "nnls", "--param", "m"], "--param: expected KEY=VALUE"),
+    (["demo", "--n", "1"], "--n must be at least 2"),
+])
+def test_bad_arguments_exit_2_with_a_reason(capsys, argv, reason):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(argv)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  error = [line for line in err.splitlines() if line.startswith(f"jax-lbfgsb {argv[0]}: error: ")]
+  assert len(error) == 1 and reason in error[0], err
+
+
+def test_progress_line_after_one_second():
+  stream = io.StringIO()
+  with cli._progress(stream):
+    time.sleep(1.3)
+  assert stream.getvalue() == "solving... 1s\n"
+  with cli._progress(stream):
+    pass
+  assert stream.getvalue() == "solving... 1s\n"
+
+
+def test_demo_console_script(tmp_path):
+  script = Path(sys.executable).with_name("jax-lbfgsb")
+  command = [str(script)] if script.exists() else [sys.executable, "-m", "jax_lbfgsb.cli"]
+  done = subprocess.run(command + ["demo"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert done.returncode == 0, done.stderr
+  out = done.stdout
+  assert "RUNNING THE L-BFGS-B CODE" in out and "   N    Tit     Tnf" in out  # the iprint table
+  for label in ("termination CONVERGED_FTOL", "message     CONVERGENCE", "f           6.0010163946",
+                "nit         32", "nfev        39", "x(i)", "compile ~"):
+    assert label in out
+  for name in ("convergence", "gradient_norm", "contour"):
+    assert (tmp_path / cli.DEMO_DIR / f"{name}.png").stat().st_size > 0
