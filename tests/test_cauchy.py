@@ -8,8 +8,6 @@ between the sorted breakpoints (``q`` is quadratic on each). A grid along the
 path cross-checks that ``q`` does not increase before the GCP.
 """
 
-import functools
-
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -19,7 +17,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jax_lbfgsb._cauchy import cauchy_point  # noqa: E402
-from jax_lbfgsb._compact import formt, init_memory, update_correction_pairs  # noqa: E402
+import dense_lbfgs  # noqa: E402
 
 N, M = 7, 4
 INF = np.inf
@@ -27,44 +25,17 @@ INF = np.inf
 _cauchy = jax.jit(cauchy_point)
 
 
-@jax.jit
-def _update(mem, s, y, sy, ss):
-  return formt(update_correction_pairs(mem, s, y, sy, ss))
-
-
 # ----------------------------------------------------------------------------
 # Oracles.
 
 
-@functools.lru_cache(maxsize=None)
 def memory_and_dense(npairs, seed=0):
-  """A memory with ``npairs`` updates (m = 4, so 6 wraps) and its dense ``B`` and ``W`` (``n x 2m`` layout)."""
-  rng = np.random.default_rng(100 + seed)
-  q = rng.standard_normal((N, N))
-  a = q @ q.T / N + np.eye(N)
-  mem = init_memory(N, M, jnp.float64)
-  pairs = []
-  for _ in range(npairs):
-    s = rng.standard_normal(N)
-    y = a @ s + 1e-2 * rng.standard_normal(N)
-    pairs.append((s, y))
-    mem, failed = _update(mem, jnp.asarray(s), jnp.asarray(y), jnp.asarray(s @ y), jnp.asarray(s @ s))
-    assert not bool(failed)
+  """A memory with ``npairs`` updates (m = 4, so 6 wraps), its dense ``B``, ``W`` padded to ``n x 2m``, and theta."""
+  dense = dense_lbfgs.memory_and_dense(N, M, npairs, 100 + seed)
   w = np.zeros((N, 2 * M))
-  if npairs == 0:
-    return mem, np.eye(N), w, 1.0
-  kept = pairs[-M:]
-  col = len(kept)
-  s_mat = np.stack([s for s, _ in kept], axis=1)
-  y_mat = np.stack([y for _, y in kept], axis=1)
-  theta = (kept[-1][1] @ kept[-1][1]) / (kept[-1][0] @ kept[-1][1])
-  sy = s_mat.T @ y_mat
-  m_inv = np.block([[-np.diag(np.diag(sy)), np.tril(sy, -1).T], [np.tril(sy, -1), theta * s_mat.T @ s_mat]])
-  w_col = np.concatenate([y_mat, theta * s_mat], axis=1)
-  b = theta * np.eye(N) - w_col @ np.linalg.solve(m_inv, w_col.T)
-  w[:, :col] = y_mat
-  w[:, M:M + col] = theta * s_mat
-  return mem, b, w, theta
+  w[:, :dense.col] = dense.w[:, :dense.col]
+  w[:, M:M + dense.col] = dense.w[:, dense.col:]
+  return dense.mem, dense.b, w, dense.theta
 
 
 def model(z, x, g, b):

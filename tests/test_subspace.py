@@ -8,7 +8,6 @@ onto the box unless it hit a bound and is not a descent direction from ``x``;
 then truncate the step at the first bound (Byrd et al. 1995, eq. 5.8).
 """
 
-import functools
 
 import jax
 
@@ -19,16 +18,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jax_lbfgsb._cauchy import cauchy_point  # noqa: E402
-from jax_lbfgsb._compact import formt, init_memory, update_correction_pairs  # noqa: E402
+import dense_lbfgs  # noqa: E402
 from jax_lbfgsb._subspace import formk, reduced_gradient, subspace_minimization  # noqa: E402
 
 N, M = 7, 4
 INF = np.inf
-
-
-@jax.jit
-def _update(mem, s, y, sy, ss):
-  return formt(update_correction_pairs(mem, s, y, sy, ss))
 
 
 @jax.jit
@@ -49,29 +43,9 @@ def _pipeline(x, g, l, u, fixed, mem):
 # Oracles.
 
 
-@functools.lru_cache(maxsize=None)
 def memory_and_dense(npairs, seed=0):
   """Memory after ``npairs`` updates (m = 4; 6 wraps), dense ``B``, ``W`` (``n x 2col``), ``M^-1``, theta, col."""
-  rng = np.random.default_rng(200 + seed)
-  q = rng.standard_normal((N, N))
-  a = q @ q.T / N + np.eye(N)
-  mem = init_memory(N, M, jnp.float64)
-  pairs = []
-  for _ in range(npairs):
-    s = rng.standard_normal(N)
-    y = a @ s + 1e-2 * rng.standard_normal(N)
-    pairs.append((s, y))
-    mem, failed = _update(mem, jnp.asarray(s), jnp.asarray(y), jnp.asarray(s @ y), jnp.asarray(s @ s))
-    assert not bool(failed)
-  kept = pairs[-M:]
-  s_mat = np.stack([s for s, _ in kept], axis=1)
-  y_mat = np.stack([y for _, y in kept], axis=1)
-  theta = (kept[-1][1] @ kept[-1][1]) / (kept[-1][0] @ kept[-1][1])
-  sy = s_mat.T @ y_mat
-  m_inv = np.block([[-np.diag(np.diag(sy)), np.tril(sy, -1).T], [np.tril(sy, -1), theta * s_mat.T @ s_mat]])
-  w = np.concatenate([y_mat, theta * s_mat], axis=1)
-  b = theta * np.eye(N) - w @ np.linalg.solve(m_inv, w.T)
-  return mem, b, w, m_inv, theta, len(kept)
+  return tuple(dense_lbfgs.memory_and_dense(N, M, npairs, 200 + seed))
 
 
 def expected_z(x, g, l, u, xcp, free, b):
