@@ -54,3 +54,24 @@ def memory_and_dense(n: int, m: int, npairs: int, seed: int) -> DenseMemory:
   w = np.concatenate([y_mat, theta * s_mat], axis=1)
   b = theta * np.eye(n) - w @ np.linalg.solve(m_inv, w.T)
   return DenseMemory(mem, b, w, m_inv, theta, len(kept))
+
+
+def random_box_problem(rng, n, width=(0.05, 1.0)):
+  """Random ``x, g, l, u, fixed`` mixing unbounded, one-sided, boxed and fixed variables, some x on a bound."""
+  kinds = rng.choice(["free", "lower", "upper", "box", "box", "fixed"], size=n)
+  x = rng.uniform(-1, 1, n)
+  g = rng.standard_normal(n)
+  l = np.full(n, -np.inf)
+  u = np.full(n, np.inf)
+  for i, kind in enumerate(kinds):
+    if kind in ("lower", "box"):
+      l[i] = x[i] - rng.uniform(*width)
+    if kind in ("upper", "box"):
+      u[i] = x[i] + rng.uniform(*width)
+    if kind == "fixed":
+      l[i] = u[i] = x[i]
+  # Some bounded variables exactly on a bound (the gradient's sign is random: in or out).
+  for i in range(n):
+    if kinds[i] in ("lower", "upper", "box") and rng.uniform() < 0.35:
+      x[i] = l[i] if (kinds[i] == "lower" or (kinds[i] == "box" and rng.uniform() < 0.5)) else u[i]
+  return x, g, l, u, l == u

@@ -75,26 +75,8 @@ def gcp_oracle(x, g, l, u, fixed, b):
   raise AssertionError("unreachable")
 
 
-def random_problem(rng, kinds=None):
-  """Random ``x, g, l, u, fixed`` mixing unbounded, one-sided, boxed, fixed variables and x at a bound."""
-  if kinds is None:
-    kinds = rng.choice(["free", "lower", "upper", "box", "box", "fixed"], size=N)
-  x = rng.uniform(-1, 1, N)
-  g = rng.standard_normal(N)
-  l = np.full(N, -INF)
-  u = np.full(N, INF)
-  for i, kind in enumerate(kinds):
-    if kind in ("lower", "box"):
-      l[i] = x[i] - rng.uniform(0.05, 1.0)
-    if kind in ("upper", "box"):
-      u[i] = x[i] + rng.uniform(0.05, 1.0)
-    if kind == "fixed":
-      l[i] = u[i] = x[i]
-  # Put some bounded variables exactly on a bound (gradient sign random: in or out).
-  for i in range(N):
-    if kinds[i] in ("lower", "upper", "box") and rng.uniform() < 0.35:
-      x[i] = l[i] if (kinds[i] == "lower" or (kinds[i] == "box" and rng.uniform() < 0.5)) else u[i]
-  return x, g, l, u, l == u
+def random_problem(rng, width=(0.05, 1.0)):
+  return dense_lbfgs.random_box_problem(rng, N, width)
 
 
 def run_and_check(x, g, l, u, fixed, npairs, seed=0):

@@ -75,21 +75,7 @@ def expected_z(x, g, l, u, xcp, free, b):
 
 
 def random_problem(rng, width=(0.05, 1.0)):
-  kinds = rng.choice(["free", "lower", "upper", "box", "box", "fixed"], size=N)
-  x = rng.uniform(-1, 1, N)
-  g = rng.standard_normal(N)
-  l = np.full(N, -INF)
-  u = np.full(N, INF)
-  for i, kind in enumerate(kinds):
-    if kind in ("lower", "box"):
-      l[i] = x[i] - rng.uniform(*width)
-    if kind in ("upper", "box"):
-      u[i] = x[i] + rng.uniform(*width)
-    if kind == "fixed":
-      l[i] = u[i] = x[i]
-    if kind in ("lower", "upper", "box") and rng.uniform() < 0.3:
-      x[i] = l[i] if np.isfinite(l[i]) else u[i]
-  return x, g, l, u, l == u
+  return dense_lbfgs.random_box_problem(rng, N, width)
 
 
 def run_and_check(x, g, l, u, fixed, npairs):
