@@ -94,7 +94,7 @@ def timed_minimize(fun, x0, **kwargs) -> tuple[OptimizeResult, Timing]:
     >>> import jax.numpy as jnp
     >>> from jax_lbfgsb import problems
     >>> res, timing = timed_minimize(problems.rosenbrock(2).fun, jnp.array([-1.2, 1.0]))
-    >>> int(res.nit), timing.compile >= 0.0, timing.wall <= timing.first_wall
+    >>> int(res.nit), all(t >= 0.0 for t in timing), timing.compile >= 0.0
     (36, True, True)
   """
   _, first_wall, first_cpu = _timed_call(fun, x0, kwargs)

@@ -46,8 +46,9 @@ def neuron():
 def test_timed_minimize_and_report():
   result, timing = timed_minimize(BOX.fun, jnp.asarray(BOX.x0), bounds=(BOX.lower, BOX.upper), history=HISTORY)
   assert isinstance(timing, Timing)
-  assert 0 < timing.wall <= timing.first_wall and timing.cpu > 0 and timing.first_cpu > 0
-  assert timing.compile == pytest.approx(timing.first_wall - timing.wall)
+  # No timing relations: another test may have compiled this solve already.
+  assert timing.wall > 0 and timing.first_wall > 0 and timing.cpu >= 0 and timing.first_cpu >= 0
+  assert timing.compile == max(timing.first_wall - timing.wall, 0.0)
   text = report(result, problem=BOX, timing=timing)
   lines = text.splitlines()
   assert lines[0] == "problem     rosenbrock_10_box: chained Rosenbrock, n=10, box bounds"
