@@ -286,7 +286,12 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
   print()
   print(report(result, problem=p, timing=timing))
   print()
-  for path in _plots(p, result, args.out, (1, 2, 0.5)):
+  try:
+    plots = _plots(p, result, args.out, (1, 2, 0.5))
+  except ImportError:
+    print('the plots need matplotlib: pip install "jax-lbfgsb[plot]"')
+    return 0
+  for path in plots:
     print(f"wrote {path}")
   return 0
 

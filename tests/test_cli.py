@@ -140,3 +140,19 @@ def test_demo_console_script(tmp_path):
     assert label in out
   for name in ("convergence", "gradient_norm", "contour"):
     assert (tmp_path / cli.DEMO_DIR / f"{name}.png").stat().st_size > 0
+
+
+def test_demo_without_matplotlib_says_how_to_get_the_plots(tmp_path, monkeypatch, capsys):
+  import builtins
+
+  real_import = builtins.__import__
+
+  def no_matplotlib(name, *args, **kwargs):
+    if name.startswith("matplotlib"):
+      raise ImportError("No module named 'matplotlib'")
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+  assert cli.main(["demo", "--out", str(tmp_path / "plots")]) == 0
+  out = capsys.readouterr().out
+  assert "nit         32" in out and 'pip install "jax-lbfgsb[plot]"' in out
