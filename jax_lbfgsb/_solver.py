@@ -316,7 +316,7 @@ def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[Cauchy
 
 
 def step(
-    fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState, hooks: Hooks = Hooks()
+    fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState
 ) -> LbfgsbState:
   """One pass of the main loop; see the module docstring."""
   memory = state.memory
@@ -398,7 +398,7 @@ def run(
   """Runs ``step`` in a ``lax.while_loop`` from ``state`` (from :func:`init` or :func:`resume`) until it terminates."""
 
   def body(s: LbfgsbState) -> LbfgsbState:
-    new = step(fun_and_grad, box, options, s, hooks)
+    new = step(fun_and_grad, box, options, s)
     # Host hooks run on every pass, outside any lax.cond (under vmap a cond
     # runs both branches and finished lanes keep stepping), told whether the
     # pass made a new iterate; they act only then.
