@@ -33,7 +33,7 @@ from jax_lbfgsb._dcsrch import (
     lnsrlb_trial_point,
 )
 from jax_lbfgsb._status import Termination
-from jax_lbfgsb._subspace import Subspace, formk, reduced_gradient, subspace_minimization
+from jax_lbfgsb._subspace import Grams, Subspace, formk, init_grams, reduced_gradient, subspace_minimization, update_grams
 
 __all__ = ["Box", "Options", "Hooks", "History", "LbfgsbState", "init", "resume", "step", "run"]
 
@@ -112,6 +112,7 @@ class LbfgsbState(NamedTuple):
     x, f, g: current iterate, ``f(x)`` and ``grad f(x)``.
     fold: ``f`` at the previous iterate (for the ``ftol`` test).
     memory: the limited memory (:class:`~jax_lbfgsb._compact.Memory`).
+    grams: the sums behind ``formk``'s ``K`` (:class:`~jax_lbfgsb._subspace.Grams`).
     sbgnrm: ``||proj g||_inf`` at ``x``.
     nit: new iterates so far.
     nfev: evaluations of ``f`` and ``g`` so far.
@@ -132,6 +133,7 @@ class LbfgsbState(NamedTuple):
   g: jax.Array
   fold: jax.Array
   memory: Memory
+  grams: Grams
   sbgnrm: jax.Array
   nit: jax.Array
   nfev: jax.Array
@@ -216,7 +218,8 @@ def init(
     )
     history = _record(history, zero, x, f, sbgnrm, _i32(1), jnp.zeros((), dtype))
   state = LbfgsbState(
-      x=x, f=f, g=g, fold=f, memory=init_memory(x.size, maxcor, x.dtype), sbgnrm=sbgnrm,
+      x=x, f=f, g=g, fold=f, memory=init_memory(x.size, maxcor, x.dtype),
+      grams=init_grams(x.size, maxcor, x.dtype), sbgnrm=sbgnrm,
       nit=zero, nfev=_i32(1), nskip=zero, nseg=zero, nintol=zero, nact=zero, iback=zero,
       iword=_i32(-1), stp=jnp.zeros((), x.dtype), xstep=jnp.zeros((), x.dtype), termination=_i32(Termination.RUNNING), history=history,
   )
@@ -285,7 +288,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   return lax.while_loop(cond, body, init_ls), gd0
 
 
-def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[CauchyPoint, Subspace]:
+def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[CauchyPoint, Subspace, Any, Grams]:
   """Cauchy point, then subspace minimization over the variables free at it."""
   x, g, memory = state.x, state.g, state.memory
   n = x.size
@@ -303,16 +306,18 @@ def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[Cauchy
   )
 
   def subspace():
-    factors, info_k = formk(memory, gcp.free)
+    grams = update_grams(state.grams, memory, gcp.free)
+    factors, info_k = formk(memory, grams)
     r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
     sub = subspace_minimization(x, g, box.l, box.u, gcp.xcp, r, gcp.free, memory, factors)
-    return sub._replace(info=sub.info | info_k | info_r)
+    return sub._replace(info=sub.info | info_k | info_r), grams
 
   def no_subspace():
-    return Subspace(z=gcp.xcp, iword=jnp.zeros((), bool), info=jnp.zeros((), bool))
+    return Subspace(z=gcp.xcp, iword=jnp.zeros((), bool), info=jnp.zeros((), bool)), state.grams
 
   use_subspace = jnp.any(gcp.free) & (memory.col > 0)
-  return gcp, lax.cond(use_subspace, subspace, no_subspace), use_subspace
+  sub, grams = lax.cond(use_subspace, subspace, no_subspace)
+  return gcp, sub, use_subspace, grams
 
 
 def step(
@@ -327,10 +332,10 @@ def step(
   boxed = jnp.all(has_l & has_u)
 
   # 1. Generalized Cauchy point and 2. subspace minimization.
-  gcp, sub, used_subspace = _search_direction(state, box, constrained)
+  gcp, sub, used_subspace, grams = _search_direction(state, box, constrained)
   nact = jnp.where(constrained | (memory.col == 0), jnp.sum(~gcp.free, dtype=jnp.int32), state.nact)
   state = state._replace(
-      nseg=gcp.nseg, nintol=state.nintol + gcp.nseg, nact=nact,
+      grams=grams, nseg=gcp.nseg, nintol=state.nintol + gcp.nseg, nact=nact,
       iword=jnp.where(used_subspace, sub.iword.astype(jnp.int32), -1),
   )
   direction_failed = gcp.info | sub.info
@@ -386,8 +391,11 @@ def step(
       new_mm, bad = formt(update_correction_pairs(mm, sk, ls.g - state.g, dr, ss))
       return lax.cond(bad, refresh, lambda a: a, new_mm)
 
-    memory = lax.cond(accepted & ~skip, update, lambda mm: mm, s.memory)
-    return s._replace(memory=memory, nskip=s.nskip + (accepted & skip).astype(jnp.int32))
+    updated = accepted & ~skip
+    memory = lax.cond(updated, update, lambda mm: mm, s.memory)
+    newest = (memory.head + memory.col - 1) % memory.S.shape[0]  # the slot just written
+    grams = s.grams._replace(dirty=s.grams.dirty | (updated & (jnp.arange(memory.S.shape[0]) == newest)))
+    return s._replace(memory=memory, grams=grams, nskip=s.nskip + (accepted & skip).astype(jnp.int32))
 
   return lax.cond(direction_failed, restart, search_and_update, state)
 

@@ -15,9 +15,12 @@ not a descent direction from ``x`` (``(xhat - x)'g > 0``), the step falls back
 to the 1997 truncation ``xcp + alpha du`` with the largest feasible
 ``alpha <= 1``, the blocking variable set exactly on its bound (``subsm``).
 
-``formk`` in the reference updates ``K`` incrementally as variables enter and
-leave the free set; here it is formed afresh from the current free set, which
-is the same matrix up to rounding.
+``formk`` in the reference keeps the sums behind ``K`` (``wn1``) across
+iterations, adding the variables that enter the free set, removing those that
+leave and recomputing the newest pair's row; :func:`update_grams` does the
+same (with a full recomputation when many variables change), and also tracks
+changes made in iterations that skip the subspace step, which the reference
+loses.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from jax import lax
 
 from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
 
-__all__ = ["Subspace", "formk", "reduced_gradient", "subspace_minimization"]
+__all__ = [
+    "Subspace", "Grams", "CHANGES_MAX", "init_grams", "update_grams", "formk", "reduced_gradient",
+    "subspace_minimization",
+]
 
 _HI = lax.Precision.HIGHEST
 
@@ -54,28 +60,94 @@ def _solve(a, b, *, transpose=False):
   return lax.linalg.triangular_solve(a, b[:, None], left_side=True, lower=False, transpose_a=transpose)[:, 0]
 
 
-def formk(memory: Memory, free: jax.Array) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
+class Grams(NamedTuple):
+  """The sums behind ``K``, in buffer-slot order, kept across iterations (the reference's ``wn1``).
+
+  Attributes:
+    yzy, szy, say, sas: ``(m, m)`` ``Y_i'ZZ'Y_j``, ``S_i'ZZ'Y_j``, ``S_i'AA'Y_j``,
+      ``S_i'AA'S_j`` for buffer slots ``i, j``, over the free set ``free``.
+    free: ``(n,)`` bool, the free set the sums are over.
+    dirty: ``(m,)`` bool, slots whose pair was replaced since.
+    valid: False until the first full computation.
+  """
+
+  yzy: jax.Array
+  szy: jax.Array
+  say: jax.Array
+  sas: jax.Array
+  free: jax.Array
+  dirty: jax.Array
+  valid: jax.Array
+
+
+# Free-set changes applied incrementally (a compacted O(m^2 CHANGES_MAX) update);
+# more, or more than one replaced pair, and the sums are recomputed (O(m^2 n)).
+CHANGES_MAX = 64
+
+
+def init_grams(n: int, m: int, dtype) -> Grams:
+  """Empty sums, to be computed in full at the first :func:`update_grams`."""
+  zero = jnp.zeros((m, m), dtype)
+  return Grams(zero, zero, zero, zero, jnp.zeros((n,), bool), jnp.zeros((m,), bool), jnp.zeros((), bool))
+
+
+def update_grams(grams: Grams, memory: Memory, free: jax.Array) -> Grams:
+  """The sums over the new free set, as ``formk`` updates ``wn1``: variables
+  entering and leaving the free set are added and removed, and the row and
+  column of a replaced pair are recomputed; else everything is recomputed."""
+  dtype = memory.S.dtype
+  z = free.astype(dtype)
+  a = 1.0 - z
+  S, Y = memory.S, memory.Y
+
+  def full(_):
+    gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)
+    return gram(Y, Y, z), gram(S, Y, z), gram(S, Y, a), gram(S, S, a)
+
+  changed = free != grams.free
+  nchanged = jnp.sum(changed, dtype=jnp.int32)
+
+  def incremental(_):
+    idx = jnp.nonzero(changed, size=min(CHANGES_MAX, free.size), fill_value=0)[0]
+    w = jnp.where(jnp.arange(idx.size) < nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(dtype)
+    y_c, s_c = Y[:, idx], S[:, idx]
+    gram = lambda p, q: jnp.matmul(p * w[None, :], q.T, precision=_HI)
+    yzy, szy = grams.yzy + gram(y_c, y_c), grams.szy + gram(s_c, y_c)
+    say, sas = grams.say - gram(s_c, y_c), grams.sas - gram(s_c, s_c)
+    # The replaced pair's row and column, over the new free set.
+    k = jnp.argmax(grams.dirty)
+    yk, sk = Y[k], S[k]
+    mv = lambda p, w_, v: jnp.matmul(p * w_[None, :], v, precision=_HI)
+
+    def set_row_col(g, row, col):
+      return jnp.where(grams.dirty[k], g.at[k, :].set(row).at[:, k].set(col), g)
+
+    yzy = set_row_col(yzy, mv(Y, z, yk), mv(Y, z, yk))
+    szy = set_row_col(szy, mv(Y, z, sk), mv(S, z, yk))
+    say = set_row_col(say, mv(Y, a, sk), mv(S, a, yk))
+    sas = set_row_col(sas, mv(S, a, sk), mv(S, a, sk))
+    return yzy, szy, say, sas
+
+  cheap = grams.valid & (nchanged <= CHANGES_MAX) & (jnp.sum(grams.dirty) <= 1)
+  yzy, szy, say, sas = lax.cond(cheap, incremental, full, None)
+  return Grams(yzy, szy, say, sas, free, jnp.zeros_like(grams.dirty), jnp.ones((), bool))
+
+
+def formk(memory: Memory, grams: Grams) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
   """Factors ``K`` as ``L E L'`` (``formk``): returns ``(U11, X, U22)`` and ``info``.
 
   ``U11' U11 = D + Y'ZZ'Y/theta``, ``X = U11^-T B`` with ``B = L_a' - R_z'`` as
   the reference stores it, and ``U22' U22 = theta S'AA'S + X'X``. Blocks are
-  ``(m, m)``, identity/zero past ``col``.
+  ``(m, m)``, identity/zero past ``col``. ``grams`` are the sums over the
+  current free set (:func:`update_grams`).
   """
   m = memory.S.shape[0]
   theta = memory.theta
   slots, valid = chronological_slots(memory)
   both = valid[:, None] & valid[None, :]
   eye = jnp.eye(m, dtype=memory.S.dtype)
-  z = free.astype(memory.S.dtype)
-  a = 1.0 - z
-
-  def gram(p, q, w):  # chronological p_i' diag(w) q_j
-    return jnp.matmul(p * w[None, :], q.T, precision=_HI)[slots][:, slots]
-
-  yzy = gram(memory.Y, memory.Y, z)
-  sas = gram(memory.S, memory.S, a)
-  szy = gram(memory.S, memory.Y, z)
-  say = gram(memory.S, memory.Y, a)
+  chron = lambda g: g[slots][:, slots]
+  yzy, szy, say, sas = chron(grams.yzy), chron(grams.szy), chron(grams.say), chron(grams.sas)
   i, j = jnp.arange(m)[:, None], jnp.arange(m)[None, :]
   m11 = jnp.where(both, jnp.diag(jnp.diagonal(memory.SY)) + yzy / theta, eye)
   # B[j, i] = -S_i'AA'Y_j for j < i, S_i'ZZ'Y_j for j >= i.

@@ -171,6 +171,12 @@ def test_vmap_lanes_equal_single_solves(dtype):
   def f(x, a):
     return rosen(x + a)
 
+  def convex(x, a):
+    return jnp.sum((x - a) ** 2 * jnp.arange(1.0, 5.0, dtype=x.dtype)) + 0.1 * jnp.sum(x**4)
+
+  # float32 rounding can lead a lane of the shifted Rosenbrock to another local
+  # minimum than its single solve; in float32 the lanes solve a convex problem.
+  f = f if dtype == jnp.float64 else convex
   solve = jax.jit(jax.vmap(lambda x0, a: minimize(f, x0, args=(a,), bounds=(-1.5, 0.8))))
   batch = solve(x0s, shifts)
   assert batch.message.shape == (5,)

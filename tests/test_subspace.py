@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 
 from jax_lbfgsb._cauchy import cauchy_point  # noqa: E402
 import dense_lbfgs  # noqa: E402
-from jax_lbfgsb._subspace import formk, reduced_gradient, subspace_minimization  # noqa: E402
+from jax_lbfgsb._subspace import formk, init_grams, reduced_gradient, subspace_minimization, update_grams  # noqa: E402
 
 N, M = 7, 4
 INF = np.inf
@@ -27,7 +27,7 @@ INF = np.inf
 
 @jax.jit
 def _subspace(x, g, l, u, xcp, c, free, mem):
-  factors, info_k = formk(mem, free)
+  factors, info_k = formk(mem, update_grams(init_grams(free.size, mem.S.shape[0], mem.S.dtype), mem, free))
   r, info_r = reduced_gradient(x, g, xcp, c, mem)
   sub = subspace_minimization(x, g, l, u, xcp, r, free, mem, factors)
   return factors, r, sub, info_k | info_r
@@ -198,3 +198,33 @@ def test_projection_rule_with_arbitrary_start(npairs):
       continue
     seen[check(x, g, l, u, xcp, free, npairs)] += 1
   assert all(v > 0 for v in seen.values()), seen
+
+
+def test_update_grams_incremental_equals_full_recomputation():
+  # A memory that wraps (m = 4), free sets that change a few variables at a
+  # time (incremental path) or many (full path), and a new pair in between.
+  from jax_lbfgsb._subspace import CHANGES_MAX
+
+  n = CHANGES_MAX + 40
+  rng = np.random.default_rng(5)
+  dense = dense_lbfgs.memory_and_dense(n, M, 6, 300)
+  mem = dense.mem
+  grams = init_grams(n, M, jnp.float64)
+  free = rng.uniform(size=n) < 0.6
+  for step in range(8):
+    if step == 4:  # a new pair replaces the oldest slot
+      s, y = rng.standard_normal(n), rng.standard_normal(n)
+      s = s * np.sign(s @ y)
+      mem, _ = dense_lbfgs.update(mem, jnp.asarray(s), jnp.asarray(y), jnp.asarray(s @ y), jnp.asarray(s @ s))
+      newest = (int(mem.head) + int(mem.col) - 1) % M
+      grams = grams._replace(dirty=grams.dirty.at[newest].set(True))
+    flips = rng.choice(n, size=3 if step % 3 else CHANGES_MAX + 5, replace=False)
+    free = free.copy()
+    free[flips] = ~free[flips]
+    grams = update_grams(grams, mem, jnp.asarray(free))
+    z = free.astype(float)
+    y_buf, s_buf = np.asarray(mem.Y), np.asarray(mem.S)
+    np.testing.assert_allclose(grams.yzy, (y_buf * z) @ y_buf.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grams.szy, (s_buf * z) @ y_buf.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grams.say, (s_buf * (1 - z)) @ y_buf.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grams.sas, (s_buf * (1 - z)) @ s_buf.T, rtol=1e-12, atol=1e-12)
