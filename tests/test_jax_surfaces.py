@@ -137,14 +137,15 @@ def test_history_under_vmap():
 # ---------------------------------------------------------------- callback
 
 
-def test_callback_sees_each_iterate_and_can_halt():
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_callback_sees_each_iterate_and_can_halt(dtype):
   seen = []
 
   def callback(intermediate_result):
     seen.append((intermediate_result.nit, intermediate_result.fun, np.copy(intermediate_result.x)))
     return intermediate_result.nit >= 4
 
-  res = minimize(rosen, jnp.asarray(X0), bounds=(-1.5, 0.8), callback=callback)
+  res = minimize(rosen, jnp.asarray(X0, dtype), bounds=(-1.5, 0.8), callback=callback)
   assert [s[0] for s in seen] == [1, 2, 3, 4]
   assert int(res.nit) == 4 and int(res.termination) == Termination.CALLBACK_HALT
   assert int(res.status) == 2 and res.message.startswith("STOP: CALLBACK REQUESTED HALT")
@@ -240,3 +241,22 @@ def test_callback_under_vmap_is_called_once_per_lane_iteration():
     assert int(batch.termination[i]) == int(singles[i].termination) == Termination.CALLBACK_HALT
   # Each lane's iterations were reported once, none after the lane stopped.
   assert len(seen) == 2 * (int(batch.nit[0]) + int(batch.nit[1]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pytree_warm_start_and_hess_inv_under_vmap(dtype):
+  # A batch of pytree problems, stopped after 5 iterations and continued:
+  # each lane equals its own one-piece solve; hess_inv works per lane.
+  x0s = jnp.stack([jnp.asarray(X0, dtype), jnp.asarray(X0, dtype) * 0.5])
+  f = lambda p: rosen(_join(p))
+  first = jax.vmap(lambda x0: minimize(f, _split(x0), bounds=(-1.5, 0.8), maxiter=5))(x0s)
+  rest = jax.jit(jax.vmap(lambda r: minimize(f, r, bounds=(-1.5, 0.8))))(first)
+  whole = jax.vmap(lambda x0: minimize(f, _split(x0), bounds=(-1.5, 0.8)))(x0s)
+  np.testing.assert_array_equal(rest.nit, whole.nit)
+  np.testing.assert_array_equal(jax.vmap(_join)(rest.x), jax.vmap(_join)(whole.x))
+  v = jnp.ones(10, dtype)
+  hv = jax.jit(jax.vmap(lambda h: h.matvec(v)))(rest.hess_inv)
+  assert hv.shape == (2, 10) and hv.dtype == dtype
+  for i in range(2):
+    dense = jax.tree.map(lambda a: a[i], rest.hess_inv).todense()
+    np.testing.assert_allclose(hv[i], dense @ v, rtol=1e-4 if dtype == jnp.float32 else 1e-10)
