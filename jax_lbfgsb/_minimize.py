@@ -144,12 +144,15 @@ class _HostCallback:
   callback: Callable[[IntermediateResult], Any]
   like: Any  # a pytree of jax.ShapeDtypeStruct shaped like x0
 
+  @functools.cached_property
+  def _unravel(self) -> Callable[[Any], Any]:
+    return ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.like))[1]
+
   def __call__(self, new_iterate, x, f, g, nit, nfev) -> np.ndarray:
     if not new_iterate:
       return np.asarray(False)
-    unravel = ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.like))[1]
     result = IntermediateResult(
-        x=jax.tree.map(np.asarray, unravel(x)), fun=float(f), jac=jax.tree.map(np.asarray, unravel(g)),
+        x=jax.tree.map(np.asarray, self._unravel(x)), fun=float(f), jac=jax.tree.map(np.asarray, self._unravel(g)),
         nit=int(nit), nfev=int(nfev),
     )
     return np.asarray(bool(self.callback(result)))
