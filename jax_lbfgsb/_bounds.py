@@ -22,6 +22,7 @@ __all__ = [
     "project",
     "projected_gradient",
     "projected_gradient_norm",
+    "steps_to_bounds",
     "max_feasible_step",
 ]
 
@@ -177,15 +178,17 @@ def projected_gradient_norm(x: jax.Array, g: jax.Array, l: jax.Array, u: jax.Arr
   return jnp.where(jnp.any(jnp.isnan(g)), jnp.nan, norm).astype(x.dtype)
 
 
-def max_feasible_step(x: jax.Array, d: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
-  """Largest ``stp <= 1e10`` with ``l <= x + stp * d <= u`` (``stpmx`` in ``lnsrlb``).
+def steps_to_bounds(x: jax.Array, d: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """For each variable, the largest ``t`` with ``l_i <= x_i + t d_i <= u_i`` (``inf`` when unlimited).
 
-  A bounded variable already at its bound with ``d`` pointing out gives 0.
+  A bounded variable already at its bound with ``d_i`` pointing out gives 0.
   """
-  has_l = l > -jnp.inf
-  has_u = u < jnp.inf
-  big = jnp.asarray(1e10, x.dtype)
   to_l = jnp.where(l - x >= 0, 0.0, (l - x) / jnp.where(d < 0, d, -1.0))
   to_u = jnp.where(u - x <= 0, 0.0, (u - x) / jnp.where(d > 0, d, 1.0))
-  ratio = jnp.where((d < 0) & has_l, to_l, jnp.where((d > 0) & has_u, to_u, big))
-  return jnp.minimum(big, jnp.min(ratio, initial=big)).astype(x.dtype)
+  return jnp.where((d < 0) & (l > -jnp.inf), to_l, jnp.where((d > 0) & (u < jnp.inf), to_u, jnp.inf))
+
+
+def max_feasible_step(x: jax.Array, d: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """Largest ``stp <= 1e10`` with ``l <= x + stp * d <= u`` (``stpmx`` in ``lnsrlb``)."""
+  big = jnp.asarray(1e10, x.dtype)
+  return jnp.minimum(big, jnp.min(steps_to_bounds(x, d, l, u), initial=big)).astype(x.dtype)

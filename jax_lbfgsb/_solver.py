@@ -385,10 +385,8 @@ def step(
     skip = dr <= eps * (-gdold * ls.stp)
 
     def update(mm: Memory) -> Memory:
-      sk = jnp.where(ls.stp == 1.0, d, ls.stp * d)
-      dtd = jnp.vdot(d, d)
-      ss = jnp.where(ls.stp == 1.0, dtd, ls.stp * ls.stp * dtd)
-      new_mm, bad = formt(update_correction_pairs(mm, sk, ls.g - state.g, dr, ss))
+      ss = ls.stp * ls.stp * jnp.vdot(d, d)  # the reference's stp^2 dtd (exactly dtd when stp == 1)
+      new_mm, bad = formt(update_correction_pairs(mm, ls.stp * d, ls.g - state.g, dr, ss))
       return lax.cond(bad, refresh, lambda a: a, new_mm)
 
     updated = accepted & ~skip

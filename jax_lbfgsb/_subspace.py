@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jax_lbfgsb._bounds import steps_to_bounds
 from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
 
 __all__ = [
@@ -222,12 +223,9 @@ def subspace_minimization(
 
   # 3. v3.0 rule: keep the projection unless it gives no descent; then
   #    truncate the step to the box (Byrd et al. 1995, eq. 5.8).
-  to_l = jnp.where(l - xcp >= 0, 0.0, (l - xcp) / jnp.where(du < 0, du, -1.0))
-  to_u = jnp.where(u - xcp <= 0, 0.0, (u - xcp) / jnp.where(du > 0, du, 1.0))
-  one = jnp.ones((), x.dtype)
-  ratio = jnp.where(free & has_l & (du < 0), to_l, jnp.where(free & has_u & (du > 0), to_u, one))
+  ratio = jnp.where(free, steps_to_bounds(xcp, du, l, u), jnp.inf)
   ibd = jnp.argmin(ratio)
-  alpha = jnp.minimum(one, ratio[ibd])
+  alpha = jnp.minimum(1.0, ratio[ibd]).astype(x.dtype)
   block = (jnp.arange(x.size) == ibd) & (alpha < 1.0)
   xtrunc = jnp.where(block, jnp.where(du > 0, u, l), xcp + alpha * du)
   z = jnp.where(iword & ascent, xtrunc, xhat)
