@@ -203,18 +203,6 @@ def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
   )
 
 
-_STATIC = ("fun", "jac", "maxcor", "hooks")
-# On CPU, XLA's newer fusion emitters spend most of the compile time on the
-# solver's many small scalar fusions; the classic emitters compile the solve
-# about 2.5x faster at the same run time (measured with jax 0.10.2, see
-# benchmarks/RESULTS.md). JAX accepts compiler options only on a top-level
-# jit, so they apply when minimize is not called under jit, vmap or grad.
-_solve_jit = jax.jit(_solve, static_argnames=_STATIC)
-_solve_jit_cpu = jax.jit(
-    _solve, static_argnames=_STATIC, compiler_options={"xla_cpu_use_fusion_emitters": False}
-)
-
-
 def _top_level() -> bool:
   """Whether no JAX transformation is tracing (private API, hence the guard)."""
   try:
@@ -222,6 +210,28 @@ def _top_level() -> bool:
   except ImportError:
     return False
   return trace_state_clean()
+
+
+def fast_compile_jit(fun: Callable[..., Any], static_argnames: tuple[str, ...]) -> Callable[..., Any]:
+  """``jax.jit(fun)``, compiled on CPU with XLA's classic fusion emitters.
+
+  The newer emitters spend most of the compile time on the solver's many small
+  scalar fusions; the classic ones compile a solve about 2.5x faster at the
+  same run time (measured with jax 0.10.2, see benchmarks/RESULTS.md). JAX
+  accepts compiler options only on a top-level jit, so they apply when the
+  call is not under jit, vmap or grad.
+  """
+  plain = jax.jit(fun, static_argnames=static_argnames)
+  cpu = jax.jit(fun, static_argnames=static_argnames,
+                compiler_options={"xla_cpu_use_fusion_emitters": False})
+
+  def call(*args, **kwargs):
+    return (cpu if jax.default_backend() == "cpu" and _top_level() else plain)(*args, **kwargs)
+
+  return call
+
+
+_solve_jit = fast_compile_jit(_solve, ("fun", "jac", "maxcor", "hooks"))
 
 
 def minimize(
@@ -380,5 +390,4 @@ def minimize(
     host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x0))
   printer = IprintPrinter(int(iprint)) if iprint >= 0 else None
   hooks = Hooks(history=int(history), callback=host_callback, printer=printer)
-  solve = _solve_jit_cpu if jax.default_backend() == "cpu" and _top_level() else _solve_jit
-  return solve(fun, bool(jac), int(maxcor), hooks, x0, l, u, tuple(args), options, warm)
+  return _solve_jit(fun, bool(jac), int(maxcor), hooks, x0, l, u, tuple(args), options, warm)

@@ -21,7 +21,7 @@ from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _solver
 from jax_lbfgsb._bounds import canonicalize_bounds, project
-from jax_lbfgsb._minimize import _top_level
+from jax_lbfgsb._minimize import fast_compile_jit
 from jax_lbfgsb._solver import Box, LbfgsbState, Options
 from jax_lbfgsb._status import Termination
 
@@ -132,12 +132,7 @@ def _update(value_fn, params, state, value, grad, box, options, extra_args):
   return unravel(d), new_state
 
 
-# As in minimize: on CPU the classic fusion emitters compile the solver's
-# graph about 2.5x faster, and JAX takes compiler options on a top-level jit only.
-_update_jit = jax.jit(_update, static_argnames=("value_fn",))
-_update_jit_cpu = jax.jit(
-    _update, static_argnames=("value_fn",), compiler_options={"xla_cpu_use_fusion_emitters": False}
-)
+_update_jit = fast_compile_jit(_update, ("value_fn",))
 
 
 def lbfgsb(
@@ -289,7 +284,6 @@ def lbfgsb(
     del updates  # the gradient, by convention; ``grad`` is the same
     params, value, grad = _strong((params, value, grad))
     box, options = box_and_options(params)
-    update = _update_jit_cpu if jax.default_backend() == "cpu" and _top_level() else _update_jit
-    return update(value_fn, params, state, value, grad, box, options, extra_args)
+    return _update_jit(value_fn, params, state, value, grad, box, options, extra_args)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
