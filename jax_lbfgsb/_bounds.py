@@ -31,25 +31,26 @@ def _is_concrete(a: Any) -> bool:
   return not isinstance(a, jax.core.Tracer)
 
 
-def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> jax.Array:
-  """One side of the bounds as an ``(n,)`` array; ``None`` means ``fill``."""
+def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> Any:
+  """One side of the bounds as an ``(n,)`` array; ``None`` means ``fill``.
+
+  Host values (None, numbers, lists, NumPy arrays) stay NumPy arrays, so a
+  call with concrete bounds dispatches no device operations before the solve.
+  """
   if value is None:
-    return jnp.full((n,), fill, dtype)
-  if _is_concrete(value) and not isinstance(value, jax.Array):
-    arr = np.asarray(
-        [fill if v is None else v for v in value] if isinstance(value, (list, tuple)) else value,
-        dtype=np.float64,
-    )
-  else:
-    arr = value
-  if jnp.ndim(arr) == 0:
-    return jnp.full((n,), arr, dtype)
-  if jnp.size(arr) != n:
+    return np.full((n,), fill, dtype)
+  if isinstance(value, (list, tuple)):
+    value = np.asarray([fill if v is None else v for v in value], dtype=np.float64)
+  xp = jnp if isinstance(value, jax.Array) else np
+  if np.ndim(value) == 0:
+    return xp.full((n,), value, dtype)
+  if np.size(value) != n:
     raise ValueError(
-        f"bounds: `{name}` has {jnp.size(arr)} entries but x0 has {n}; give one"
+        f"bounds: `{name}` has {np.size(value)} entries but x0 has {n}; give one"
         f" {name} bound per variable of x0, or a scalar to use for all."
     )
-  return jnp.reshape(jnp.asarray(arr), (n,)).astype(dtype)
+  arr = value if np.shape(value) == (n,) else xp.reshape(value, (n,))
+  return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
 def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> jax.Array:

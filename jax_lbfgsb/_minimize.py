@@ -109,6 +109,11 @@ def _check_line_search(ls_ftol, ls_gtol) -> None:
     )
 
 
+def _scalar(value: Any, dtype: Any) -> Any:
+  """An option as a 0-d array of ``dtype``: NumPy for host values (no device op per call)."""
+  return jnp.asarray(value, dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
+
+
 def _check_fun_output(fun, jac, x0, args) -> None:
   """Trace-time check that ``fun`` returns a float scalar (or ``(f, grad)`` with ``jac``)."""
   out = jax.eval_shape(fun, x0, *args)
@@ -360,7 +365,7 @@ def minimize(
           "history: continuing a solve needs the same history= as the solve that"
           f" produced x0 (got history={history})."
       )
-  x0 = jax.tree.map(jnp.asarray, x0)
+  x0 = jax.tree.map(lambda leaf: leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf), x0)
   leaves = jax.tree.leaves(x0)
   for path, leaf in jax.tree_util.tree_leaves_with_path(x0):
     if not jnp.issubdtype(leaf.dtype, jnp.floating):
@@ -371,19 +376,19 @@ def minimize(
   if sum(leaf.size for leaf in leaves) == 0:
     raise ValueError("x0 is empty; minimize needs at least one variable.")
   # Drop weak types, so that e.g. jnp.full(n, 0.1) does not recompile.
-  x0 = jax.tree.map(lambda leaf: leaf.astype(leaf.dtype), x0)
+  x0 = jax.tree.map(lambda leaf: leaf.astype(leaf.dtype) if leaf.weak_type else leaf, x0)
   dtype = jnp.result_type(*leaves)
   l, u = canonicalize_bounds(bounds, x0, dtype)
   options = Options(
-      ftol=jnp.asarray(ftol, dtype),
-      gtol=jnp.asarray(gtol, dtype),
-      maxiter=jnp.asarray(maxiter, jnp.int32),
-      maxfun=jnp.asarray(maxfun, jnp.int32),
-      maxls=jnp.asarray(maxls, jnp.int32),
-      ls_ftol=jnp.asarray(ls_ftol, dtype),
-      ls_gtol=jnp.asarray(ls_gtol, dtype),
-      pgtol_rel=jnp.asarray(pgtol_rel, dtype),
-      xtol_rel=jnp.asarray(xtol_rel, dtype),
+      ftol=_scalar(ftol, dtype),
+      gtol=_scalar(gtol, dtype),
+      maxiter=_scalar(maxiter, np.int32),
+      maxfun=_scalar(maxfun, np.int32),
+      maxls=_scalar(maxls, np.int32),
+      ls_ftol=_scalar(ls_ftol, dtype),
+      ls_gtol=_scalar(ls_gtol, dtype),
+      pgtol_rel=_scalar(pgtol_rel, dtype),
+      xtol_rel=_scalar(xtol_rel, dtype),
   )
   host_callback = None
   if callback is not None:
