@@ -14,7 +14,8 @@ What it holds:
   the published optimal values.
 * The MINPACK-2 bound-constrained problems EPT (elastic-plastic torsion) and
   PJB (pressure journal bearing), vectorized over the grid so they run at
-  n = 10^6.
+  n = 10^6, and MSA (minimal surface with Enneper boundary values),
+  unconstrained as in MINPACK-2 or over TAO's plate (``plate2.c``).
 * ``nnls``: a random non-negative least-squares problem.
 
 All problems are reachable by name through :data:`PROBLEMS` and :func:`get`.
@@ -25,7 +26,7 @@ References:
 
   B. M. Averick, R. G. Carter, J. J. Moré, G.-L. Xue, "The MINPACK-2 test
   problem collection", Argonne National Laboratory, Preprint MCS-P153-0692,
-  1992 (EPT: routine ``deptfg``; PJB: ``dpjbfg``).
+  1992 (EPT: routine ``deptfg``; PJB: ``dpjbfg``; MSA: ``dmsafg``, ``dmsabc``).
 
 Example:
   >>> from jax_lbfgsb import problems
@@ -73,6 +74,7 @@ __all__ = [
     "chebyquad",
     "ept",
     "pjb",
+    "msa",
     "nnls",
     "CORE14",
     "rosenbrock_box",
@@ -628,6 +630,140 @@ def pjb(nx: int, ny: int, ecc: float = 0.1, b: float = 10.0) -> Problem:
                  f"{nx}x{ny} grid, n={nx * ny}")
 
 
+def _enneper(xt: np.ndarray, yt: np.ndarray) -> np.ndarray:
+  """Enneper's surface u^2 - v^2 at the points (xt, yt), as MINPACK-2's dmsabc computes it.
+
+  (u, v) solves ``xt = u + u v^2 - u^3/3``, ``yt = -v - u^2 v + v^3/3``: Newton's
+  method from ``(xt, -yt)``, at most 5 steps, a point stops once the residual
+  norm is <= 1e-10.
+  """
+  u = np.array(xt, dtype=np.float64)
+  v = -np.array(yt, dtype=np.float64)
+  for _ in range(5):
+    nf1 = u + u * v**2 - u**3 / 3.0 - xt
+    nf2 = -v - u**2 * v + v**3 / 3.0 - yt
+    active = np.sqrt(nf1 * nf1 + nf2 * nf2) > 1e-10
+    if not active.any():
+      break
+    j11 = 1.0 + v**2 - u**2
+    j12 = 2.0 * u * v
+    j21 = -2.0 * u * v
+    j22 = -1.0 - u**2 + v**2
+    det = j11 * j22 - j12 * j21
+    u, v = (np.where(active, u - (j22 * nf1 - j12 * nf2) / det, u),
+            np.where(active, v - (j11 * nf2 - j21 * nf1) / det, v))
+  return u * u - v * v
+
+
+def _msa_boundary(nx: int, ny: int) -> tuple[np.ndarray, ...]:
+  """Enneper boundary values on [-.5, .5]^2: bottom, top (nx+2 each), left, right (ny+2 each).
+
+  Each array starts at a corner: ``bottom[i]`` is the value at grid column i on
+  y = -.5, ``left[j]`` at grid row j on x = -.5, and so on. The points come from
+  ``linspace`` (dmsabc sums ``xt += hx``, an ulp away), so the arrays agree at
+  the corners, which the padded grid stores once.
+  """
+  xs = np.linspace(-0.5, 0.5, nx + 2)
+  ys = np.linspace(-0.5, 0.5, ny + 2)
+  bottom = _enneper(xs, np.full(nx + 2, -0.5))
+  top = _enneper(xs, np.full(nx + 2, 0.5))
+  left = _enneper(np.full(ny + 2, -0.5), ys)
+  right = _enneper(np.full(ny + 2, 0.5), ys)
+  return bottom, top, left, right
+
+
+# Keys: (nx, ny, None) for MINPACK-2's unconstrained MSA, (nx, ny, (bmx, bmy, height)) with a plate.
+_MSA_FOPT = {
+    (50, 50, None): 1.4212274960,
+    (50, 50, (25, 25, 0.1)): 1.4565613444,
+    (8, 6, (3, 3, 0.2)): 1.5056627852,    # TAO plate2_1.out: 1.50566
+    (8, 8, (2, 5, 0.3)): 1.6011483363,    # TAO plate2_2.out: 1.60115
+}
+
+
+def msa(nx: int = 10, ny: int = 10, bmx: int | None = None, bmy: int | None = None,
+        height: float | None = None) -> Problem:
+  """MINPACK-2 minimal surface area (dmsafg, dmsabc), optionally over a plate (TAO plate2.c).
+
+  The surface over the unit square, on an nx-by-ny interior grid, with
+  Enneper's surface as boundary values; ``f = (hx hy / 2) sum sqrt(1 + dx^2 + dy^2)``
+  over the lower and upper triangles, and x0 is MINPACK-2's 'XS' start (an
+  average of the boundary values).
+
+  Args:
+    nx: interior grid points in the first coordinate.
+    ny: interior grid points in the second coordinate.
+    bmx: plate width in grid points, ``0 <= bmx <= nx``; with a plate, defaults
+      to ``nx // 2``.
+    bmy: plate height in grid points, ``0 <= bmy <= ny``; with a plate,
+      defaults to ``ny // 2``.
+    height: plate height. ``None`` (the default): no plate, MINPACK-2's
+      unconstrained MSA. A number: TAO's "MSA with plate", the lower bound
+      ``height`` on the 0-based interior indices
+      ``(nx - bmx) // 2 <= i < nx - (nx - bmx) // 2`` and
+      ``(ny - bmy) // 2 <= j < ny - (ny - bmy) // 2``, ``-inf`` elsewhere, no
+      upper bound. x0 is not moved into the bounds (solvers project it).
+
+  Raises:
+    ValueError: for bad sizes, ``bmx``/``bmy`` without ``height``, or a
+      non-finite ``height``.
+
+  >>> p = msa(8, 6, bmx=3, bmy=3, height=0.2)
+  >>> p.name, p.f_opt, int(np.isfinite(p.lower).sum())
+  ('msa_plate_8x6', 1.5056627852, 16)
+  """
+  nx, ny = _grid_size(nx, ny)
+  if height is None:
+    if bmx is not None or bmy is not None:
+      raise ValueError("bmx and bmy need a plate height; pass height=...")
+    plate = None
+  else:
+    bmx = nx // 2 if bmx is None else _check_int("bmx", bmx, 0)
+    bmy = ny // 2 if bmy is None else _check_int("bmy", bmy, 0)
+    if bmx > nx:
+      raise ValueError(f"bmx must be <= nx = {nx}, got {bmx}")
+    if bmy > ny:
+      raise ValueError(f"bmy must be <= ny = {ny}, got {bmy}")
+    if isinstance(height, bool) or not math.isfinite(float(height)):
+      raise ValueError(f"height must be a finite number or None, got {height!r}")
+    plate = (bmx, bmy, float(height))
+  hx = 1.0 / (nx + 1)
+  hy = 1.0 / (ny + 1)
+  area = 0.5 * hx * hy
+  bottom, top, left, right = _msa_boundary(nx, ny)
+  # Padded-grid boundary, zero inside: V = _padded_grid(x) + B.
+  B = np.zeros((nx + 2, ny + 2))
+  B[0, :] = left
+  B[-1, :] = right
+  B[:, 0] = bottom
+  B[:, -1] = top
+
+  def fun(x):
+    x = _as_float(x)
+    V = _padded_grid(x, nx, ny) + _const(B, x)
+    gl, gu, _, _ = _triangle_terms(V, hx, hy)
+    return area * (jnp.sum(jnp.sqrt(1.0 + gl)) + jnp.sum(jnp.sqrt(1.0 + gu)))
+
+  alpha = np.arange(1, ny + 1)[:, None] * hy          # row j-1
+  beta = np.arange(1, nx + 1)[None, :] * hx           # column i-1
+  yline = alpha * top[None, 1:-1] + (1.0 - alpha) * bottom[None, 1:-1]
+  xline = beta * right[1:-1, None] + (1.0 - beta) * left[1:-1, None]
+  x0 = (0.5 * (yline + xline)).reshape(-1)            # k = nx(j-1) + i, i fastest
+  lower = np.full(nx * ny, -np.inf)
+  upper = np.full(nx * ny, np.inf)
+  if plate is None:
+    name = f"msa_{nx}x{ny}"
+    what = "unconstrained"
+  else:
+    i0, j0 = (nx - bmx) // 2, (ny - bmy) // 2
+    grid = lower.reshape(ny, nx)                        # view: row j-1, column i-1
+    grid[j0 : ny - j0, i0 : nx - i0] = plate[2]
+    name = f"msa_plate_{nx}x{ny}"
+    what = f"plate bmx={bmx}, bmy={bmy}, height={plate[2]:g}"
+  return Problem(name, fun, x0, lower, upper, _MSA_FOPT.get((nx, ny, plate)),
+                 f"MINPACK-2 minimal surface, Enneper boundary, {what}, {nx}x{ny} grid, n={nx * ny}")
+
+
 # ----------------------------------------------------------------------------
 # Non-negative least squares
 # ----------------------------------------------------------------------------
@@ -796,4 +932,4 @@ def neuron_input(seed: int = 0, hidden: int = 32, frame: int = 2, saturate: bool
       f" {frame}-pixel frame fixed, {start} start, seed {seed}")
 
 
-PROBLEMS.update(rosenbrock_box=rosenbrock_box, neuron_input=neuron_input)
+PROBLEMS.update(rosenbrock_box=rosenbrock_box, neuron_input=neuron_input, msa=msa)

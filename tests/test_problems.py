@@ -1,7 +1,8 @@
 """Tests for jax_lbfgsb.problems: values at x0 and at known minimizers, gradients, dtypes.
 
 The oracles are independent plain-Python/NumPy re-implementations written from the
-MGH (1981) residual definitions and the MINPACK-2 Fortran loops, plus published values.
+MGH (1981) residual definitions and the MINPACK-2 Fortran loops (TAO's plate2.c for the MSA
+plate bounds), plus published values.
 """
 
 import math
@@ -396,6 +397,172 @@ def test_minpack2_100x100_f_opt_and_x0():
                              20.666460, rtol=1e-7)
 
 
+# ----------------------------------------------------------------------------
+# MINPACK-2 MSA (dmsafg + dmsabc) and TAO's plate (plate2.c): loop oracles.
+# ----------------------------------------------------------------------------
+
+
+def np_msa_boundary(nx, ny):
+  """dmsabc, scalar Newton per point, with its running xt += hx / yt += hy."""
+  hx, hy = 1 / (nx + 1), 1 / (ny + 1)
+  out = []
+  for side, (xt, yt, limit) in enumerate([(-0.5, -0.5, nx + 2), (-0.5, 0.5, nx + 2),
+                                          (-0.5, -0.5, ny + 2), (0.5, -0.5, ny + 2)]):
+    values = []
+    for _ in range(limit):
+      u, v = xt, -yt
+      for _ in range(5):
+        n1 = u + u * v * v - u**3 / 3 - xt
+        n2 = -v - u * u * v + v**3 / 3 - yt
+        if math.sqrt(n1 * n1 + n2 * n2) <= 1e-10:
+          break
+        a, b, c, d = 1 + v * v - u * u, 2 * u * v, -2 * u * v, -1 - u * u + v * v
+        det = a * d - b * c
+        u, v = u - (d * n1 - b * n2) / det, v - (a * n2 - c * n1) / det
+      values.append(u * u - v * v)
+      if side < 2:
+        xt += hx
+      else:
+        yt += hy
+    out.append(values)
+  return out  # bottom, top, left, right
+
+
+def np_msa(x, nx, ny):
+  """dmsafg's function value, with its boundary lookups (1-based arrays -> 0-based lists)."""
+  bottom, top, left, right = np_msa_boundary(nx, ny)
+  hx, hy = 1 / (nx + 1), 1 / (ny + 1)
+  f = 0.0
+  for j in range(0, ny + 1):
+    for i in range(0, nx + 1):
+      k = nx * (j - 1) + i - 1
+      if i >= 1 and j >= 1:
+        v = x[k]
+      else:
+        v = left[j] if i == 0 else bottom[i]
+      if i < nx and j > 0:
+        vr = x[k + 1]
+      else:
+        vr = bottom[i + 1] if j == 0 else right[j]
+      if i > 0 and j < ny:
+        vt = x[k + nx]
+      else:
+        vt = top[i] if j == ny else left[j + 1]
+      f += math.sqrt(1 + ((vr - v) / hx) ** 2 + ((vt - v) / hy) ** 2)
+  for j in range(1, ny + 2):
+    for i in range(1, nx + 2):
+      k = nx * (j - 1) + i - 1
+      if i <= nx and j > 1:
+        vb = x[k - nx]
+      else:
+        vb = right[j - 1] if i == nx + 1 else bottom[i]
+      if i > 1 and j <= ny:
+        vl = x[k - 1]
+      else:
+        vl = left[j] if i == 1 else top[i - 1]
+      if i <= nx and j <= ny:
+        v = x[k]
+      else:
+        v = top[i] if j == ny + 1 else right[j]
+      f += math.sqrt(1 + ((v - vl) / hx) ** 2 + ((v - vb) / hy) ** 2)
+  return hx * hy / 2 * f
+
+
+def np_msa_x0(nx, ny):
+  bottom, top, left, right = np_msa_boundary(nx, ny)
+  hx, hy = 1 / (nx + 1), 1 / (ny + 1)
+  return [((j * hy) * top[i] + (1 - j * hy) * bottom[i]
+           + (i * hx) * right[j] + (1 - i * hx) * left[j]) / 2
+          for j in range(1, ny + 1) for i in range(1, nx + 1)]
+
+
+def test_msa_matches_loop_oracle():
+  nx, ny = 5, 3
+  p = problems.msa(nx, ny)
+  assert p.name == "msa_5x3" and p.f_opt is None
+  assert np.all(p.lower == -np.inf) and np.all(p.upper == np.inf)
+  np.testing.assert_allclose(p.x0, np_msa_x0(nx, ny), rtol=1e-14, atol=1e-15)
+  x = p.x0 + np.random.default_rng(2).uniform(-0.3, 0.3, nx * ny)
+  for z in (p.x0, x):
+    np.testing.assert_allclose(f64(p, z), np_msa(list(z), nx, ny), rtol=1e-12)
+  for mine, theirs in zip(problems._msa_boundary(nx, ny), np_msa_boundary(nx, ny)):
+    np.testing.assert_allclose(mine, theirs, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("nx, ny, bmx, bmy, height",
+                         [(8, 6, 3, 3, 0.2), (8, 8, 2, 5, 0.3), (7, 4, 0, 4, -0.1)])
+def test_msa_plate_bounds_follow_tao(nx, ny, bmx, bmy, height):
+  p = problems.msa(nx, ny, bmx=bmx, bmy=bmy, height=height)
+  assert p.name == f"msa_plate_{nx}x{ny}"
+  lower = [height if ((nx - bmx) // 2 <= i < nx - (nx - bmx) // 2
+                      and (ny - bmy) // 2 <= j < ny - (ny - bmy) // 2) else -np.inf
+           for j in range(ny) for i in range(nx)]   # TAO MSA_Plate: 0-based i, j; row = j mx + i
+  np.testing.assert_array_equal(p.lower, lower)
+  assert np.all(p.upper == np.inf)
+  np.testing.assert_allclose(p.x0, np_msa_x0(nx, ny), rtol=1e-14, atol=1e-15)
+  x = np.random.default_rng(3).uniform(-0.4, 0.4, nx * ny)
+  np.testing.assert_allclose(f64(p, x), np_msa(list(x), nx, ny), rtol=1e-12)
+
+
+def test_msa_plate_default_size_and_errors():
+  p = problems.msa(10, 6, height=0.1)   # bmx, bmy = 5, 3: i in [2, 8), j in [1, 5) (odd gaps widen it)
+  assert p.lower.reshape(6, 10)[1:5, 2:8].tolist() == [[0.1] * 6] * 4
+  assert np.count_nonzero(p.lower == 0.1) == 6 * 4
+  with pytest.raises(ValueError, match="height"):
+    problems.msa(8, 8, bmx=2)
+  with pytest.raises(ValueError, match=r"\bbmx\b"):
+    problems.msa(8, 8, bmx=9, bmy=2, height=0.1)
+  with pytest.raises(ValueError, match=r"\bbmy\b"):
+    problems.msa(8, 8, bmx=2, bmy=-1, height=0.1)
+  with pytest.raises(ValueError, match="height"):
+    problems.msa(8, 8, height=float("nan"))
+
+
+def _scipy_solve(p, **options):
+  so = pytest.importorskip("scipy.optimize")
+  vg = jax.jit(jax.value_and_grad(p.fun))
+
+  def fg(x):
+    v, g = vg(jnp.asarray(x))
+    return float(v), np.asarray(g, dtype=np.float64)
+
+  return so.minimize(fg, p.x0, jac=True, method="L-BFGS-B", bounds=so.Bounds(p.lower, p.upper),
+                     options=dict(maxcor=5, maxiter=100000, maxfun=100000, **options))
+
+
+@pytest.mark.parametrize("kwargs, f_opt", [
+    (dict(nx=8, ny=6, bmx=3, bmy=3, height=0.2), 1.5056627852),   # TAO plate2_1.out: 1.50566
+    (dict(nx=8, ny=8, bmx=2, bmy=5, height=0.3), 1.6011483363),   # TAO plate2_2.out: 1.60115
+    (dict(nx=50, ny=50, bmx=25, bmy=25, height=0.1), 1.4565613444),
+])
+def test_msa_plate_scipy_reproduces_reference(kwargs, f_opt):
+  p = problems.msa(**kwargs)
+  assert p.f_opt == f_opt
+  tight = dict(ftol=1e-15, gtol=1e-10) if kwargs["nx"] == 50 else dict(ftol=1e-14, gtol=1e-9)
+  res = _scipy_solve(p, **tight)
+  assert res.fun == pytest.approx(f_opt, rel=1e-9)
+  assert np.all(res.x >= p.lower)
+  assert np.any(res.x == p.lower)   # the plate holds the surface up
+
+
+def test_msa_unconstrained_50x50_f_opt():
+  assert problems.msa(50, 50).f_opt == 1.4212274960
+  np.testing.assert_allclose(f64(problems.msa(50, 50), problems.msa(50, 50).x0), 1.5183084814, rtol=1e-9)
+
+
+def test_msa_plate_jax_lbfgsb_matches_scipy():
+  from jax_lbfgsb import minimize
+
+  p = problems.msa(8, 6, bmx=3, bmy=3, height=0.2)
+  tight = dict(ftol=1e-14, gtol=1e-9, maxcor=5)
+  expected = _scipy_solve(p, ftol=1e-14, gtol=1e-9)
+  res = minimize(p.fun, jnp.asarray(p.x0), bounds=(jnp.asarray(p.lower), jnp.asarray(p.upper)), **tight)
+  assert float(res.fun) == pytest.approx(expected.fun, rel=1e-8)
+  assert float(res.fun) == pytest.approx(1.5056627852, rel=1e-9)
+  x = np.asarray(res.x)
+  assert np.all(x >= p.lower) and np.all(x <= p.upper)
+
+
 def test_nnls():
   p = problems.nnls(30, 20, seed=3)
   rng = np.random.default_rng(3)
@@ -420,6 +587,8 @@ GRAD_CASES = [
     ("penalty_2", {"n": 4}),
     ("ept", {"nx": 4, "ny": 3}),
     ("pjb", {"nx": 4, "ny": 3}),
+    ("msa", {"nx": 4, "ny": 3}),
+    ("msa", {"nx": 4, "ny": 3, "bmx": 2, "bmy": 1, "height": 0.1}),
 ]
 
 
@@ -440,7 +609,8 @@ def test_grad_matches_central_differences(name, kwargs):
   np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(fd).max()))
 
 
-SMALL_KWARGS = {"ept": {"nx": 3, "ny": 2}, "pjb": {"nx": 3, "ny": 2}, "nnls": {"m": 4, "n": 3}}
+SMALL_KWARGS = {"ept": {"nx": 3, "ny": 2}, "pjb": {"nx": 3, "ny": 2}, "nnls": {"m": 4, "n": 3},
+                "msa": {"nx": 3, "ny": 2, "height": 0.1}}
 
 
 @pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
