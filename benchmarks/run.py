@@ -1,26 +1,40 @@
-"""Benchmark jax_lbfgsb.minimize against scipy.optimize.minimize(method="L-BFGS-B").
+"""Benchmark jax_lbfgsb.minimize against SciPy's L-BFGS-B, jaxopt.LBFGSB and optax.lbfgs.
 
 Usage (from the repository root)::
 
-    python benchmarks/run.py            # all problems, writes benchmarks/RESULTS.md
+    python benchmarks/run.py            # the whole suite, writes benchmarks/RESULTS.md
     python benchmarks/run.py --quick    # small problems, < 2 min, writes RESULTS_quick.md
-    python benchmarks/run.py --out FILE --repeats 5 --only ept
+    python benchmarks/run.py --only ept --repeats 5 --out FILE
 
-Both solvers run in float64 with the same options (SciPy's defaults unless
-changed) on the problems of :mod:`jax_lbfgsb.problems`. SciPy gets ``f`` and
-``g`` from a jitted ``jax.value_and_grad(fun)`` converted to NumPy float64, so
-both sides use the same objective code. For ours the script reports the first
-call (compile + run) and the steady-state time (median of ``--repeats`` runs
-after one warm-up, each ended with ``.block_until_ready()``); for SciPy the
-median of ``--repeats`` runs after one warm-up (so the jit of ``value_and_grad``
-is not timed). The ratio ours/SciPy uses the steady-state times of one run of
-this script.
+Solvers, in one run, on the same objective code (:mod:`jax_lbfgsb.problems`):
+
+- ours: ``jax_lbfgsb.minimize(fun, x0, bounds=(lower, upper))`` (jitted inside);
+- SciPy: ``scipy.optimize.minimize(fun_and_grad, x0, jac=True, method="L-BFGS-B")``
+  with ``fun_and_grad`` a jitted ``jax.value_and_grad(fun)`` returning NumPy
+  float64 (the reference: every ratio is against it);
+- jaxopt: ``jax.jit(jaxopt.LBFGSB(fun, history_size=10, tol=gtol, maxls=20).run)``
+  (its test is SciPy's projected-gradient test; it has no ftol test); skipped
+  with a note when jaxopt is not installed;
+- optax: ``optax.lbfgs(memory_size=10)`` (zoom line search) in a jitted
+  ``lax.while_loop`` that stops on SciPy's two tests (``||g||_inf <= gtol`` or
+  the relative reduction ``<= ftol``), on the unbounded problems only.
+
+Per (problem, solver): iterations, evaluations, the final ``f`` re-evaluated in
+float64 and its distance to the known optimum, the projected-gradient norm and
+the bound violation at the returned ``x`` (float64), the stop class, the first
+call (compile + run), the steady-state time (median of the timed runs after
+the first call, each ended with ``block_until_ready``), and the solver's own
+time per iteration beyond its ``f``/``g`` evaluations: ``(time - nfev * t_fg) /
+nit`` with ``t_fg`` one evaluation inside a jitted loop for the JAX solvers
+and one host call of ``fun_and_grad`` for SciPy (what each actually pays).
+The summary checks the targets of issue 6 on this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import math
 import os
 import platform
@@ -45,8 +59,11 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import optax.tree_utils as otu  # noqa: E402
 import scipy  # noqa: E402
 import scipy.optimize  # noqa: E402
+from jax import lax  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -55,114 +72,276 @@ if str(ROOT) not in sys.path:
 from jax_lbfgsb import minimize as _minimize  # noqa: E402
 from jax_lbfgsb import problems  # noqa: E402
 
+try:
+  import jaxopt
+except ImportError:  # optional
+  jaxopt = None
 
-# (label, factory, kwargs, in --quick)
-CASES: list[tuple[str, Callable[..., Any], dict, bool]] = [
-    ("Rosenbrock", problems.rosenbrock, {"n": 2}, True),
-    ("Rosenbrock box [-1.5, 0.8]", problems.rosenbrock,
-     {"n": 10, "lower": -1.5, "upper": 0.8}, True),
-    ("driver1", problems.driver1, {"n": 25}, True),
-    ("Helical valley", problems.helical_valley, {}, True),
-    ("Box 3-D", problems.box_3d, {}, False),
-    ("Watson", problems.watson, {"n": 6}, True),
-    ("Brown badly scaled", problems.brown_badly_scaled, {}, True),
-    ("Extended Powell", problems.extended_powell, {"n": 12}, False),
-    ("Wood", problems.wood, {}, True),
-    ("Chebyquad", problems.chebyquad, {"n": 8}, True),
-    ("EPT 50x50", problems.ept, {"nx": 50, "ny": 50}, False),
-    ("EPT 100x100", problems.ept, {"nx": 100, "ny": 100}, False),
-    ("PJB 50x50", problems.pjb, {"nx": 50, "ny": 50}, False),
-    ("PJB 100x100", problems.pjb, {"nx": 100, "ny": 100}, False),
-    ("NNLS 2000x1000", problems.nnls, {"m": 2000, "n": 1000}, False),
+SOLVERS = ("ours", "SciPy", "jaxopt", "optax")
+SMALL_N = 100  # "small problems" for the compile-time target
+
+
+class Case(NamedTuple):
+  label: str
+  factory: Callable[..., Any]
+  kwargs: dict
+  dtype: Any = np.float64
+  quick: bool = False
+  gpu_only: bool = False
+
+
+def _mgh(name: str, quick: bool = False, **kwargs) -> Case:
+  factory = problems.PROBLEMS[name]
+  label = factory(**kwargs).name
+  return Case(label, factory, kwargs, quick=quick)
+
+
+CASES: list[Case] = [
+    # Moré-Garbow-Hillstrom: the core 14 (unbounded) and the bounded Rosenbrocks.
+    Case("rosenbrock n=2", problems.rosenbrock, {"n": 2}, quick=True),
+    Case("rosenbrock n=10 box [-1.5, 0.8]", problems.rosenbrock, {"n": 10, "lower": -1.5, "upper": 0.8},
+         quick=True),
+    Case("rosenbrock n=10 box [-1.5, 0.8] float32", problems.rosenbrock,
+         {"n": 10, "lower": -1.5, "upper": 0.8}, np.float32, quick=True),
+    Case("driver1 n=25", problems.driver1, {"n": 25}, quick=True),
+    *(_mgh(name, quick=name in ("helical_valley", "watson", "brown_badly_scaled", "extended_powell"))
+      for name in problems.CORE14),
+    _mgh("wood", quick=True),
+    _mgh("chebyquad"),
+    # MINPACK-2 bound-constrained problems.
+    *(Case(f"EPT {k}x{k}", problems.ept, {"nx": k, "ny": k}, quick=k == 50) for k in (50, 100, 300)),
+    Case("EPT 100x100 float32", problems.ept, {"nx": 100, "ny": 100}, np.float32),
+    *(Case(f"PJB {k}x{k}", problems.pjb, {"nx": k, "ny": k}) for k in (50, 100, 300)),
+    Case("PJB 100x100 float32", problems.pjb, {"nx": 100, "ny": 100}, np.float32),
+    *(Case(f"MSA plate {k}x{k}", problems.msa, {"nx": k, "ny": k, "bmx": k // 2, "bmy": k // 2, "height": 0.1})
+      for k in (50, 100, 300)),
+    *(Case(f"{name} 1000x1000{suffix}", factory, {"nx": 1000, "ny": 1000}, dtype, gpu_only=True)
+      for name, factory in (("EPT", problems.ept), ("PJB", problems.pjb))
+      for suffix, dtype in (("", np.float64), (" float32", np.float32))),
+    # Box-constrained least squares and the 784-pixel input maximization.
+    Case("NNLS 2000x1000", problems.nnls, {"m": 2000, "n": 1000}),
+    Case("NNLS 6000x3000", problems.nnls, {"m": 6000, "n": 3000}),
+    Case("neuron input 784", problems.neuron_input, {}, quick=True),
+    Case("neuron input 784 float32", problems.neuron_input, {}, np.float32),
 ]
 
 
 class Run(NamedTuple):
   nit: int | None = None
   nfev: int | None = None
-  f: float | None = None
-  status: int | None = None
-  first_s: float | None = None  # ours only: first call, compile + run
+  f: float | None = None  # re-evaluated in float64
+  projg: float | None = None  # ||x - clip(x - g, l, u)||_inf in float64
+  violation: float | None = None
+  stop: str | None = None  # "converged", "limit" or "other"
+  first_s: float | None = None  # first call: compile + run
   time_s: float | None = None  # steady state, median
   error: str | None = None
 
 
-def _median_time(call: Callable[[], Any], repeats: int, min_total: float = 0.5,
-                 max_repeats: int = 100) -> tuple[float, Any]:
-  """Median wall time of ``call()``: at least ``repeats`` runs, more (up to
-  ``max_repeats``) until ``min_total`` seconds have been spent, so that
-  millisecond-scale solves are not timed from three noisy samples."""
-  times, out = [], None
-  while len(times) < repeats or (sum(times) < min_total and len(times) < max_repeats):
+class Problem64(NamedTuple):
+  """What every solver gets: the problem in the benchmark's dtype, and float64 checks."""
+
+  p: Any
+  dtype: Any
+  x0: np.ndarray
+  fun64: Callable[[np.ndarray], float]
+  grad64: Callable[[np.ndarray], np.ndarray]
+
+
+def _prepare(p, dtype) -> Problem64:
+  f64 = jax.jit(p.fun)
+  g64 = jax.jit(jax.grad(p.fun))
+  return Problem64(p, dtype, np.asarray(p.x0, dtype),
+                   lambda x: float(f64(jnp.asarray(x, jnp.float64))),
+                   lambda x: np.asarray(g64(jnp.asarray(x, jnp.float64))))
+
+
+def _quality(q: Problem64, x) -> tuple[float, float, float]:
+  """f, projected-gradient norm and bound violation at ``x``, all in float64."""
+  x = np.asarray(x, np.float64)
+  l, u = q.p.lower, q.p.upper
+  g = q.grad64(x)
+  projg = float(np.max(np.abs(np.clip(x - g, l, u) - x), initial=0.0))
+  violation = float(max(np.max(l - x, initial=0.0), np.max(x - u, initial=0.0), 0.0))
+  return q.fun64(x), projg, violation
+
+
+def _timed(call: Callable[[], Any], repeats: int, min_total: float = 0.5,
+           max_repeats: int = 100) -> tuple[float, float, Any]:
+  """First call, then the median of at least ``repeats`` more (more, up to
+  ``max_repeats``, until ``min_total`` seconds are spent; one only when the
+  first call took over 20 s)."""
+  t0 = time.perf_counter()
+  out = call()
+  first = time.perf_counter() - t0
+  times: list[float] = []
+  want = 1 if first > 20.0 else repeats
+  while len(times) < want or (sum(times) < min_total and len(times) < max_repeats):
     t0 = time.perf_counter()
     out = call()
     times.append(time.perf_counter() - t0)
-  return statistics.median(times), out
+  return first, statistics.median(times), out
 
 
-def run_ours(p, options: dict, repeats: int) -> Run:
-  x0 = jnp.asarray(p.x0, dtype=jnp.float64)
-  bounds = (p.lower, p.upper)
+def _guard(fn):
+  def wrapped(*a, **k) -> Run:
+    try:
+      return fn(*a, **k)
+    except Exception as exc:
+      traceback.print_exc()
+      return Run(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+  return wrapped
+
+
+@_guard
+def run_ours(q: Problem64, opts: dict, repeats: int) -> Run:
+  x0 = jnp.asarray(q.x0)
 
   def call():
-    res = _minimize(p.fun, x0, bounds=bounds, **options)
+    res = _minimize(q.p.fun, x0, bounds=(q.p.lower, q.p.upper), maxcor=opts["maxcor"], ftol=opts["ftol"],
+                    gtol=opts["gtol"], maxiter=opts["maxiter"], maxfun=opts["maxfun"], maxls=opts["maxls"])
     res.x.block_until_ready()
     return res
 
-  try:
-    t0 = time.perf_counter()
-    call()
-    first = time.perf_counter() - t0
-    call()  # warm-up
-    steady, res = _median_time(call, repeats)
-  except Exception as exc:
-    traceback.print_exc()
-    return Run(error=f"{type(exc).__name__}: {exc}")
-  return Run(nit=int(res.nit), nfev=int(res.nfev), f=float(res.fun), status=int(res.status),
-             first_s=first, time_s=steady)
+  first, steady, res = _timed(call, repeats)
+  f, projg, violation = _quality(q, res.x)
+  stop = ("converged", "limit", "other")[int(res.status)]
+  return Run(int(res.nit), int(res.nfev), f, projg, violation, stop, first, steady)
 
 
-def run_scipy(p, options: dict, repeats: int) -> Run:
-  value_and_grad = jax.jit(jax.value_and_grad(p.fun))
+@_guard
+def run_scipy(q: Problem64, opts: dict, repeats: int) -> Run:
+  value_and_grad = jax.jit(jax.value_and_grad(q.p.fun))
 
   def fun_and_grad(x):
-    f, g = value_and_grad(jnp.asarray(x, dtype=jnp.float64))
+    f, g = value_and_grad(jnp.asarray(x, q.dtype))
     return float(f), np.asarray(g, dtype=np.float64)
 
-  bounds = scipy.optimize.Bounds(p.lower, p.upper)
+  bounds = scipy.optimize.Bounds(q.p.lower, q.p.upper)
+  options = {k: opts[k] for k in ("maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls")}
+  fun_and_grad(q.x0)  # compile value_and_grad outside the timing
 
   def call():
-    return scipy.optimize.minimize(fun_and_grad, p.x0, jac=True, method="L-BFGS-B",
+    return scipy.optimize.minimize(fun_and_grad, q.x0.astype(np.float64), jac=True, method="L-BFGS-B",
                                    bounds=bounds, options=options)
 
-  try:
-    call()  # warm-up, compiles value_and_grad
-    steady, res = _median_time(call, repeats)
-  except Exception as exc:
-    traceback.print_exc()
-    return Run(error=f"{type(exc).__name__}: {exc}")
-  return Run(nit=int(res.nit), nfev=int(res.nfev), f=float(res.fun), status=int(res.status),
-             time_s=steady)
+  first, steady, res = _timed(call, repeats)
+  f, projg, violation = _quality(q, res.x)
+  stop = ("converged", "limit", "other")[min(int(res.status), 2)]
+  return Run(int(res.nit), int(res.nfev), f, projg, violation, stop, first, steady)
 
 
-def _fmt_counts(r: Run) -> str:
-  return "n/a" if r.error else f"{r.nit} / {r.nfev}"
+@_guard
+def run_jaxopt(q: Problem64, opts: dict, repeats: int) -> Run:
+  solver = jaxopt.LBFGSB(fun=q.p.fun, history_size=opts["maxcor"], tol=opts["gtol"], maxiter=opts["maxiter"],
+                         maxls=opts["maxls"])
+  x0 = jnp.asarray(q.x0)
+  bounds = (jnp.asarray(q.p.lower, q.dtype), jnp.asarray(q.p.upper, q.dtype))
+  solve = jax.jit(solver.run)
+
+  def call():
+    out = solve(x0, bounds=bounds)
+    out.params.block_until_ready()
+    return out
+
+  first, steady, out = _timed(call, repeats)
+  f, projg, violation = _quality(q, out.params)
+  nit = int(out.state.iter_num)
+  converged = float(out.state.error) <= opts["gtol"]
+  stop = "converged" if converged else ("limit" if nit >= opts["maxiter"] else "other")
+  return Run(nit, int(out.state.num_fun_eval), f, projg, violation, stop, first, steady)
 
 
-def _fmt_f(r: Run) -> str:
-  return "n/a" if r.error else f"{r.f:.10g}"
+def _optax_solve(fun, opts: dict) -> Callable[[jax.Array], tuple]:
+  """optax.lbfgs in a while loop with SciPy's stopping tests (gtol on ||g||_inf, ftol)."""
+  opt = optax.lbfgs(memory_size=opts["maxcor"])
+  value_and_grad = optax.value_and_grad_from_state(fun)
+
+  @jax.jit
+  def solve(x0):
+    def body(carry):
+      x, state, k, nfev, _, _ = carry
+      f, g = value_and_grad(x, state=state)
+      updates, state = opt.update(g, state, x, value=f, grad=g, value_fn=fun)
+      x = optax.apply_updates(x, updates)
+      f_new, g_new = otu.tree_get(state, "value"), otu.tree_get(state, "grad")
+      nfev = nfev + otu.tree_get(state, "num_linesearch_steps")
+      converged = (jnp.max(jnp.abs(g_new)) <= opts["gtol"]) | (
+          f - f_new <= opts["ftol"] * jnp.maximum(jnp.maximum(jnp.abs(f), jnp.abs(f_new)), 1.0))
+      stop = converged | (k + 1 >= opts["maxiter"]) | ~jnp.isfinite(f_new)
+      return x, state, k + 1, nfev, converged, stop
+
+    init = (x0, opt.init(x0), jnp.asarray(0), jnp.asarray(1), jnp.asarray(False), jnp.asarray(False))
+    x, _, k, nfev, converged, _ = lax.while_loop(lambda c: ~c[-1], body, init)
+    return x, k, nfev, converged
+
+  return solve
 
 
-def _fmt_s(t: float | None) -> str:
-  if t is None:
-    return "n/a"
-  return f"{t:.3g}" if t >= 1e-3 else f"{t:.2e}"
+@_guard
+def run_optax(q: Problem64, opts: dict, repeats: int) -> Run:
+  solve = _optax_solve(q.p.fun, opts)
+  x0 = jnp.asarray(q.x0)
+
+  def call():
+    out = solve(x0)
+    out[0].block_until_ready()
+    return out
+
+  first, steady, (x, k, nfev, converged) = _timed(call, repeats)
+  f, projg, violation = _quality(q, x)
+  stop = "converged" if bool(converged) else ("limit" if int(k) >= opts["maxiter"] else "other")
+  return Run(int(k), int(nfev), f, projg, violation, stop, first, steady)
 
 
-def _ratio(ours: Run, ref: Run) -> float | None:
-  if ours.error or ref.error or not ours.time_s or not ref.time_s:
+def fg_times(q: Problem64, loops: int = 50) -> tuple[float, float]:
+  """One ``f`` + ``g`` evaluation: inside a jitted loop, and as SciPy's host call."""
+  value_and_grad = jax.value_and_grad(q.p.fun)
+  x0 = jnp.asarray(q.x0)
+  tiny = jnp.asarray(1e-30, q.dtype)
+
+  @jax.jit
+  def chain(x):
+    def body(_, c):
+      f, g = value_and_grad(c[0])
+      return c[0] - tiny * g, c[1] + f
+    return lax.fori_loop(0, loops, body, (x, jnp.zeros((), q.dtype)))
+
+  _, in_loop, _ = _timed(lambda: chain(x0)[1].block_until_ready(), 5, min_total=0.2)
+  vg = jax.jit(value_and_grad)
+  x_np = np.asarray(q.x0)
+
+  def host_call():
+    f, g = vg(jnp.asarray(x_np, q.dtype))
+    return float(f), np.asarray(g, np.float64)
+
+  _, host, _ = _timed(host_call, 5, min_total=0.2)
+  return in_loop / loops, host
+
+
+def _overhead_us(r: Run, t_fg: float) -> float | None:
+  if r.error or not r.nit or r.time_s is None:
     return None
-  return ours.time_s / ref.time_s
+  return (r.time_s - r.nfev * t_fg) / r.nit * 1e6
+
+
+# ----------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------
+
+
+def _fmt(v: float | None, spec: str | None = None) -> str:
+  """``spec`` when given, else 3 significant digits (exponent below 1e-3); "—" for None."""
+  if v is None:
+    return "—"
+  if spec:
+    return format(v, spec)
+  return f"{v:.3g}" if v == 0 or abs(v) >= 1e-3 else f"{v:.2e}"
+
+
+def _gmean(values) -> float | None:
+  values = [v for v in values if v is not None and v > 0]
+  return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
 
 
 def machine_info() -> list[str]:
@@ -173,49 +352,89 @@ def machine_info() -> list[str]:
   except Exception:
     jaxlib_version = "?"
   devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+  versions = [f"jax {jax.__version__}", f"jaxlib {jaxlib_version}", f"scipy {scipy.__version__}",
+              f"numpy {np.__version__}", f"optax {optax.__version__}",
+              f"jaxopt {importlib.metadata.version('jaxopt')}" if jaxopt else "jaxopt not installed (pip install jaxopt)"]
   return [
-      f"- Platform: {platform.platform()}; "
-      f"processor: {platform.processor() or platform.machine()}; "
+      f"- Platform: {platform.platform()}; processor: {platform.processor() or platform.machine()}; "
       f"os.cpu_count(): {os.cpu_count()}",
-      f"- Python {platform.python_version()}; jax {jax.__version__}; jaxlib {jaxlib_version}; "
-      f"scipy {scipy.__version__}; numpy {np.__version__}",
+      f"- Python {platform.python_version()}; " + "; ".join(versions),
       f"- JAX default backend: {jax.default_backend()} ({devices}); x64 enabled",
-      f"- OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')} "
-      f"(the script pins BLAS to 1 thread unless set: SciPy's tiny BLAS calls otherwise "
-      f"contend with XLA's threads)",
+      f"- OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')} (pinned to 1 unless set: SciPy's tiny "
+      "BLAS calls otherwise contend with XLA's threads)",
   ]
 
 
-def build_report(rows, command: str, options: dict, repeats: int, elapsed: float) -> str:
-  header = ("| problem | n | ours nit / nfev | SciPy nit / nfev | same counts | ours f | SciPy f "
-            "| ours / SciPy status | first call s (compile + run) | ours s | SciPy s "
-            "| ratio ours/SciPy |")
-  lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
-  ratios = []
-  for label, p, ours, ref in rows:
-    ratio = _ratio(ours, ref)
-    if ratio is not None:
-      ratios.append(ratio)
-    if ours.error or ref.error:
-      same = "n/a"
-    else:
-      same = "yes" if (ours.nit, ours.nfev) == (ref.nit, ref.nfev) else "no"
-    status = f"{'n/a' if ours.error else ours.status} / {'n/a' if ref.error else ref.status}"
-    lines.append(
-        f"| {label} | {p.x0.size} | {_fmt_counts(ours)} | {_fmt_counts(ref)} | {same} "
-        f"| {_fmt_f(ours)} | {_fmt_f(ref)} | {status} | {_fmt_s(ours.first_s)} "
-        f"| {_fmt_s(ours.time_s)} | {_fmt_s(ref.time_s)} "
-        f"| {'n/a' if ratio is None else f'{ratio:.3g}'} |"
-    )
-  gmean = math.exp(statistics.fmean(math.log(r) for r in ratios)) if ratios else None
+def _row(label: str, n: int, f_opt, solver: str, r: Run, ref: Run, t_fg: float) -> str:
+  if r.error:
+    return f"| {label} | {n} | {solver} | error: {r.error} |" + " |" * 11
+  ratio = r.time_s / ref.time_s if (solver != "SciPy" and ref.time_s and not ref.error) else None
+  gap = None if f_opt is None else r.f - f_opt
+  return (f"| {label} | {n} | {solver} | {r.nit} | {r.nfev} | {r.f:.10g} | {_fmt(gap, '.1e')} "
+          f"| {_fmt(r.projg, '.1e')} | {_fmt(r.violation, '.0e')} | {r.stop} | {_fmt(r.first_s)} "
+          f"| {_fmt(r.time_s)} | {_fmt(ratio)} | {_fmt(_overhead_us(r, t_fg), '.0f')} |")
+
+
+def build_report(results, command: str, opts: dict, repeats: int, elapsed: float, notes: list[str]) -> str:
+  header = ("| problem | n | solver | nit | nfev | f (float64) | f - f* | proj g inf | bound viol. | stop "
+            "| first call s | steady s | time / SciPy | own us / iter |")
+  lines = [header, "|" + "---|" * (header.count("|") - 1)]
+  for res in results:
+    for solver in SOLVERS:
+      r = res["runs"].get(solver)
+      if r is None:
+        continue
+      t_fg = res["fg_host"] if solver == "SciPy" else res["fg_loop"]
+      lines.append(_row(res["label"], res["n"], res["f_opt"], solver, r, res["runs"]["SciPy"], t_fg))
   table = "\n".join(lines)
-  summary = (f"Geometric-mean ratio ours/SciPy (steady state) over {len(ratios)} problems: "
-             + ("n/a" if gmean is None else f"**{gmean:.3g}**"))
-  errors = [f"- {label}: ours: {ours.error}" for label, _, ours, _ in rows if ours.error]
-  errors += [f"- {label}: SciPy: {ref.error}" for label, _, _, ref in rows if ref.error]
-  opts = ", ".join(f"{k}={v}" for k, v in options.items())
+
+  # Targets of issue 6 on this run.
+  ok = lambda r: r is not None and not r.error  # noqa: E731
+  pairs = [(res, res["runs"]["ours"], res["runs"]["SciPy"]) for res in results]
+  pairs = [(res, o, s) for res, o, s in pairs if ok(o) and ok(s)]
+  f64 = [(res, o, s) for res, o, s in pairs if res["dtype"] == np.float64]
+  nfev_ratio = _gmean([o.nfev / s.nfev for _, o, s in f64])
+  same_stop = sum(o.stop == s.stop for _, o, s in pairs)
+  same_counts = sum((o.nit, o.nfev) == (s.nit, s.nfev) for _, o, s in f64)
+  time_ratio = {solver: _gmean([res["runs"][solver].time_s / res["runs"]["SciPy"].time_s
+                                for res in results
+                                if ok(res["runs"].get(solver)) and ok(res["runs"]["SciPy"])])
+                for solver in ("ours", "jaxopt", "optax")}
+  unbounded = [res for res in results if "optax" in res["runs"]]
+  time_ratio_unb = {solver: _gmean([res["runs"][solver].time_s / res["runs"]["SciPy"].time_s
+                                    for res in unbounded if ok(res["runs"].get(solver))])
+                    for solver in ("ours", "optax")}
+  large = [res for res in results if res["n"] >= 10_000 and ok(res["runs"]["ours"])]
+  overhead = [(res["label"], _overhead_us(res["runs"]["ours"], res["fg_loop"]), res["fg_loop"] * 1e6,
+               _overhead_us(res["runs"]["SciPy"], res["fg_host"]) if ok(res["runs"]["SciPy"]) else None)
+              for res in large]
+  compile_s = {solver: [res["runs"][solver].first_s - res["runs"][solver].time_s for res in results
+                        if res["n"] <= SMALL_N and ok(res["runs"].get(solver))]
+               for solver in ("ours", "jaxopt", "optax")}
+  median = lambda v: statistics.median(v) if v else None  # noqa: E731
+  summary = [
+      "## Targets (issue 6), measured in this run",
+      "",
+      f"1. Same algorithm: geometric-mean nfev ours/SciPy over {len(f64)} float64 problems "
+      f"**{_fmt(nfev_ratio, '.3f')}** (target within 5%); same stop class on {same_stop}/{len(pairs)} "
+      f"(target 90%); identical nit and nfev on {same_counts}/{len(f64)}.",
+      f"2. Steady-state time / SciPy, geometric mean over all {len(pairs)} problems: ours "
+      f"**{_fmt(time_ratio['ours'])}** (target 0.10), jaxopt {_fmt(time_ratio['jaxopt'])}; on the "
+      f"{len(unbounded)} unbounded ones: ours {_fmt(time_ratio_unb['ours'])}, optax {_fmt(time_ratio_unb['optax'])}.",
+      "3. Own work per iteration beyond f+g at n >= 10^4 (target <= 2x one f+g): "
+      + ("; ".join(f"{label}: ours {_fmt(o, '.0f')} us vs f+g {fg:.0f} us = {_fmt(o / fg if o else None, '.1f')}x "
+                   f"(SciPy's own {_fmt(s, '.0f')} us)" for label, o, fg, s in overhead) or "no such problem in this run")
+      + ".",
+      f"4. Compile (first call minus steady state), median over problems with n <= {SMALL_N}: ours "
+      f"**{_fmt(median(compile_s['ours']))} s** (target 0.8 s), jaxopt {_fmt(median(compile_s['jaxopt']))} s, "
+      f"optax {_fmt(median(compile_s['optax']))} s. Zero recompiles for new x0/bounds/tolerances: "
+      "tests/test_minimize.py::test_no_retrace_for_new_x0_bounds_args_or_tolerances.",
+      "5. Batch: see benchmarks/RESULTS_batch.md (python benchmarks/batch.py).",
+      f"6. GPU: {'this run' if jax.default_backend() == 'gpu' else 'not in this run (CPU only)'}.",
+  ]
+  opts_txt = ", ".join(f"{k}={v}" for k, v in opts.items())
   parts = [
-      "# jax_lbfgsb vs SciPy L-BFGS-B benchmark",
+      "# jax_lbfgsb vs SciPy L-BFGS-B, jaxopt.LBFGSB and optax.lbfgs",
       "",
       "Command:",
       "",
@@ -225,64 +444,81 @@ def build_report(rows, command: str, options: dict, repeats: int, elapsed: float
       "",
       f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
       *machine_info(),
-      f"- Options (both solvers): {opts}; float64; timed runs per solver: at least {repeats}, "
-      f"more until 0.5 s is spent (at most 100); total run {elapsed:.0f} s",
+      f"- Options (all solvers): {opts_txt}; timed runs: the first call, then at least {repeats} more "
+      f"(more until 0.5 s is spent, at most 100; one when the first call took over 20 s); total run "
+      f"{elapsed:.0f} s",
       "",
-      "Ours: `jax_lbfgsb.minimize(fun, x0, bounds=(lower, upper))`, jitted internally. "
-      "\"first call\" is compile + run; \"ours s\" is the median of the steady-state calls "
-      "after one warm-up, each ended with `res.x.block_until_ready()`. "
-      "SciPy: `scipy.optimize.minimize(fun_and_grad, x0, jac=True, method=\"L-BFGS-B\")` "
-      "with `fun_and_grad` a jitted `jax.value_and_grad(fun)` returning NumPy float64; "
-      "median after one warm-up. Status is SciPy's 0 converged / 1 limit / 2 other. "
-      "Ratios are measured in the same run of this script on the same machine; "
-      "they are not comparable across machines.",
+      "Columns: f is re-evaluated in float64 at the returned x; proj g inf is ||x - clip(x - g, l, u)||_inf "
+      "there (float64); stop is converged / limit (maxiter, maxfun) / other (line search failure); first "
+      "call = compile + run; steady = median of the later calls; time / SciPy is the ratio of steady-state "
+      "times in this run; own us / iter = (steady - nfev t_fg) / nit with t_fg one f+g inside a jitted loop "
+      "(JAX solvers) or one host call of the jitted value-and-grad (SciPy). jaxopt's nfev is its "
+      "num_fun_eval; optax's nfev is 1 + its zoom line-search steps. optax runs on the unbounded problems "
+      "only. float32 rows: every solver gets the float32 objective (SciPy through float64 arrays).",
+      "",
+      *summary,
+      "",
+      "## All runs",
       "",
       table,
-      "",
-      summary,
   ]
-  if errors:
-    parts += ["", "Errors:", "", *errors]
+  if notes:
+    parts += ["", "Notes:", "", *[f"- {n}" for n in notes]]
   return "\n".join(parts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="small problems only (< 2 min)")
-  parser.add_argument("--out", default=None,
-                      help="markdown output (default benchmarks/RESULTS.md; "
-                           "benchmarks/RESULTS_quick.md with --quick)")
-  parser.add_argument("--repeats", type=int, default=3,
-                      help="timed runs per solver and problem (>= 1)")
-  parser.add_argument("--only", default=None,
-                      help="run only problems whose label contains this text")
+  parser.add_argument("--out", default=None, help="markdown output (default benchmarks/RESULTS.md; "
+                      "benchmarks/RESULTS_quick.md with --quick)")
+  parser.add_argument("--repeats", type=int, default=3, help="timed runs per solver and problem (>= 1)")
+  parser.add_argument("--only", default=None, help="only problems whose label contains this text")
+  parser.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated subset of "
+                      + ",".join(SOLVERS) + " (SciPy always runs: it is the reference)")
   parser.add_argument("--maxcor", type=int, default=10)
   parser.add_argument("--ftol", type=float, default=2.220446049250313e-09)
   parser.add_argument("--gtol", type=float, default=1e-05)
   args = parser.parse_args(argv)
   if args.repeats < 1:
     parser.error("--repeats must be >= 1")
+  solvers = set(args.solvers.split(",")) | {"SciPy"}
+  unknown = solvers - set(SOLVERS)
+  if unknown:
+    parser.error(f"--solvers: unknown {sorted(unknown)}; choose from {','.join(SOLVERS)}")
+  notes = []
+  if "jaxopt" in solvers and jaxopt is None:
+    solvers.discard("jaxopt")
+    notes.append("jaxopt is not installed, so it was skipped (pip install jaxopt).")
   default_out = ROOT / "benchmarks" / ("RESULTS_quick.md" if args.quick else "RESULTS.md")
   out = Path(args.out) if args.out else default_out
-  options = dict(maxcor=args.maxcor, ftol=args.ftol, gtol=args.gtol,
-                 maxiter=15000, maxfun=15000, maxls=20)
+  opts = dict(maxcor=args.maxcor, ftol=args.ftol, gtol=args.gtol, maxiter=15000, maxfun=15000, maxls=20)
   argv_used = sys.argv[1:] if argv is None else argv
   command = " ".join(["python benchmarks/run.py", *map(shlex.quote, argv_used)])
+  on_gpu = jax.default_backend() == "gpu"
+  cases = [c for c in CASES if (c.quick or not args.quick) and (on_gpu or not c.gpu_only)
+           and (args.only is None or args.only.lower() in c.label.lower())]
 
-  cases = [c for c in CASES
-           if (c[3] or not args.quick) and (args.only is None or args.only.lower() in c[0].lower())]
   start = time.perf_counter()
-  rows = []
-  for label, factory, kwargs, _ in cases:
-    p = factory(**kwargs)
-    print(f"{label} (n={p.x0.size}) ...", end=" ", flush=True, file=sys.stderr)
-    ours = run_ours(p, options, args.repeats)
-    ref = run_scipy(p, options, args.repeats)
-    rows.append((label, p, ours, ref))
-    print(f"ours {_fmt_counts(ours)} {_fmt_s(ours.time_s)} s, "
-          f"SciPy {_fmt_counts(ref)} {_fmt_s(ref.time_s)} s",
-          file=sys.stderr)
-  report = build_report(rows, command, options, args.repeats, time.perf_counter() - start)
+  results = []
+  for case in cases:
+    p = case.factory(**case.kwargs)
+    q = _prepare(p, case.dtype)
+    print(f"{case.label} (n={p.x0.size}) ...", file=sys.stderr, flush=True)
+    runs = {"SciPy": run_scipy(q, opts, args.repeats)}
+    if "ours" in solvers:
+      runs["ours"] = run_ours(q, opts, args.repeats)
+    if "jaxopt" in solvers:
+      runs["jaxopt"] = run_jaxopt(q, opts, args.repeats)
+    if "optax" in solvers and np.all(np.isinf(p.lower)) and np.all(np.isinf(p.upper)):
+      runs["optax"] = run_optax(q, opts, args.repeats)
+    fg_loop, fg_host = fg_times(q)
+    for solver, r in runs.items():
+      print(f"  {solver:7s} " + (r.error or f"nit {r.nit} nfev {r.nfev} f {r.f:.10g} {r.stop} "
+                                   f"{_fmt(r.time_s)} s (first {_fmt(r.first_s)} s)"), file=sys.stderr)
+    results.append(dict(label=case.label, n=p.x0.size, dtype=case.dtype, f_opt=p.f_opt, runs=runs,
+                        fg_loop=fg_loop, fg_host=fg_host))
+  report = build_report(results, command, opts, args.repeats, time.perf_counter() - start, notes)
   print(report)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(report)
