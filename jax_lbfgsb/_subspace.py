@@ -35,7 +35,7 @@ from jax_lbfgsb._bounds import steps_to_bounds
 from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
 
 __all__ = [
-    "Subspace", "Grams", "CHANGES_MAX", "init_grams", "update_grams", "formk", "reduced_gradient",
+    "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "init_grams", "update_grams", "formk", "reduced_gradient",
     "subspace_minimization",
 ]
 
@@ -84,6 +84,9 @@ class Grams(NamedTuple):
 # Free-set changes applied incrementally (a compacted O(m^2 CHANGES_MAX) update);
 # more, or more than one replaced pair, and the sums are recomputed (O(m^2 n)).
 CHANGES_MAX = 64
+# Below this many variables the O(m^2 n) recomputation is cheaper than the
+# bookkeeping of the incremental update, which is then left out of the graph.
+INCREMENTAL_MIN_N = 4 * CHANGES_MAX
 
 
 def init_grams(n: int, m: int, dtype) -> Grams:
@@ -129,8 +132,11 @@ def update_grams(grams: Grams, memory: Memory, free: jax.Array) -> Grams:
     sas = set_row_col(sas, mv(S, a, sk), mv(S, a, sk))
     return yzy, szy, say, sas
 
-  cheap = grams.valid & (nchanged <= CHANGES_MAX) & (jnp.sum(grams.dirty) <= 1)
-  yzy, szy, say, sas = lax.cond(cheap, incremental, full, None)
+  if free.size < INCREMENTAL_MIN_N:
+    yzy, szy, say, sas = full(None)
+  else:
+    cheap = grams.valid & (nchanged <= CHANGES_MAX) & (jnp.sum(grams.dirty) <= 1)
+    yzy, szy, say, sas = lax.cond(cheap, incremental, full, None)
   return Grams(yzy, szy, say, sas, free, jnp.zeros_like(grams.dirty), jnp.ones((), bool))
 
 

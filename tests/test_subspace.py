@@ -203,9 +203,9 @@ def test_projection_rule_with_arbitrary_start(npairs):
 def test_update_grams_incremental_equals_full_recomputation():
   # A memory that wraps (m = 4), free sets that change a few variables at a
   # time (incremental path) or many (full path), and a new pair in between.
-  from jax_lbfgsb._subspace import CHANGES_MAX
+  from jax_lbfgsb._subspace import CHANGES_MAX, INCREMENTAL_MIN_N
 
-  n = CHANGES_MAX + 40
+  n = INCREMENTAL_MIN_N + 40
   rng = np.random.default_rng(5)
   dense = dense_lbfgs.memory_and_dense(n, M, 6, 300)
   mem = dense.mem
