@@ -24,6 +24,7 @@ __all__ = [
     "projected_gradient_norm",
     "steps_to_bounds",
     "max_feasible_step",
+    "first_argmin",
 ]
 
 
@@ -193,3 +194,15 @@ def max_feasible_step(x: jax.Array, d: jax.Array, l: jax.Array, u: jax.Array) ->
   """Largest ``stp <= 1e10`` with ``l <= x + stp * d <= u`` (``stpmx`` in ``lnsrlb``)."""
   big = jnp.asarray(1e10, x.dtype)
   return jnp.minimum(big, jnp.min(steps_to_bounds(x, d, l, u), initial=big)).astype(x.dtype)
+
+
+def first_argmin(values: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(i, values[i])`` for the first index ``i`` of the minimum of a 1-D array.
+
+  Two plain min-reductions, which vectorize on CPU where ``argmin``'s paired
+  reduction does not (about 2x faster at n = 10^4). A NaN minimum gives the
+  last index.
+  """
+  low = jnp.min(values)
+  index = jnp.arange(values.size, dtype=jnp.int32)
+  return jnp.minimum(jnp.min(jnp.where(values == low, index, values.size)), values.size - 1), low

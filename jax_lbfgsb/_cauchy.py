@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jax_lbfgsb._bounds import first_argmin
 from jax_lbfgsb._compact import Memory, bmv, w_row, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER"]
@@ -158,14 +159,9 @@ def cauchy_point(
       dtm=-f1 / f2, p=p, c=jnp.zeros_like(p), stop=jnp.zeros((), bool), done=(nbreak == 0) | info,
       info=info,
   )
-  # The first SORT_AFTER breakpoints: one masked argmin each (as two plain
-  # min-reductions, which vectorize better than argmin's on CPU).
-  index = jnp.arange(x.size, dtype=jnp.int32)
-
+  # The first SORT_AFTER breakpoints: one masked argmin each.
   def next_breakpoint(s: _Segment) -> jax.Array:
-    key = jnp.where(s.passed, jnp.inf, t)
-    first = jnp.min(jnp.where(key == jnp.min(key), index, x.size))
-    return jnp.minimum(first, x.size - 1)
+    return first_argmin(jnp.where(s.passed, jnp.inf, t))[0]
 
   seg = lax.while_loop(lambda s: ~s.done & (s.k < SORT_AFTER), lambda s: body(s, next_breakpoint(s)), init)
 

@@ -84,12 +84,17 @@ def init_memory(n: int, m: int, dtype) -> Memory:
   )
 
 
-def refresh(memory: Memory) -> Memory:
-  """Forgets all pairs, as the reference does after a failure (``col = 0``)."""
+def refresh(memory: Memory, when: jax.Array | bool = True) -> Memory:
+  """Forgets all pairs (``col = 0``) where ``when``, as the reference does after a failure.
+
+  Only the small fields change: ``S`` and ``Y`` are left as they are (past
+  ``col`` they are never read).
+  """
   zero = jnp.zeros((), jnp.int32)
+  pick = lambda new, old: jnp.where(when, new, old).astype(old.dtype)  # noqa: E731
   return memory._replace(
-      theta=jnp.ones_like(memory.theta), head=zero, col=zero, iupdat=zero,
-      WT=jnp.eye(memory.WT.shape[0], dtype=memory.WT.dtype),
+      theta=pick(1.0, memory.theta), head=pick(zero, memory.head), col=pick(zero, memory.col),
+      iupdat=pick(zero, memory.iupdat), WT=pick(jnp.eye(memory.WT.shape[0], dtype=memory.WT.dtype), memory.WT),
   )
 
 
@@ -126,25 +131,27 @@ def w_row(memory: Memory, i: jax.Array) -> jax.Array:
 
 
 def update_correction_pairs(
-    memory: Memory, s: jax.Array, y: jax.Array, sy: jax.Array, ss: jax.Array
+    memory: Memory, s: jax.Array, y: jax.Array, sy: jax.Array, ss: jax.Array, apply: jax.Array | bool = True
 ) -> Memory:
-  """Stores the pair ``(s, y)`` (``matupd``); ``sy = s'y``, ``ss = s's`` as the caller computed them.
+  """Stores the pair ``(s, y)`` where ``apply`` (``matupd``); ``sy = s'y``, ``ss = s's`` as the caller computed them.
 
   The caller has already applied the curvature skip ``s'y <= eps * (-g'd stp)``.
   ``theta = y'y / s'y``. When the buffer is full the oldest pair is dropped
-  and ``SY``, ``SS`` shift up-left by one.
+  and ``SY``, ``SS`` shift up-left by one. With ``apply`` False the memory
+  comes back unchanged; the buffers are still written in place (one row,
+  with its old value), so no copy of ``S`` or ``Y`` is made either way.
   """
   m = memory.S.shape[0]
   iupdat = memory.iupdat + 1
   wrapped = iupdat > m
   col = jnp.where(wrapped, m, iupdat).astype(jnp.int32)
   head = jnp.where(wrapped, (memory.head + 1) % m, memory.head).astype(jnp.int32)
-  itail = (head + col - 1) % m
-  S = memory.S.at[itail].set(s)
-  Y = memory.Y.at[itail].set(y)
+  itail = jnp.where(apply, (head + col - 1) % m, 0)
+  S = memory.S.at[itail].set(jnp.where(apply, s, memory.S[itail]))
+  Y = memory.Y.at[itail].set(jnp.where(apply, y, memory.Y[itail]))
   theta = jnp.vdot(y, y, precision=_HI) / sy
 
-  shift = lambda a: jnp.where(wrapped, jnp.roll(a, (-1, -1), axis=(0, 1)), a)
+  shift = lambda a: jnp.where(wrapped, jnp.roll(a, (-1, -1), axis=(0, 1)), a)  # noqa: E731
   SY, SS = shift(memory.SY), shift(memory.SS)
   # New row of S'Y (s_new' y_j) and new column of S'S (s_j' s_new), j < col - 1.
   slots = (head + jnp.arange(m, dtype=jnp.int32)) % m
@@ -157,7 +164,11 @@ def update_correction_pairs(
   SS = lax.dynamic_update_index_in_dim(SS, s_s, newest, axis=1)
   SY = SY.at[newest, newest].set(sy)
   SS = SS.at[newest, newest].set(ss)
-  return memory._replace(S=S, Y=Y, SY=SY, SS=SS, theta=theta, head=head, col=col, iupdat=iupdat)
+  pick = lambda new, old: jnp.where(apply, new, old).astype(old.dtype)  # noqa: E731
+  return memory._replace(
+      S=S, Y=Y, SY=pick(SY, memory.SY), SS=pick(SS, memory.SS), theta=pick(theta, memory.theta),
+      head=pick(head, memory.head), col=pick(col, memory.col), iupdat=pick(iupdat, memory.iupdat),
+  )
 
 
 def _padded_d_l(memory: Memory) -> tuple[jax.Array, jax.Array]:

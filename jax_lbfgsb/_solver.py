@@ -252,8 +252,11 @@ class _LineSearch(NamedTuple):
   nonfinite: jax.Array
 
 
-def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, constrained, boxed):
-  """``lnsrlb``: the Moré–Thuente search along ``d`` from ``x``, starting at ``z`` or ``1/||d||``."""
+def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, constrained, boxed, skip):
+  """``lnsrlb``: the Moré–Thuente search along ``d`` from ``x``, starting at ``z`` or ``1/||d||``.
+
+  With ``skip`` the loop makes no evaluation (``done``, not ``failed``).
+  """
   x, dtype = state.x, state.x.dtype
   first = state.nit == 0
   stpmx = jnp.where(
@@ -282,7 +285,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
 
   init_ls = _LineSearch(
       x=x, f=state.f, g=state.g, gd=gd0, stp=stp, dcsrch=dcsrch_init(state.f, gd0, stp, 0.0, stpmax),
-      ifun=_i32(1), nfev=_i32(0), done=jnp.zeros((), bool), failed=gd0 >= 0,
+      ifun=_i32(1), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
       nonfinite=jnp.zeros((), bool),
   )
   return lax.while_loop(cond, body, init_ls), gd0
@@ -340,62 +343,57 @@ def step(
   )
   direction_failed = gcp.info | sub.info
 
-  def restart(s: LbfgsbState) -> LbfgsbState:
-    return s._replace(memory=refresh(s.memory))
+  # 3. Line search along d = z - x; none when the direction failed (then the
+  #    pass only refreshes the memory: the reference's restart).
+  d = sub.z - state.x
+  ls, gdold = _line_search(fun_and_grad, state, d, sub.z, box, options, constrained, boxed, direction_failed)
+  searched = ~direction_failed
+  failed = searched & ls.failed & ~ls.nonfinite
+  accepted = searched & ls.done & ~ls.nonfinite
+  empty = memory.col == 0
+  # A search that shrank the step until f's changes were lost in rounding
+  # failed for lack of precision, not for a wrong gradient.
+  rounding = jnp.abs(ls.f - state.f) <= 16.0 * eps * jnp.maximum(jnp.abs(state.f), 1.0)
+  abnormal = jnp.where(
+      gdold >= 0, Termination.ABNORMAL_NOT_DESCENT,
+      jnp.where(rounding, Termination.PRECISION_LIMIT, Termination.ABNORMAL_LINE_SEARCH),
+  )
 
-  def search_and_update(s: LbfgsbState) -> LbfgsbState:
-    # 3. Line search along d = z - x.
-    d = sub.z - s.x
-    ls, gdold = _line_search(fun_and_grad, s, d, sub.z, box, options, constrained, boxed)
-    nfev = s.nfev + ls.nfev
-    iback = ls.ifun - 1
-    failed = ls.failed & ~ls.nonfinite
-    accepted = ls.done & ~ls.nonfinite
-    empty = s.memory.col == 0
-    # A search that shrank the step until f's changes were lost in rounding
-    # failed for lack of precision, not for a wrong gradient.
-    rounding = jnp.abs(ls.f - s.f) <= 16.0 * eps * jnp.maximum(jnp.abs(s.f), 1.0)
-    abnormal = jnp.where(
-        gdold >= 0, Termination.ABNORMAL_NOT_DESCENT,
-        jnp.where(rounding, Termination.PRECISION_LIMIT, Termination.ABNORMAL_LINE_SEARCH),
-    )
+  # 4. The new iterate and the stopping tests there. A failed search with a
+  #    non-empty memory restarts with B = I, as does a failed direction.
+  s = state._replace(
+      x=jnp.where(accepted, ls.x, state.x), f=jnp.where(accepted, ls.f, state.f),
+      g=jnp.where(accepted, ls.g, state.g), fold=jnp.where(accepted, state.f, state.fold),
+      sbgnrm=jnp.where(accepted, projected_gradient_norm(ls.x, ls.g, box.l, box.u), state.sbgnrm),
+      nit=state.nit + accepted.astype(jnp.int32), nfev=state.nfev + ls.nfev,
+      iback=jnp.where(searched, ls.ifun - 1, state.iback),
+      stp=jnp.where(accepted, ls.stp, state.stp),
+      xstep=jnp.where(accepted, jnp.linalg.norm(ls.x - state.x), state.xstep),
+      memory=refresh(memory, direction_failed | (failed & ~empty)),
+  )
+  termination = jnp.where(
+      direction_failed, state.termination,
+      jnp.where(
+          ls.nonfinite, Termination.NONFINITE,
+          jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), _new_x_tests(s, box, options, False)),
+      ),
+  ).astype(jnp.int32)
+  history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
+  s = s._replace(termination=termination, history=history)
 
-    # 4. The new iterate and the stopping tests there.
-    restarted = failed & ~empty  # a failed search with a non-empty memory restarts with B = I
-    s = s._replace(
-        x=jnp.where(accepted, ls.x, s.x), f=jnp.where(accepted, ls.f, s.f),
-        g=jnp.where(accepted, ls.g, s.g), fold=jnp.where(accepted, s.f, s.fold),
-        sbgnrm=jnp.where(accepted, projected_gradient_norm(ls.x, ls.g, box.l, box.u), s.sbgnrm),
-        nit=s.nit + accepted.astype(jnp.int32), nfev=nfev, iback=iback,
-        stp=jnp.where(accepted, ls.stp, s.stp),
-        xstep=jnp.where(accepted, jnp.linalg.norm(ls.x - s.x), s.xstep),
-        memory=lax.cond(restarted, refresh, lambda mm: mm, s.memory),
-    )
-    termination = jnp.where(
-        ls.nonfinite, Termination.NONFINITE,
-        jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), _new_x_tests(s, box, options, False)),
-    ).astype(jnp.int32)
-    history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
-    s = s._replace(termination=termination, history=history)
-
-    # 5. Memory update with s = stp d, y = g_new - g_old, skipped when
-    #    s'y <= eps (-g_old'd stp). Also after the last iteration, so that a
-    #    warm start continues exactly as one longer solve would.
-    dr = (ls.gd - gdold) * ls.stp
-    skip = dr <= eps * (-gdold * ls.stp)
-
-    def update(mm: Memory) -> Memory:
-      ss = ls.stp * ls.stp * jnp.vdot(d, d)  # the reference's stp^2 dtd (exactly dtd when stp == 1)
-      new_mm, bad = formt(update_correction_pairs(mm, ls.stp * d, ls.g - state.g, dr, ss))
-      return lax.cond(bad, refresh, lambda a: a, new_mm)
-
-    updated = accepted & ~skip
-    memory = lax.cond(updated, update, lambda mm: mm, s.memory)
-    newest = (memory.head + memory.col - 1) % memory.S.shape[0]  # the slot just written
-    grams = s.grams._replace(dirty=s.grams.dirty | (updated & (jnp.arange(memory.S.shape[0]) == newest)))
-    return s._replace(memory=memory, grams=grams, nskip=s.nskip + (accepted & skip).astype(jnp.int32))
-
-  return lax.cond(direction_failed, restart, search_and_update, state)
+  # 5. Memory update with s = stp d, y = g_new - g_old, skipped when
+  #    s'y <= eps (-g_old'd stp). Also after the last iteration, so that a
+  #    warm start continues exactly as one longer solve would. No lax.cond:
+  #    S and Y are written in place, one row, in every pass.
+  dr = (ls.gd - gdold) * ls.stp
+  skip = dr <= eps * (-gdold * ls.stp)
+  updated = accepted & ~skip
+  ss = ls.stp * ls.stp * jnp.vdot(d, d)  # the reference's stp^2 dtd (exactly dtd when stp == 1)
+  new_memory, bad = formt(update_correction_pairs(s.memory, ls.stp * d, ls.g - state.g, dr, ss, apply=updated))
+  memory = refresh(new_memory._replace(WT=jnp.where(updated, new_memory.WT, s.memory.WT)), updated & bad)
+  newest = (memory.head + memory.col - 1) % memory.S.shape[0]  # the slot just written
+  grams = s.grams._replace(dirty=s.grams.dirty | (updated & (jnp.arange(memory.S.shape[0]) == newest)))
+  return s._replace(memory=memory, grams=grams, nskip=s.nskip + (accepted & skip).astype(jnp.int32))
 
 
 def run(

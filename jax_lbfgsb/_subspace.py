@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jax_lbfgsb._bounds import steps_to_bounds
+from jax_lbfgsb._bounds import first_argmin, steps_to_bounds
 from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
 
 __all__ = [
@@ -112,24 +112,32 @@ def update_grams(grams: Grams, memory: Memory, free: jax.Array) -> Grams:
   nchanged = jnp.sum(changed, dtype=jnp.int32)
 
   def incremental(_):
-    idx = jnp.nonzero(changed, size=min(CHANGES_MAX, free.size), fill_value=0)[0]
-    w = jnp.where(jnp.arange(idx.size) < nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(dtype)
+    # Positions of the first CHANGES_MAX changes, in index order, by binary
+    # search on their running count (a scan and a search: no scatter, which
+    # is slow on CPU); entries past nchanged get weight 0.
+    count = lax.associative_scan(jnp.add, changed.astype(jnp.int32))
+    rank = jnp.arange(1, min(CHANGES_MAX, free.size) + 1, dtype=jnp.int32)
+    idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
+    w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(dtype)
     y_c, s_c = Y[:, idx], S[:, idx]
-    gram = lambda p, q: jnp.matmul(p * w[None, :], q.T, precision=_HI)
+    gram = lambda p, q: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
     yzy, szy = grams.yzy + gram(y_c, y_c), grams.szy + gram(s_c, y_c)
     say, sas = grams.say - gram(s_c, y_c), grams.sas - gram(s_c, s_c)
-    # The replaced pair's row and column, over the new free set.
+    # The replaced pair's row and column, over the new free set: two passes,
+    # Y and S each times three weighted vectors (z, a are 0/1, so weighting
+    # the vector is exact).
     k = jnp.argmax(grams.dirty)
     yk, sk = Y[k], S[k]
-    mv = lambda p, w_, v: jnp.matmul(p * w_[None, :], v, precision=_HI)
+    by_y = jnp.matmul(Y, jnp.stack([z * yk, z * sk, a * sk], axis=1), precision=_HI)
+    by_s = jnp.matmul(S, jnp.stack([z * yk, a * yk, a * sk], axis=1), precision=_HI)
 
     def set_row_col(g, row, col):
       return jnp.where(grams.dirty[k], g.at[k, :].set(row).at[:, k].set(col), g)
 
-    yzy = set_row_col(yzy, mv(Y, z, yk), mv(Y, z, yk))
-    szy = set_row_col(szy, mv(Y, z, sk), mv(S, z, yk))
-    say = set_row_col(say, mv(Y, a, sk), mv(S, a, yk))
-    sas = set_row_col(sas, mv(S, a, sk), mv(S, a, sk))
+    yzy = set_row_col(yzy, by_y[:, 0], by_y[:, 0])
+    szy = set_row_col(szy, by_y[:, 1], by_s[:, 0])
+    say = set_row_col(say, by_y[:, 2], by_s[:, 1])
+    sas = set_row_col(sas, by_s[:, 2], by_s[:, 2])
     return yzy, szy, say, sas
 
   if free.size < INCREMENTAL_MIN_N:
@@ -230,8 +238,8 @@ def subspace_minimization(
   # 3. v3.0 rule: keep the projection unless it gives no descent; then
   #    truncate the step to the box (Byrd et al. 1995, eq. 5.8).
   ratio = jnp.where(free, steps_to_bounds(xcp, du, l, u), jnp.inf)
-  ibd = jnp.argmin(ratio)
-  alpha = jnp.minimum(1.0, ratio[ibd]).astype(x.dtype)
+  ibd, ratio_min = first_argmin(ratio)
+  alpha = jnp.minimum(1.0, ratio_min).astype(x.dtype)
   block = (jnp.arange(x.size) == ibd) & (alpha < 1.0)
   xtrunc = jnp.where(block, jnp.where(du > 0, u, l), xcp + alpha * du)
   z = jnp.where(iword & ascent, xtrunc, xhat)
