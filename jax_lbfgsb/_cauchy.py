@@ -66,8 +66,8 @@ class _Segment(NamedTuple):
   dtm: jax.Array
   p: jax.Array
   c: jax.Array
-  stop: jax.Array  # the minimizer lies before breakpoint k
-  done: jax.Array
+  ibp: jax.Array  # the next breakpoint
+  done: jax.Array  # the minimizer lies before ibp, or no breakpoint is left
   info: jax.Array
 
 
@@ -125,11 +125,13 @@ def cauchy_point(
   f2_org = f2
   info = ~jnp.all(jnp.isfinite(v))
 
-  # 4. Walk the segments, in increasing t, until the model's minimizer lies inside one.
-  def body(s: _Segment, ibp: jax.Array) -> _Segment:
+  # 4. Walk the segments, in increasing t, until the model's minimizer lies
+  #    inside one: pass breakpoint ibp, find the next one, stop before it if
+  #    the minimizer of the new segment comes first.
+  def advance(s: _Segment, next_breakpoint) -> _Segment:
+    ibp = s.ibp
     tj = t[ibp]
     dt = tj - s.tj
-    stop = s.dtm < dt
     dibp = d[ibp]
     zibp = jnp.where(dibp > 0, u[ibp] - x[ibp], l[ibp] - x[ibp])
     dibp2 = dibp * dibp
@@ -145,30 +147,31 @@ def cauchy_point(
     f2 = jnp.maximum(eps * f2_org, f2)
     more = s.k + 1 < nbreak
     dtm = jnp.where(~more & bnded, 0.0, -f1 / f2)
-    passed = _Segment(
-        k=s.k + 1, passed=s.passed.at[ibp].set(True), tj=tj, tsum=s.tsum + dt, f1=f1, f2=f2,
-        dtm=dtm, p=p, c=c, stop=jnp.zeros_like(stop), done=~more,
-        info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))),
+    passed = s.passed.at[ibp].set(True)
+    nxt = next_breakpoint(s.k + 1, passed)
+    return _Segment(
+        k=s.k + 1, passed=passed, tj=tj, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm, p=p, c=c, ibp=nxt,
+        done=~more | (dtm < t[nxt] - tj), info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))),
     )
-    stopped = s._replace(stop=stop, done=jnp.ones_like(stop))
-    return jax.tree.map(lambda a, b: jnp.where(stop, a, b), stopped, passed)
+
+  # The first SORT_AFTER breakpoints: one masked argmin each.
+  def by_argmin(k, passed) -> jax.Array:
+    return first_argmin(jnp.where(passed, jnp.inf, t))[0]
 
   zero = jnp.zeros((), dtype)
+  ibp = by_argmin(0, jnp.zeros(x.shape, bool))
   init = _Segment(
       k=jnp.zeros((), jnp.int32), passed=jnp.zeros(x.shape, bool), tj=zero, tsum=zero, f1=f1, f2=f2,
-      dtm=-f1 / f2, p=p, c=jnp.zeros_like(p), stop=jnp.zeros((), bool), done=(nbreak == 0) | info,
+      dtm=-f1 / f2, p=p, c=jnp.zeros_like(p), ibp=ibp, done=(nbreak == 0) | info | (-f1 / f2 < t[ibp]),
       info=info,
   )
-  # The first SORT_AFTER breakpoints: one masked argmin each.
-  def next_breakpoint(s: _Segment) -> jax.Array:
-    return first_argmin(jnp.where(s.passed, jnp.inf, t))[0]
+  seg = lax.while_loop(lambda s: ~s.done & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init)
 
-  seg = lax.while_loop(lambda s: ~s.done & (s.k < SORT_AFTER), lambda s: body(s, next_breakpoint(s)), init)
-
-  # The rest, if any: one stable sort of the remaining breakpoints.
+  # The rest, if any: one stable sort of the remaining breakpoints (its first
+  # entry is seg.ibp: ties go by index in both).
   def sorted_walk(s: _Segment) -> _Segment:
     order = jnp.argsort(jnp.where(s.passed, jnp.inf, t), stable=True).astype(jnp.int32)
-    return lax.while_loop(lambda r: ~r.done, lambda r: body(r, order[r.k - s.k]), s)
+    return lax.while_loop(lambda r: ~r.done, lambda r: advance(r, lambda k, _: order[k - s.k]), s)
 
   seg = lax.cond(seg.done, lambda s: s, sorted_walk, seg)
 

@@ -208,14 +208,13 @@ def dcsrch_step(
   stuck = brackt & ((new_stp <= stmin) | (new_stp >= stmax) | (stmax - stmin <= xtol * stmax))
   new_stp = jnp.where(stuck, stx, new_stp)
 
-  searching = DcsrchState(
+  # Once task != FG the search is over and the rest of the state is not read
+  # again, so it is not rolled back (one select instead of one per field).
+  out = DcsrchState(
       brackt=brackt, stage=stage, ginit=s.ginit, gx=gx, gy=gy, finit=s.finit,
       fx=fx, fy=fy, stx=stx, sty=sty, stmin=stmin, stmax=stmax, width=width, width1=width1, task=task,
   )
-  stopped = s._replace(stage=stage, task=task)
-  done = task != FG
-  out = jax.tree.map(lambda a, b: jnp.where(done, a, b), stopped, searching)
-  return jnp.where(done, stp, new_stp), out
+  return jnp.where(task != FG, stp, new_stp), out
 
 
 def lnsrlb_first_step(
