@@ -79,6 +79,9 @@ except ImportError:  # optional
 
 SOLVERS = ("ours", "SciPy", "jaxopt", "optax")
 SMALL_N = 100  # "small problems" for the compile-time target
+# jaxopt has no ftol test and can run to maxiter where the others stop; its
+# maxiter is capped at this many times SciPy's nit (+ 100) to bound the run.
+JAXOPT_ITER_FACTOR = 5
 
 
 class Case(NamedTuple):
@@ -156,12 +159,18 @@ def _prepare(p, dtype) -> Problem64:
                    lambda x: np.asarray(g64(jnp.asarray(x, jnp.float64))))
 
 
-def _quality(q: Problem64, x) -> tuple[float, float, float]:
-  """f, projected-gradient norm and bound violation at ``x``, all in float64."""
+def _quality(q: Problem64, x, dtype=None) -> tuple[float, float, float]:
+  """f, projected-gradient norm and bound violation at ``x``, all in float64.
+
+  The violation is against the bounds the solver was given: rounded to the
+  problem's dtype for the JAX solvers (``dtype``), float64 for SciPy.
+  """
   x = np.asarray(x, np.float64)
   l, u = q.p.lower, q.p.upper
   g = q.grad64(x)
   projg = float(np.max(np.abs(np.clip(x - g, l, u) - x), initial=0.0))
+  if dtype is not None:
+    l, u = l.astype(dtype).astype(np.float64), u.astype(dtype).astype(np.float64)
   violation = float(max(np.max(l - x, initial=0.0), np.max(x - u, initial=0.0), 0.0))
   return q.fun64(x), projg, violation
 
@@ -204,7 +213,7 @@ def run_ours(q: Problem64, opts: dict, repeats: int) -> Run:
     return res
 
   first, steady, res = _timed(call, repeats)
-  f, projg, violation = _quality(q, res.x)
+  f, projg, violation = _quality(q, res.x, q.dtype)
   stop = ("converged", "limit", "other")[int(res.status)]
   return Run(int(res.nit), int(res.nfev), f, projg, violation, stop, first, steady)
 
@@ -232,8 +241,8 @@ def run_scipy(q: Problem64, opts: dict, repeats: int) -> Run:
 
 
 @_guard
-def run_jaxopt(q: Problem64, opts: dict, repeats: int) -> Run:
-  solver = jaxopt.LBFGSB(fun=q.p.fun, history_size=opts["maxcor"], tol=opts["gtol"], maxiter=opts["maxiter"],
+def run_jaxopt(q: Problem64, opts: dict, repeats: int, maxiter: int) -> Run:
+  solver = jaxopt.LBFGSB(fun=q.p.fun, history_size=opts["maxcor"], tol=opts["gtol"], maxiter=maxiter,
                          maxls=opts["maxls"])
   x0 = jnp.asarray(q.x0)
   bounds = (jnp.asarray(q.p.lower, q.dtype), jnp.asarray(q.p.upper, q.dtype))
@@ -245,10 +254,10 @@ def run_jaxopt(q: Problem64, opts: dict, repeats: int) -> Run:
     return out
 
   first, steady, out = _timed(call, repeats)
-  f, projg, violation = _quality(q, out.params)
+  f, projg, violation = _quality(q, out.params, q.dtype)
   nit = int(out.state.iter_num)
   converged = float(out.state.error) <= opts["gtol"]
-  stop = "converged" if converged else ("limit" if nit >= opts["maxiter"] else "other")
+  stop = "converged" if converged else ("limit" if nit >= maxiter else "other")
   return Run(nit, int(out.state.num_fun_eval), f, projg, violation, stop, first, steady)
 
 
@@ -289,7 +298,7 @@ def run_optax(q: Problem64, opts: dict, repeats: int) -> Run:
     return out
 
   first, steady, (x, k, nfev, converged) = _timed(call, repeats)
-  f, projg, violation = _quality(q, x)
+  f, projg, violation = _quality(q, x, q.dtype)
   stop = "converged" if bool(converged) else ("limit" if int(k) >= opts["maxiter"] else "other")
   return Run(int(k), int(nfev), f, projg, violation, stop, first, steady)
 
@@ -449,12 +458,15 @@ def build_report(results, command: str, opts: dict, repeats: int, elapsed: float
       f"{elapsed:.0f} s",
       "",
       "Columns: f is re-evaluated in float64 at the returned x; proj g inf is ||x - clip(x - g, l, u)||_inf "
-      "there (float64); stop is converged / limit (maxiter, maxfun) / other (line search failure); first "
-      "call = compile + run; steady = median of the later calls; time / SciPy is the ratio of steady-state "
-      "times in this run; own us / iter = (steady - nfev t_fg) / nit with t_fg one f+g inside a jitted loop "
-      "(JAX solvers) or one host call of the jitted value-and-grad (SciPy). jaxopt's nfev is its "
-      "num_fun_eval; optax's nfev is 1 + its zoom line-search steps. optax runs on the unbounded problems "
-      "only. float32 rows: every solver gets the float32 objective (SciPy through float64 arrays).",
+      "there (float64); bound viol. is against the bounds the solver got (rounded to float32 in the float32 "
+      "rows, except for SciPy); stop is converged / limit (maxiter, maxfun) / other (line search failure); "
+      "first call = compile + run; steady = median of the later calls; time / SciPy is the ratio of "
+      "steady-state times in this run; own us / iter = (steady - nfev t_fg) / nit with t_fg one f+g inside a "
+      "jitted loop (JAX solvers) or one host call of the jitted value-and-grad (SciPy). jaxopt's nfev is its "
+      f"num_fun_eval, and its maxiter is min(15000, {JAXOPT_ITER_FACTOR} x SciPy's nit + 100) (it has no "
+      "ftol test; the cap bounds the run time). optax's nfev is 1 + its zoom line-search steps; optax runs "
+      "on the unbounded problems only. float32 rows: every solver gets the float32 objective (SciPy through "
+      "float64 arrays).",
       "",
       *summary,
       "",
@@ -509,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     if "ours" in solvers:
       runs["ours"] = run_ours(q, opts, args.repeats)
     if "jaxopt" in solvers:
-      runs["jaxopt"] = run_jaxopt(q, opts, args.repeats)
+      ref_nit = runs["SciPy"].nit or opts["maxiter"]
+      runs["jaxopt"] = run_jaxopt(q, opts, args.repeats, min(opts["maxiter"], JAXOPT_ITER_FACTOR * ref_nit + 100))
     if "optax" in solvers and np.all(np.isinf(p.lower)) and np.all(np.isinf(p.upper)):
       runs["optax"] = run_optax(q, opts, args.repeats)
     fg_loop, fg_host = fg_times(q)
