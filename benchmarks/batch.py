@@ -51,6 +51,10 @@ JAXOPT_SLOW_S = 60.0
 F_CLOSE = 1e-6
 
 
+# XLA:CPU compiles the solver ~2x faster with its classic emitters (same run time).
+FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
+
+
 def rosen_a(x, a):
   return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (a - x[:-1]) ** 2)
 
@@ -121,6 +125,15 @@ def main() -> None:
   vmap_first = time.perf_counter() - t0
   vmap_s, res = _time(lambda: jax.block_until_ready(batched(x0_j, a_j)), args.repeats)
 
+  # 1b. The same, compiled with XLA:CPU's classic emitters (what minimize
+  #     itself uses at top level; a user's jit has to ask for it).
+  batched_fast = jax.jit(jax.vmap(lambda x0, a: minimize(rosen_a, x0, args=(a,), bounds=(LOWER, UPPER))),
+                         compiler_options=FAST_COMPILE if jax.default_backend() == "cpu" else None)
+  t0 = time.perf_counter()
+  jax.block_until_ready(batched_fast(x0_j, a_j))
+  fast_first = time.perf_counter() - t0
+  fast_s, _ = _time(lambda: jax.block_until_ready(batched_fast(x0_j, a_j)), args.repeats)
+
   # 2. A Python loop of single solves.
   def loop_ours():
     return [minimize(rosen_a, x0_j[i], args=(a_j[i],), bounds=(LOWER, UPPER)) for i in range(args.batch)]
@@ -186,6 +199,8 @@ def main() -> None:
       " | SciPy loop / this, with compile |",
       "|---|---|---|---|---|",
       f"| jit(vmap(minimize)) | {vmap_first:.3f} | {vmap_s:.4f} | {ratio(vmap_s)} | {ratio(vmap_first)} |",
+      f"| jit(vmap(minimize)), compiler_options={FAST_COMPILE} | {fast_first:.3f} | {fast_s:.4f}"
+      f" | {ratio(fast_s)} | {ratio(fast_first)} |",
       f"| loop of minimize | {loop_compile + loop_s:.3f} | {loop_s:.4f} | {ratio(loop_s)}"
       f" | {ratio(loop_compile + loop_s)} |",
       f"| loop of SciPy L-BFGS-B | {scipy_first:.3f} | {scipy_s:.4f} | 1.0x | {ratio(scipy_first)} |",
@@ -205,7 +220,7 @@ def main() -> None:
   notes = []
   if jaxopt_row is not None:
     jaxopt_first, jaxopt_s, jaxopt_repeats, jx, jstate = jaxopt_row
-    timing.insert(3, f"| jit(vmap(jaxopt.LBFGSB.run)) | {jaxopt_first:.3f} | {jaxopt_s:.4f} | {ratio(jaxopt_s)}"
+    timing.insert(4, f"| jit(vmap(jaxopt.LBFGSB.run)) | {jaxopt_first:.3f} | {jaxopt_s:.4f} | {ratio(jaxopt_s)}"
                      f" | {ratio(jaxopt_first)} |")
     error = np.asarray(jstate.error)
     failed_ls = int(np.sum(np.asarray(jstate.failed_linesearch)))

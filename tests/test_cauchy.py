@@ -16,7 +16,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from jax_lbfgsb._cauchy import cauchy_point  # noqa: E402
+from jax_lbfgsb._bounds import first_argmin  # noqa: E402
+from jax_lbfgsb._cauchy import SORT_AFTER, cauchy_point  # noqa: E402
 import dense_lbfgs  # noqa: E402
 
 N, M = 7, 4
@@ -29,10 +30,10 @@ _cauchy = jax.jit(cauchy_point)
 # Oracles.
 
 
-def memory_and_dense(npairs, seed=0):
+def memory_and_dense(npairs, seed=0, n=N):
   """A memory with ``npairs`` updates (m = 4, so 6 wraps), its dense ``B``, ``W`` padded to ``n x 2m``, and theta."""
-  dense = dense_lbfgs.memory_and_dense(N, M, npairs, 100 + seed)
-  w = np.zeros((N, 2 * M))
+  dense = dense_lbfgs.memory_and_dense(n, M, npairs, 100 + seed)
+  w = np.zeros((n, 2 * M))
   w[:, :dense.col] = dense.w[:, :dense.col]
   w[:, M:M + dense.col] = dense.w[:, dense.col:]
   return dense.mem, dense.b, w, dense.theta
@@ -50,7 +51,7 @@ def path(t, x, g, l, u, fixed):
 def gcp_oracle(x, g, l, u, fixed, b):
   """``(xcp, t_cp, breakpoints)``: first local minimizer of ``q`` along ``P(x - t g)``."""
   # Time at which each variable stops moving along x - t g (0: does not move).
-  stop = np.full(N, INF)
+  stop = np.full(x.size, INF)
   stop[fixed | (g == 0)] = 0.0
   down = ~fixed & (g > 0) & (l > -INF)
   up = ~fixed & (g < 0) & (u < INF)
@@ -80,7 +81,7 @@ def random_problem(rng, width=(0.05, 1.0)):
 
 
 def run_and_check(x, g, l, u, fixed, npairs, seed=0):
-  mem, b, w, _ = memory_and_dense(npairs, seed)
+  mem, b, w, _ = memory_and_dense(npairs, seed, x.size)
   res = _cauchy(*(jnp.asarray(a) for a in (x, g, l, u, fixed)), mem)
   xcp, c, free, nseg = (np.asarray(a) for a in (res.xcp, res.c, res.free, res.nseg))
   assert not bool(res.info)
@@ -215,3 +216,34 @@ def test_gcp_at_an_interior_breakpoint(npairs):
       if checked == 6:
         break
   assert checked >= 1
+
+
+@pytest.mark.parametrize("npairs", [0, 3])
+@pytest.mark.parametrize("tight", [True, False])
+def test_walk_past_the_argmin_phase(npairs, tight):
+  """More than SORT_AFTER breakpoints: the walk goes on over the sorted rest."""
+  n = 3 * SORT_AFTER
+  rng = np.random.default_rng(11)
+  x, g = rng.uniform(-1.0, 1.0, n), rng.standard_normal(n)
+  # Breakpoint of variable i at t_i = r_i: all passed (tight), or ~60% before
+  # t = 1, where the model's minimizer lies on the path when B = I (npairs 0).
+  r = rng.uniform(1e-3, 2e-3, n) if tight else rng.uniform(0.0, 1.6, n)
+  l, u = x - r * np.abs(g), x + r * np.abs(g)
+  xcp, t_cp, brk = run_and_check(x, g, l, u, l == u, npairs)
+  if npairs == 0:
+    assert np.sum(brk <= t_cp) > SORT_AFTER
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_first_argmin(dtype):
+  rng = np.random.default_rng(3)
+  f = jax.jit(first_argmin)
+  for values in (rng.standard_normal(50), np.round(rng.standard_normal(50)), np.full(7, np.inf),
+                 np.array([2.0, 1.0, 1.0, 3.0])):
+    values = np.asarray(values, dtype)
+    i, low = f(jnp.asarray(values))
+    assert int(i) == int(np.argmin(values)) and low == values.min()
+  batch = np.asarray(rng.integers(0, 3, (4, 9)), dtype)  # ties in every row
+  i, low = jax.vmap(first_argmin)(jnp.asarray(batch))
+  np.testing.assert_array_equal(np.asarray(i), np.argmin(batch, axis=1))
+  np.testing.assert_array_equal(np.asarray(low), batch.min(axis=1))
