@@ -81,9 +81,12 @@ class Grams(NamedTuple):
   valid: jax.Array
 
 
-# Free-set changes applied incrementally (a compacted O(m^2 CHANGES_MAX) update);
-# more, or more than one replaced pair, and the sums are recomputed (O(m^2 n)).
+# Free-set changes applied incrementally (a compacted O(m^2 k) update for up
+# to k changes, k = CHANGES_MAX, or n / CHANGES_FRACTION for many changes on a
+# large problem); more, or more than one replaced pair, and the sums are
+# recomputed (O(m^2 n)).
 CHANGES_MAX = 64
+CHANGES_FRACTION = 16
 # Below this many variables the O(m^2 n) recomputation is cheaper than the
 # bookkeeping of the incremental update, which is then left out of the graph.
 INCREMENTAL_MIN_N = 4 * CHANGES_MAX
@@ -111,40 +114,43 @@ def update_grams(grams: Grams, memory: Memory, free: jax.Array) -> Grams:
   changed = free != grams.free
   nchanged = jnp.sum(changed, dtype=jnp.int32)
 
-  def incremental(_):
-    # Positions of the first CHANGES_MAX changes, in index order, by binary
-    # search on their running count (a scan and a search: no scatter, which
-    # is slow on CPU); entries past nchanged get weight 0.
-    count = lax.associative_scan(jnp.add, changed.astype(jnp.int32))
-    rank = jnp.arange(1, min(CHANGES_MAX, free.size) + 1, dtype=jnp.int32)
-    idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
-    w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(dtype)
-    y_c, s_c = Y[:, idx], S[:, idx]
-    gram = lambda p, q: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
-    yzy, szy = grams.yzy + gram(y_c, y_c), grams.szy + gram(s_c, y_c)
-    say, sas = grams.say - gram(s_c, y_c), grams.sas - gram(s_c, s_c)
-    # The replaced pair's row and column, over the new free set: two passes,
-    # Y and S each times three weighted vectors (z, a are 0/1, so weighting
-    # the vector is exact).
-    k = jnp.argmax(grams.dirty)
-    yk, sk = Y[k], S[k]
-    by_y = jnp.matmul(Y, jnp.stack([z * yk, z * sk, a * sk], axis=1), precision=_HI)
-    by_s = jnp.matmul(S, jnp.stack([z * yk, a * yk, a * sk], axis=1), precision=_HI)
+  def incremental(size):
+    def update(count):
+      # Positions of the first `size` changes, in index order, by binary
+      # search on their running count (no scatter, which is slow on CPU);
+      # entries past nchanged get weight 0.
+      rank = jnp.arange(1, size + 1, dtype=jnp.int32)
+      idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
+      w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(dtype)
+      y_c, s_c = Y[:, idx], S[:, idx]
+      gram = lambda p, q: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
+      yzy, szy = grams.yzy + gram(y_c, y_c), grams.szy + gram(s_c, y_c)
+      say, sas = grams.say - gram(s_c, y_c), grams.sas - gram(s_c, s_c)
+      # The replaced pair's row and column, over the new free set: two
+      # passes, Y and S each times three weighted vectors (z, a are 0/1, so
+      # weighting the vector is exact).
+      k = jnp.argmax(grams.dirty)
+      yk, sk = Y[k], S[k]
+      by_y = jnp.matmul(Y, jnp.stack([z * yk, z * sk, a * sk], axis=1), precision=_HI)
+      by_s = jnp.matmul(S, jnp.stack([z * yk, a * yk, a * sk], axis=1), precision=_HI)
 
-    def set_row_col(g, row, col):
-      return jnp.where(grams.dirty[k], g.at[k, :].set(row).at[:, k].set(col), g)
+      def set_row_col(g, row, col):
+        return jnp.where(grams.dirty[k], g.at[k, :].set(row).at[:, k].set(col), g)
 
-    yzy = set_row_col(yzy, by_y[:, 0], by_y[:, 0])
-    szy = set_row_col(szy, by_y[:, 1], by_s[:, 0])
-    say = set_row_col(say, by_y[:, 2], by_s[:, 1])
-    sas = set_row_col(sas, by_s[:, 2], by_s[:, 2])
-    return yzy, szy, say, sas
+      return (set_row_col(yzy, by_y[:, 0], by_y[:, 0]), set_row_col(szy, by_y[:, 1], by_s[:, 0]),
+              set_row_col(say, by_y[:, 2], by_s[:, 1]), set_row_col(sas, by_s[:, 2], by_s[:, 2]))
+
+    return update
 
   if free.size < INCREMENTAL_MIN_N:
     yzy, szy, say, sas = full(None)
   else:
-    cheap = grams.valid & (nchanged <= CHANGES_MAX) & (jnp.sum(grams.dirty) <= 1)
-    yzy, szy, say, sas = lax.cond(cheap, incremental, full, None)
+    sizes = sorted({CHANGES_MAX, max(CHANGES_MAX, free.size // CHANGES_FRACTION)})
+    count = lax.associative_scan(jnp.add, changed.astype(jnp.int32))
+    tier = jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32)  # len(sizes): too many changes
+    usable = grams.valid & (jnp.sum(grams.dirty) <= 1)
+    branch = jnp.where(usable, tier, len(sizes))
+    yzy, szy, say, sas = lax.switch(branch, [*(incremental(k) for k in sizes), full], count)
   return Grams(yzy, szy, say, sas, free, jnp.zeros_like(grams.dirty), jnp.ones((), bool))
 
 

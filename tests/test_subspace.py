@@ -200,12 +200,14 @@ def test_projection_rule_with_arbitrary_start(npairs):
   assert all(v > 0 for v in seen.values()), seen
 
 
-def test_update_grams_incremental_equals_full_recomputation():
+@pytest.mark.parametrize("n", [296, 1280])
+def test_update_grams_incremental_equals_full_recomputation(n):
   # A memory that wraps (m = 4), free sets that change a few variables at a
-  # time (incremental path) or many (full path), and a new pair in between.
-  from jax_lbfgsb._subspace import CHANGES_MAX, INCREMENTAL_MIN_N
+  # time (incremental paths: up to CHANGES_MAX, and for n = 1280 up to
+  # n / CHANGES_FRACTION = 80) or many (full path), and a new pair in between.
+  from jax_lbfgsb._subspace import CHANGES_FRACTION, CHANGES_MAX, INCREMENTAL_MIN_N
 
-  n = INCREMENTAL_MIN_N + 40
+  assert n >= INCREMENTAL_MIN_N
   rng = np.random.default_rng(5)
   dense = dense_lbfgs.memory_and_dense(n, M, 6, 300)
   mem = dense.mem
@@ -218,7 +220,8 @@ def test_update_grams_incremental_equals_full_recomputation():
       mem, _ = dense_lbfgs.update(mem, jnp.asarray(s), jnp.asarray(y), jnp.asarray(s @ y), jnp.asarray(s @ s))
       newest = (int(mem.head) + int(mem.col) - 1) % M
       grams = grams._replace(dirty=grams.dirty.at[newest].set(True))
-    flips = rng.choice(n, size=3 if step % 3 else CHANGES_MAX + 5, replace=False)
+    size = (3, CHANGES_MAX + 5, n // CHANGES_FRACTION + 5)[step % 3]
+    flips = rng.choice(n, size=size, replace=False)
     free = free.copy()
     free[flips] = ~free[flips]
     grams = update_grams(grams, mem, jnp.asarray(free))
