@@ -35,8 +35,8 @@ from jax_lbfgsb._bounds import first_argmin, steps_to_bounds
 from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
 
 __all__ = [
-    "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "init_grams", "update_grams", "formk", "reduced_gradient",
-    "subspace_minimization",
+    "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "change_tiers", "init_grams", "update_grams", "formk",
+    "reduced_gradient", "subspace_minimization",
 ]
 
 _HI = lax.Precision.HIGHEST
@@ -81,15 +81,30 @@ class Grams(NamedTuple):
   valid: jax.Array
 
 
-# Free-set changes applied incrementally (a compacted O(m^2 k) update for up
-# to k changes, k = CHANGES_MAX, or n / CHANGES_FRACTION for many changes on a
-# large problem); more, or more than one replaced pair, and the sums are
-# recomputed (O(m^2 n)).
+# Free-set changes applied incrementally: a compacted O(m^2 k) update for up
+# to k changes, k one of the tiers of :func:`change_tiers` (CHANGES_MAX, eight
+# times more, ..., up to n / CHANGES_FRACTION); more, or more than one
+# replaced pair, and the sums are recomputed (O(m^2 n)).
 CHANGES_MAX = 64
 CHANGES_FRACTION = 16
 # Below this many variables the O(m^2 n) recomputation is cheaper than the
 # bookkeeping of the incremental update, which is then left out of the graph.
 INCREMENTAL_MIN_N = 4 * CHANGES_MAX
+
+
+def change_tiers(n: int) -> tuple[int, ...]:
+  """Sizes of the incremental updates for ``n`` variables, smallest first.
+
+  Geometric (x8) from ``CHANGES_MAX``, so that an update costs at most about
+  eight times its number of changes, and topped by ``n // CHANGES_FRACTION``.
+  """
+  top = n // CHANGES_FRACTION
+  sizes = [CHANGES_MAX]
+  while 16 * sizes[-1] <= top:
+    sizes.append(8 * sizes[-1])
+  if top > sizes[-1]:
+    sizes.append(top)
+  return tuple(sizes)
 
 
 def init_grams(n: int, m: int, dtype) -> Grams:
@@ -103,54 +118,58 @@ def update_grams(grams: Grams, memory: Memory, free: jax.Array) -> Grams:
   entering and leaving the free set are added and removed, and the row and
   column of a replaced pair are recomputed; else everything is recomputed."""
   dtype = memory.S.dtype
-  z = free.astype(dtype)
-  a = 1.0 - z
   S, Y = memory.S, memory.Y
 
   def full(_):
-    gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)
-    return gram(Y, Y, z), gram(S, Y, z), gram(S, Y, a), gram(S, S, a)
+    z = free.astype(dtype)
+    gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
+    return gram(Y, Y, z), gram(S, Y, z), gram(S, Y, 1.0 - z), gram(S, S, 1.0 - z)
 
   changed = free != grams.free
   nchanged = jnp.sum(changed, dtype=jnp.int32)
 
+  def replaced_pair(yzy, szy, say, sas):
+    # The replaced pair's row and column, over the new free set: two passes,
+    # Y and S each times three masked vectors.
+    k = jnp.argmax(grams.dirty)
+    yk, sk = Y[k], S[k]
+    zy, zs = jnp.where(free, yk, 0.0), jnp.where(free, sk, 0.0)
+    ay, as_ = jnp.where(free, 0.0, yk), jnp.where(free, 0.0, sk)
+    by_y = jnp.matmul(Y, jnp.stack([zy, zs, as_], axis=1), precision=_HI)
+    by_s = jnp.matmul(S, jnp.stack([zy, ay, as_], axis=1), precision=_HI)
+
+    def set_row_col(g, row, col):
+      return jnp.where(grams.dirty[k], g.at[k, :].set(row).at[:, k].set(col), g)
+
+    return (set_row_col(yzy, by_y[:, 0], by_y[:, 0]), set_row_col(szy, by_y[:, 1], by_s[:, 0]),
+            set_row_col(say, by_y[:, 2], by_s[:, 1]), set_row_col(sas, by_s[:, 2], by_s[:, 2]))
+
   def incremental(size):
-    def update(count):
+    def update(_):
       # Positions of the first `size` changes, in index order, by binary
       # search on their running count (no scatter, which is slow on CPU);
       # entries past nchanged get weight 0.
+      count = lax.associative_scan(jnp.add, changed.astype(jnp.int32))
       rank = jnp.arange(1, size + 1, dtype=jnp.int32)
       idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
       w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(dtype)
       y_c, s_c = Y[:, idx], S[:, idx]
       gram = lambda p, q: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
-      yzy, szy = grams.yzy + gram(y_c, y_c), grams.szy + gram(s_c, y_c)
-      say, sas = grams.say - gram(s_c, y_c), grams.sas - gram(s_c, s_c)
-      # The replaced pair's row and column, over the new free set: two
-      # passes, Y and S each times three weighted vectors (z, a are 0/1, so
-      # weighting the vector is exact).
-      k = jnp.argmax(grams.dirty)
-      yk, sk = Y[k], S[k]
-      by_y = jnp.matmul(Y, jnp.stack([z * yk, z * sk, a * sk], axis=1), precision=_HI)
-      by_s = jnp.matmul(S, jnp.stack([z * yk, a * yk, a * sk], axis=1), precision=_HI)
-
-      def set_row_col(g, row, col):
-        return jnp.where(grams.dirty[k], g.at[k, :].set(row).at[:, k].set(col), g)
-
-      return (set_row_col(yzy, by_y[:, 0], by_y[:, 0]), set_row_col(szy, by_y[:, 1], by_s[:, 0]),
-              set_row_col(say, by_y[:, 2], by_s[:, 1]), set_row_col(sas, by_s[:, 2], by_s[:, 2]))
+      return replaced_pair(grams.yzy + gram(y_c, y_c), grams.szy + gram(s_c, y_c),
+                           grams.say - gram(s_c, y_c), grams.sas - gram(s_c, s_c))
 
     return update
 
   if free.size < INCREMENTAL_MIN_N:
     yzy, szy, say, sas = full(None)
   else:
-    sizes = sorted({CHANGES_MAX, max(CHANGES_MAX, free.size // CHANGES_FRACTION)})
-    count = lax.associative_scan(jnp.add, changed.astype(jnp.int32))
-    tier = jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32)  # len(sizes): too many changes
+    sizes = change_tiers(free.size)
+    # Branch 0: no change; 1 + i: up to sizes[i] changes; last: recompute.
+    tier = jnp.where(nchanged == 0, 0, 1 + jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32))
     usable = grams.valid & (jnp.sum(grams.dirty) <= 1)
-    branch = jnp.where(usable, tier, len(sizes))
-    yzy, szy, say, sas = lax.switch(branch, [*(incremental(k) for k in sizes), full], count)
+    branch = jnp.where(usable, tier, len(sizes) + 1)
+    no_change = lambda _: replaced_pair(grams.yzy, grams.szy, grams.say, grams.sas)  # noqa: E731
+    yzy, szy, say, sas = lax.switch(branch, [no_change, *(incremental(k) for k in sizes), full], None)
   return Grams(yzy, szy, say, sas, free, jnp.zeros_like(grams.dirty), jnp.ones((), bool))
 
 

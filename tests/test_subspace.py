@@ -200,27 +200,30 @@ def test_projection_rule_with_arbitrary_start(npairs):
   assert all(v > 0 for v in seen.values()), seen
 
 
-@pytest.mark.parametrize("n", [296, 1280])
+@pytest.mark.parametrize("n", [296, 1280, 16400])
 def test_update_grams_incremental_equals_full_recomputation(n):
-  # A memory that wraps (m = 4), free sets that change a few variables at a
-  # time (incremental paths: up to CHANGES_MAX, and for n = 1280 up to
-  # n / CHANGES_FRACTION = 80) or many (full path), and a new pair in between.
-  from jax_lbfgsb._subspace import CHANGES_FRACTION, CHANGES_MAX, INCREMENTAL_MIN_N
+  # A memory that wraps (m = 4), free sets that change by none, a few or many
+  # variables at a time (no-change branch, each incremental tier of
+  # change_tiers(n), e.g. 64 and 80 for n = 1280 and 64, 512, 1025 for
+  # n = 16400, and the full recomputation past the last), and new pairs in between.
+  from jax_lbfgsb._subspace import INCREMENTAL_MIN_N, change_tiers
 
   assert n >= INCREMENTAL_MIN_N
+  tiers = change_tiers(n)
+  sizes = (0, 3, *(k + 5 for k in tiers))
   rng = np.random.default_rng(5)
   dense = dense_lbfgs.memory_and_dense(n, M, 6, 300)
   mem = dense.mem
   grams = init_grams(n, M, jnp.float64)
   free = rng.uniform(size=n) < 0.6
-  for step in range(8):
-    if step == 4:  # a new pair replaces the oldest slot
+  for step in range(2 * len(sizes) + 2):
+    if step in (len(sizes), len(sizes) + 2):  # a new pair replaces the oldest slot (no change, then a few)
       s, y = rng.standard_normal(n), rng.standard_normal(n)
       s = s * np.sign(s @ y)
       mem, _ = dense_lbfgs.update(mem, jnp.asarray(s), jnp.asarray(y), jnp.asarray(s @ y), jnp.asarray(s @ s))
       newest = (int(mem.head) + int(mem.col) - 1) % M
       grams = grams._replace(dirty=grams.dirty.at[newest].set(True))
-    size = (3, CHANGES_MAX + 5, n // CHANGES_FRACTION + 5)[step % 3]
+    size = sizes[step % len(sizes)]
     flips = rng.choice(n, size=size, replace=False)
     free = free.copy()
     free[flips] = ~free[flips]
