@@ -192,19 +192,15 @@ def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
   params = (tuple(args), tuple(closed_over))
   state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
   status = jnp.asarray(_status.WARNFLAG, jnp.int32)[state.termination]
+  # The result's other fields are the state's arrays, put together outside
+  # the jit: each output of a jitted function costs ~1-2 us per call.
+  return unravel(state.x), unravel(state.g), status, status == 0, state
+
+
+def _result(x, jac, status, success, state: LbfgsbState) -> OptimizeResult:
   return OptimizeResult(
-      x=unravel(state.x),
-      fun=state.f,
-      jac=unravel(state.g),
-      nit=state.nit,
-      nfev=state.nfev,
-      njev=state.nfev,
-      status=status,
-      success=status == 0,
-      termination=state.termination,
-      hess_inv=InverseHessian(state.memory),
-      history=state.history,
-      state=state,
+      x=x, fun=state.f, jac=jac, nit=state.nit, nfev=state.nfev, njev=state.nfev, status=status, success=success,
+      termination=state.termination, hess_inv=InverseHessian(state.memory), history=state.history, state=state,
   )
 
 
@@ -395,4 +391,4 @@ def minimize(
     host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x0))
   printer = IprintPrinter(int(iprint)) if iprint >= 0 else None
   hooks = Hooks(history=int(history), callback=host_callback, printer=printer)
-  return _solve_jit(fun, bool(jac), int(maxcor), hooks, x0, l, u, tuple(args), options, warm)
+  return _result(*_solve_jit(fun, bool(jac), int(maxcor), hooks, x0, l, u, tuple(args), options, warm))
