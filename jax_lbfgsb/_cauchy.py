@@ -168,12 +168,15 @@ def cauchy_point(
   seg = lax.while_loop(lambda s: ~s.done & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init)
 
   # The rest, if any: one stable sort of the remaining breakpoints (its first
-  # entry is seg.ibp: ties go by index in both).
-  def sorted_walk(s: _Segment) -> _Segment:
-    order = jnp.argsort(jnp.where(s.passed, jnp.inf, t), stable=True).astype(jnp.int32)
-    return lax.while_loop(lambda r: ~r.done, lambda r: advance(r, lambda k, _: order[k - s.k]), s)
-
-  seg = lax.cond(seg.done, lambda s: s, sorted_walk, seg)
+  # entry is seg.ibp: ties go by index in both). Only the sort is under a
+  # cond; a finished walk makes no trip (a cond passing the walk's state
+  # through would copy it).
+  order = lax.cond(
+      seg.done, lambda: jnp.zeros(x.shape, jnp.int32),
+      lambda: jnp.argsort(jnp.where(seg.passed, jnp.inf, t), stable=True).astype(jnp.int32),
+  )
+  k0 = seg.k
+  seg = lax.while_loop(lambda r: ~r.done, lambda r: advance(r, lambda k, _: order[k - k0]), seg)
 
   # 5. xcp: variables whose breakpoint was passed sit on their bound; the rest
   #    move by tsum + dtm along d.

@@ -115,10 +115,13 @@ def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
 
 def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
   """``Y a + S b`` for chronological coefficient vectors ``a, b`` of length ``m``."""
-  slots, valid = chronological_slots(memory)
+  _, valid = chronological_slots(memory)
   m = memory.S.shape[0]
-  a_buf = jnp.zeros((m,), a.dtype).at[slots].set(jnp.where(valid, a, 0.0))
-  b_buf = jnp.zeros((m,), b.dtype).at[slots].set(jnp.where(valid, b, 0.0))
+  # Slot j holds chronological position (j - head) mod m: a gather (a
+  # scatter by slot would become a loop of m steps on CPU).
+  position = (jnp.arange(m, dtype=jnp.int32) - memory.head) % m
+  a_buf = jnp.where(valid, a, 0.0)[position]
+  b_buf = jnp.where(valid, b, 0.0)[position]
   return jnp.matmul(a_buf, memory.Y, precision=_HI) + jnp.matmul(b_buf, memory.S, precision=_HI)
 
 

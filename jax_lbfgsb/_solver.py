@@ -32,6 +32,7 @@ from jax_lbfgsb._dcsrch import (
     lnsrlb_first_step,
     lnsrlb_trial_point,
 )
+from jax_lbfgsb._loops import packed_while_loop
 from jax_lbfgsb._status import Termination
 from jax_lbfgsb._subspace import Grams, Subspace, formk, init_grams, reduced_gradient, subspace_minimization, update_grams
 
@@ -288,7 +289,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
       ifun=_i32(1), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
       nonfinite=jnp.zeros((), bool),
   )
-  return lax.while_loop(cond, body, init_ls), gd0
+  return packed_while_loop(cond, body, init_ls), gd0
 
 
 def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[CauchyPoint, Subspace, Any, Grams]:

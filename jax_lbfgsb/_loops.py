@@ -1,0 +1,65 @@
+"""``packed_while_loop``: ``lax.while_loop`` with the carry's scalars in one array per dtype.
+
+The solver's loops carry many scalars (counters, flags, the line search's
+interval). XLA:CPU gives each loop-carried scalar its own buffer, fusion output
+and, where values move between fields, a copy, each a separate kernel call
+per iteration. Packed into one vector per dtype, they are written by one
+fusion and copied at most once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["packed_while_loop"]
+
+Carry = TypeVar("Carry")
+
+
+def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carry], Carry], init: Carry) -> Carry:
+  """``lax.while_loop(cond_fun, body_fun, init)`` with the 0-d leaves of ``init`` packed by dtype.
+
+  ``cond_fun`` and ``body_fun`` see the carry with its usual structure (the
+  scalars lose a weak type).
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> init = (jnp.int32(0), jnp.int32(5), jnp.ones(2, jnp.float32))
+    >>> packed_while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1], c[2] * 2), init)
+    (Array(3, dtype=int32), Array(5, dtype=int32), Array([8., 8.], dtype=float32))
+  """
+  leaves, treedef = jax.tree.flatten(init)
+  leaves = [jnp.asarray(leaf) for leaf in leaves]
+  groups: dict[Any, list[int]] = {}
+  for i, leaf in enumerate(leaves):
+    if leaf.ndim == 0:
+      groups.setdefault(leaf.dtype, []).append(i)
+  if sum(len(idx) for idx in groups.values()) < 2:
+    return lax.while_loop(cond_fun, body_fun, init)
+  scalar = {i for idx in groups.values() for i in idx}
+
+  def pack(tree):
+    flat = jax.tree.leaves(tree)
+    arrays = tuple(flat[i] for i in range(len(flat)) if i not in scalar)
+    vectors = tuple(
+        lax.concatenate([jnp.asarray(flat[i], dtype).reshape(1) for i in idx], 0) for dtype, idx in groups.items()
+    )
+    return arrays, vectors
+
+  def unpack(carry):
+    arrays, vectors = carry
+    flat: list[Any] = [None] * len(leaves)
+    rest = iter(arrays)
+    for i in range(len(leaves)):
+      if i not in scalar:
+        flat[i] = next(rest)
+    for vector, idx in zip(vectors, groups.values()):
+      for j, i in enumerate(idx):
+        flat[i] = vector[j]
+    return jax.tree.unflatten(treedef, flat)
+
+  return unpack(lax.while_loop(lambda c: cond_fun(unpack(c)), lambda c: pack(body_fun(unpack(c))), pack(init)))
