@@ -170,13 +170,15 @@ def cauchy_point(
   # The rest, if any: one stable sort of the remaining breakpoints (its first
   # entry is seg.ibp: ties go by index in both). Only the sort is under a
   # cond; a finished walk makes no trip (a cond passing the walk's state
-  # through would copy it).
-  order = lax.cond(
-      seg.done, lambda: jnp.zeros(x.shape, jnp.int32),
-      lambda: jnp.argsort(jnp.where(seg.passed, jnp.inf, t), stable=True).astype(jnp.int32),
-  )
-  k0 = seg.k
-  seg = lax.while_loop(lambda r: ~r.done, lambda r: advance(r, lambda k, _: order[k - k0]), seg)
+  # through would copy it). With n <= SORT_AFTER the walk above has passed
+  # every breakpoint, and this part is left out of the graph.
+  if x.size > SORT_AFTER:
+    order = lax.cond(
+        seg.done, lambda: jnp.zeros(x.shape, jnp.int32),
+        lambda: jnp.argsort(jnp.where(seg.passed, jnp.inf, t), stable=True).astype(jnp.int32),
+    )
+    k0 = seg.k
+    seg = lax.while_loop(lambda r: ~r.done, lambda r: advance(r, lambda k, _: order[k - k0]), seg)
 
   # 5. xcp: variables whose breakpoint was passed sit on their bound; the rest
   #    move by tsum + dtm along d.

@@ -234,6 +234,23 @@ def test_walk_past_the_argmin_phase(npairs, tight):
     assert np.sum(brk <= t_cp) > SORT_AFTER
 
 
+@pytest.mark.parametrize("npairs", [0, 3])
+def test_walk_of_every_breakpoint_without_the_sorted_part(npairs):
+  """n = SORT_AFTER: the argmin phase can pass every breakpoint; the sort is not in the graph."""
+  n = SORT_AFTER
+  rng = np.random.default_rng(12)
+  x, g = rng.uniform(-1.0, 1.0, n), rng.standard_normal(n)
+  r = rng.uniform(1e-3, 2e-3, n)  # every breakpoint before the model's minimizer
+  l, u = x - r * np.abs(g), x + r * np.abs(g)
+  _, t_cp, brk = run_and_check(x, g, l, u, l == u, npairs)
+  if npairs == 0:
+    assert np.sum(brk <= t_cp) == n
+  mem, _, _, _ = memory_and_dense(npairs, 0, n)
+  assert " sort[" not in str(jax.make_jaxpr(cauchy_point)(x, g, l, u, l == u, mem))
+  assert " sort[" in str(jax.make_jaxpr(cauchy_point)(*(np.tile(a, 2) for a in (x, g, l, u, l == u)),
+                                                    memory_and_dense(npairs, 0, 2 * n)[0]))
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_first_argmin(dtype):
   rng = np.random.default_rng(3)
