@@ -460,7 +460,7 @@ def build_report(results, command: str, opts: dict, repeats: int, elapsed: float
       "code generation is about 60% of the compile and tracing plus lowering ~0.4 s; XLA:CPU's classic "
       "emitters (used by minimize at top level) halve the compile; JAX refuses compiler options on a jit "
       "nested in the user's jit or vmap.",
-      "- 5: compiling the vmapped solve takes about as long as SciPy's whole loop over 512 small problems; "
+      "- 5: compiling the vmapped solve takes 1.1-1.9x as long as SciPy's whole loop over 512 small problems; "
       "in steady state the batched LAPACK calls on 10 x 10 blocks (Cholesky, triangular solves) and the "
       "batched small dots take ~45% of the time, lax.cond under vmap runs both branches, and the batch "
       "runs until its slowest lane stops (nit 65 against a median of 32).",
