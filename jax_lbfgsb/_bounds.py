@@ -54,11 +54,15 @@ def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> Any:
   return arr if arr.dtype == dtype else arr.astype(dtype)
 
 
-def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> jax.Array:
-  """One side of pytree bounds, raveled: None, a scalar, or a pytree shaped like ``x0``."""
+def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> Any:
+  """One side of pytree bounds, raveled: None, a scalar, or a pytree shaped like ``x0``.
+
+  As in :func:`_as_bound`, host values stay NumPy (no device operation per call).
+  """
   if value is None or (jax.tree_util.treedef_is_leaf(jax.tree.structure(value)) and jnp.ndim(value) == 0):
     n = sum(jnp.size(leaf) for leaf in jax.tree.leaves(x0))
-    return jnp.full((n,), fill if value is None else value, dtype)
+    xp = jnp if isinstance(value, jax.Array) else np
+    return xp.full((n,), fill if value is None else value, dtype)
   x_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(x0)]
   b_leaves = jax.tree_util.tree_leaves_with_path(value, is_leaf=lambda v: v is None)
   b_paths = [jax.tree_util.keystr(p) for p, _ in b_leaves]
@@ -78,8 +82,9 @@ def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> ja
           f"bounds: `{name}`{jax.tree_util.keystr(path)} has shape {jnp.shape(b)} but the"
           f" leaf of x0 has shape {jnp.shape(leaf)}; use a scalar or the leaf's shape."
       )
-    parts.append(jnp.broadcast_to(jnp.asarray(b, dtype), jnp.shape(leaf)).ravel())
-  return jnp.concatenate(parts)
+    xp = jnp if isinstance(b, jax.Array) else np
+    parts.append(xp.broadcast_to(xp.asarray(b, dtype), jnp.shape(leaf)).ravel())
+  return np.concatenate(parts) if all(isinstance(p, np.ndarray) for p in parts) else jnp.concatenate(parts)
 
 
 def _check_concrete(l: jax.Array, u: jax.Array) -> None:

@@ -60,6 +60,20 @@ def test_pytree_solve_equals_flat_solve(dtype, wrap):
     assert int(res.status) == int(flat.status)
 
 
+def test_pytree_host_bounds_stay_on_the_host():
+  # Host bounds (None, numbers, NumPy) for a pytree x0 are raveled with NumPy:
+  # no device operation per call; a jax.Array leaf keeps them on the device.
+  from jax_lbfgsb._bounds import canonicalize_bounds
+
+  x0 = _split(jnp.zeros(10))
+  l, u = canonicalize_bounds(({"w": np.full((2, 2), -1.0), "b": (-2.0, None)}, 3.0), x0, jnp.float64)
+  assert isinstance(l, np.ndarray) and isinstance(u, np.ndarray)
+  np.testing.assert_array_equal(l, [-2.0] * 3 + [-np.inf] * 3 + [-1.0] * 4)  # leaves b[0], b[1], w
+  np.testing.assert_array_equal(u, np.full(10, 3.0))
+  l, _ = canonicalize_bounds(({"w": jnp.zeros((2, 2)), "b": (0.0, 0.0)}, None), x0, jnp.float32)
+  assert isinstance(l, jax.Array) and l.dtype == jnp.float32
+
+
 def test_pytree_bounds_structure_mismatch_names_the_leaf():
   with pytest.raises(ValueError, match=r"missing from lower: \['b'\].*not in x0: \['c'\]"):
     minimize(lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(p["b"] ** 2),
