@@ -113,7 +113,8 @@ class LbfgsbState(NamedTuple):
     x, f, g: current iterate, ``f(x)`` and ``grad f(x)``.
     fold: ``f`` at the previous iterate (for the ``ftol`` test).
     memory: the limited memory (:class:`~jax_lbfgsb._compact.Memory`).
-    grams: the sums behind ``formk``'s ``K`` (:class:`~jax_lbfgsb._subspace.Grams`).
+    grams: the sums behind ``formk``'s ``K`` (:class:`~jax_lbfgsb._subspace.Grams`);
+      None on small problems, which recompute them (``init_grams``).
     sbgnrm: ``||proj g||_inf`` at ``x``.
     nit: new iterates so far.
     nfev: evaluations of ``f`` and ``g`` so far.
@@ -134,7 +135,7 @@ class LbfgsbState(NamedTuple):
   g: jax.Array
   fold: jax.Array
   memory: Memory
-  grams: Grams
+  grams: Grams | None
   sbgnrm: jax.Array
   nit: jax.Array
   nfev: jax.Array
@@ -312,9 +313,10 @@ def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[Cauchy
   def subspace():
     grams = update_grams(state.grams, memory, gcp.free)
     factors, info_k = formk(memory, grams)
+    kept = None if state.grams is None else grams  # small problems keep no sums (init_grams)
     r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
     sub = subspace_minimization(x, g, box.l, box.u, gcp.xcp, r, gcp.free, memory, factors)
-    return sub._replace(info=sub.info | info_k | info_r), grams
+    return sub._replace(info=sub.info | info_k | info_r), kept
 
   def no_subspace():
     return Subspace(z=gcp.xcp, iword=jnp.zeros((), bool), info=jnp.zeros((), bool)), state.grams
@@ -393,7 +395,8 @@ def step(
   new_memory, bad = formt(update_correction_pairs(s.memory, ls.stp * d, ls.g - state.g, dr, ss, apply=updated))
   memory = refresh(new_memory._replace(WT=jnp.where(updated, new_memory.WT, s.memory.WT)), updated & bad)
   newest = (memory.head + memory.col - 1) % memory.S.shape[0]  # the slot just written
-  grams = s.grams._replace(dirty=s.grams.dirty | (updated & (jnp.arange(memory.S.shape[0]) == newest)))
+  grams = s.grams if s.grams is None else s.grams._replace(
+      dirty=s.grams.dirty | (updated & (jnp.arange(memory.S.shape[0]) == newest)))
   return s._replace(memory=memory, grams=grams, nskip=s.nskip + (accepted & skip).astype(jnp.int32))
 
 

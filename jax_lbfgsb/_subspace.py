@@ -107,16 +107,23 @@ def change_tiers(n: int) -> tuple[int, ...]:
   return tuple(sizes)
 
 
-def init_grams(n: int, m: int, dtype) -> Grams:
-  """Empty sums, to be computed in full at the first :func:`update_grams`."""
+def init_grams(n: int, m: int, dtype) -> Grams | None:
+  """Empty sums, to be computed in full at the first :func:`update_grams`.
+
+  None below ``INCREMENTAL_MIN_N`` variables, where every update recomputes
+  the sums and none are kept between iterations.
+  """
+  if n < INCREMENTAL_MIN_N:
+    return None
   zero = jnp.zeros((m, m), dtype)
   return Grams(zero, zero, zero, zero, jnp.zeros((n,), bool), jnp.zeros((m,), bool), jnp.zeros((), bool))
 
 
-def update_grams(grams: Grams, memory: Memory, free: jax.Array) -> Grams:
+def update_grams(grams: Grams | None, memory: Memory, free: jax.Array) -> Grams:
   """The sums over the new free set, as ``formk`` updates ``wn1``: variables
   entering and leaving the free set are added and removed, and the row and
-  column of a replaced pair are recomputed; else everything is recomputed."""
+  column of a replaced pair are recomputed; else (or with ``grams`` None)
+  everything is recomputed."""
   dtype = memory.S.dtype
   S, Y = memory.S, memory.Y
 
@@ -124,6 +131,12 @@ def update_grams(grams: Grams, memory: Memory, free: jax.Array) -> Grams:
     z = free.astype(dtype)
     gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
     return gram(Y, Y, z), gram(S, Y, z), gram(S, Y, 1.0 - z), gram(S, S, 1.0 - z)
+
+  def result(yzy, szy, say, sas):
+    return Grams(yzy, szy, say, sas, free, jnp.zeros((S.shape[0],), bool), jnp.ones((), bool))
+
+  if grams is None or free.size < INCREMENTAL_MIN_N:
+    return result(*full(None))
 
   changed = free != grams.free
   nchanged = jnp.sum(changed, dtype=jnp.int32)
@@ -160,17 +173,13 @@ def update_grams(grams: Grams, memory: Memory, free: jax.Array) -> Grams:
 
     return update
 
-  if free.size < INCREMENTAL_MIN_N:
-    yzy, szy, say, sas = full(None)
-  else:
-    sizes = change_tiers(free.size)
-    # Branch 0: no change; 1 + i: up to sizes[i] changes; last: recompute.
-    tier = jnp.where(nchanged == 0, 0, 1 + jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32))
-    usable = grams.valid & (jnp.sum(grams.dirty) <= 1)
-    branch = jnp.where(usable, tier, len(sizes) + 1)
-    no_change = lambda _: replaced_pair(grams.yzy, grams.szy, grams.say, grams.sas)  # noqa: E731
-    yzy, szy, say, sas = lax.switch(branch, [no_change, *(incremental(k) for k in sizes), full], None)
-  return Grams(yzy, szy, say, sas, free, jnp.zeros_like(grams.dirty), jnp.ones((), bool))
+  sizes = change_tiers(free.size)
+  # Branch 0: no change; 1 + i: up to sizes[i] changes; last: recompute.
+  tier = jnp.where(nchanged == 0, 0, 1 + jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32))
+  usable = grams.valid & (jnp.sum(grams.dirty) <= 1)
+  branch = jnp.where(usable, tier, len(sizes) + 1)
+  no_change = lambda _: replaced_pair(grams.yzy, grams.szy, grams.say, grams.sas)  # noqa: E731
+  return result(*lax.switch(branch, [no_change, *(incremental(k) for k in sizes), full], None))
 
 
 def formk(memory: Memory, grams: Grams) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
