@@ -293,7 +293,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   return packed_while_loop(cond, body, init_ls), gd0
 
 
-def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[CauchyPoint, Subspace, Any, Grams]:
+def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[CauchyPoint, Subspace, Any, Grams | None]:
   """Cauchy point, then subspace minimization over the variables free at it."""
   x, g, memory = state.x, state.g, state.memory
   n = x.size

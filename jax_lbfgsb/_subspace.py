@@ -135,7 +135,7 @@ def update_grams(grams: Grams | None, memory: Memory, free: jax.Array) -> Grams:
   def result(yzy, szy, say, sas):
     return Grams(yzy, szy, say, sas, free, jnp.zeros((S.shape[0],), bool), jnp.ones((), bool))
 
-  if grams is None or free.size < INCREMENTAL_MIN_N:
+  if grams is None:  # a small problem (init_grams)
     return result(*full(None))
 
   changed = free != grams.free
