@@ -92,14 +92,17 @@ CHANGES_FRACTION = 16
 INCREMENTAL_MIN_N = 4 * CHANGES_MAX
 
 
-def change_tiers(n: int) -> tuple[int, ...]:
+def change_tiers(n: int, smallest: int = CHANGES_MAX, fraction: int = CHANGES_FRACTION) -> tuple[int, ...]:
   """Sizes of the incremental updates for ``n`` variables, smallest first.
 
-  Geometric (x8) from ``CHANGES_MAX``, so that an update costs at most about
-  eight times its number of changes, and topped by ``n // CHANGES_FRACTION``.
+  Geometric (x8) from ``smallest``, so that an update costs at most about
+  eight times its number of changes, and topped by ``n // fraction``.
+
+  >>> change_tiers(16400), change_tiers(1280), change_tiers(296, smallest=2, fraction=4)
+  ((64, 512, 1025), (64, 80), (2, 16, 74))
   """
-  top = n // CHANGES_FRACTION
-  sizes = [CHANGES_MAX]
+  top = n // fraction
+  sizes = [smallest]
   while 16 * sizes[-1] <= top:
     sizes.append(8 * sizes[-1])
   if top > sizes[-1]:
@@ -119,11 +122,18 @@ def init_grams(n: int, m: int, dtype) -> Grams | None:
   return Grams(zero, zero, zero, zero, jnp.zeros((n,), bool), jnp.zeros((m,), bool), jnp.zeros((), bool))
 
 
-def update_grams(grams: Grams | None, memory: Memory, free: jax.Array) -> Grams:
+def update_grams(
+    grams: Grams | None, memory: Memory, free: jax.Array, tiers: tuple[int, ...] | None = None
+) -> Grams:
   """The sums over the new free set, as ``formk`` updates ``wn1``: variables
   entering and leaving the free set are added and removed, and the row and
   column of a replaced pair are recomputed; else (or with ``grams`` None)
-  everything is recomputed."""
+  everything is recomputed.
+
+  ``tiers`` (static) are the sizes of the incremental updates, by default
+  :func:`change_tiers` of ``n``; tests pass small ones to cross every tier at
+  a small ``n``.
+  """
   dtype = memory.S.dtype
   S, Y = memory.S, memory.Y
 
@@ -173,7 +183,7 @@ def update_grams(grams: Grams | None, memory: Memory, free: jax.Array) -> Grams:
 
     return update
 
-  sizes = change_tiers(free.size)
+  sizes = change_tiers(free.size) if tiers is None else tuple(tiers)
   # Branch 0: no change; 1 + i: up to sizes[i] changes; last: recompute.
   tier = jnp.where(nchanged == 0, 0, 1 + jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32))
   usable = grams.valid & (jnp.sum(grams.dirty) <= 1)

@@ -32,6 +32,8 @@ def update(mem, s, y, sy, ss):
 @functools.lru_cache(maxsize=None)
 def memory_and_dense(n: int, m: int, npairs: int, seed: int) -> DenseMemory:
   """The memory after ``npairs`` updates with ``y = A s + noise`` (``A`` SPD), and its dense form."""
+  if n > 2000:  # tests stay small: an n x n oracle above this costs memory and BLAS time (and has crashed BLAS)
+    raise ValueError(f"memory_and_dense builds n x n matrices; n = {n} is above 2000: test at a smaller n")
   rng = np.random.default_rng(seed)
   q = rng.standard_normal((n, n))
   a = q @ q.T / n + np.eye(n)

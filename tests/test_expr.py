@@ -135,6 +135,7 @@ def test_integer_x_is_promoted_to_float():
   assert jnp.issubdtype(parse("x(1)/2", 1).fun(jnp.array([3])).dtype, jnp.floating)
 
 
+@pytest.mark.rounding
 @pytest.mark.parametrize("text", [ROSEN_CHAINED, TRIGONOMETRIC, "sum(sum(x(i)*x(j), j, i+1, n), i, 1, n-1)"])
 def test_jit_and_vmap(text):
   f = parse(text, 4).fun

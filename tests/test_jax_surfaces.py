@@ -33,9 +33,9 @@ def _join(p):
   return jnp.concatenate([p["w"].ravel(), p["b"][0], p["b"][1]])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("wrap", ["eager", "jit"])
-def test_pytree_solve_equals_flat_solve(dtype, wrap):
+@pytest.mark.rounding
+@pytest.mark.parametrize("wrap, dtype", [("eager", jnp.float32), ("jit", jnp.float64)], ids=["eager-float32", "jit-float64"])
+def test_pytree_solve_equals_flat_solve(wrap, dtype):
   x0 = jnp.asarray(X0, dtype)
   lower = _split(jnp.full(10, -1.5, dtype))
   upper = {"w": 0.8, "b": (jnp.full(3, 0.8, dtype), 0.8)}  # scalars broadcast per leaf
@@ -94,6 +94,7 @@ def test_pytree_non_float_leaf_is_named():
 # ---------------------------------------------------------------- warm start and history
 
 
+@pytest.mark.rounding
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_warm_start_continues_exactly(dtype):
   x0 = jnp.asarray(X0, dtype)
@@ -105,6 +106,11 @@ def test_warm_start_continues_exactly(dtype):
   assert int(rest.termination) == int(one.termination)
   np.testing.assert_array_equal(rest.x, one.x)
   np.testing.assert_array_equal(rest.history.x, one.history.x)
+  # hess_inv in this dtype: the lazy product equals the dense matrix's.
+  v = jnp.ones(10, dtype)
+  hv = rest.hess_inv.matvec(v)
+  assert hv.dtype == dtype
+  np.testing.assert_allclose(hv, rest.hess_inv.todense() @ v, rtol=1e-4 if dtype == jnp.float32 else 1e-10)
 
 
 def test_warm_start_under_jit_and_with_new_tolerances():
@@ -121,6 +127,7 @@ def test_warm_start_needs_the_same_history():
     minimize(rosen, first, history=5)
 
 
+@pytest.mark.rounding
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_history_records_the_trajectory(dtype):
   x0 = jnp.asarray(X0, dtype)
@@ -139,6 +146,7 @@ def test_history_records_the_trajectory(dtype):
   assert np.all(np.isnan(np.asarray(short.history.f[3:]))) and np.all(np.asarray(short.history.nfev[3:]) == -1)
 
 
+@pytest.mark.rounding
 def test_history_under_vmap():
   x0s = jnp.asarray(np.random.default_rng(0).uniform(-1.5, 0.8, (3, 10)))
   batch = jax.vmap(lambda x0: minimize(rosen, x0, bounds=(-1.5, 0.8), history=5))(x0s)
@@ -212,6 +220,7 @@ def test_hess_inv_is_the_chronological_lbfgs_inverse(maxcor):
 # ---------------------------------------------------------------- sharded batches
 
 
+@pytest.mark.rounding
 def test_batch_sharded_over_four_host_devices():
   code = textwrap.dedent("""
       import jax, jax.numpy as jnp, numpy as np
@@ -235,11 +244,13 @@ def test_batch_sharded_over_four_host_devices():
       np.testing.assert_allclose(np.asarray(sharded.x), np.asarray(plain.x), rtol=1e-12, atol=1e-12)
       print("OK")
   """)
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4".strip()  # keeps an ISA ceiling
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
 
+@pytest.mark.rounding
 def test_callback_under_vmap_is_called_once_per_lane_iteration():
   seen = []
 
@@ -257,15 +268,18 @@ def test_callback_under_vmap_is_called_once_per_lane_iteration():
   assert len(seen) == 2 * (int(batch.nit[0]) + int(batch.nit[1]))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_pytree_warm_start_and_hess_inv_under_vmap(dtype):
+@pytest.mark.rounding
+def test_pytree_warm_start_and_hess_inv_under_vmap():
+  # float64 only: float32 warm starts and hess_inv are checked in
+  # test_warm_start_continues_exactly, float32 under vmap in test_minimize.py.
+  dtype = jnp.float64
   # A batch of pytree problems, stopped after 5 iterations and continued:
   # each lane equals its own one-piece solve; hess_inv works per lane.
   x0s = jnp.stack([jnp.asarray(X0, dtype), jnp.asarray(X0, dtype) * 0.5])
   f = lambda p: rosen(_join(p))
-  first = jax.vmap(lambda x0: minimize(f, _split(x0), bounds=(-1.5, 0.8), maxiter=5))(x0s)
+  cold = jax.vmap(lambda x0, maxiter: minimize(f, _split(x0), bounds=(-1.5, 0.8), maxiter=maxiter), (0, None))
+  first, whole = cold(x0s, 5), cold(x0s, 15000)  # maxiter is traced: one compile
   rest = jax.jit(jax.vmap(lambda r: minimize(f, r, bounds=(-1.5, 0.8))))(first)
-  whole = jax.vmap(lambda x0: minimize(f, _split(x0), bounds=(-1.5, 0.8)))(x0s)
   np.testing.assert_array_equal(rest.nit, whole.nit)
   np.testing.assert_array_equal(jax.vmap(_join)(rest.x), jax.vmap(_join)(whole.x))
   v = jnp.ones(10, dtype)

@@ -272,6 +272,7 @@ def test_driver1_definition():
   assert f64(p, np.ones(25)) == 0.0
 
 
+@pytest.mark.rounding
 def test_driver1_scipy_counts():
   """The L-BFGS-B distribution's driver1 run (m=5): nit 23, nfev 28, f 1.0834900835e-9."""
   so = pytest.importorskip("scipy.optimize")
@@ -550,6 +551,7 @@ def test_msa_unconstrained_50x50_f_opt():
   np.testing.assert_allclose(f64(problems.msa(50, 50), problems.msa(50, 50).x0), 1.5183084814, rtol=1e-9)
 
 
+@pytest.mark.rounding
 def test_msa_plate_jax_lbfgsb_matches_scipy():
   from jax_lbfgsb import minimize
 

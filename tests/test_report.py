@@ -130,14 +130,29 @@ def test_ftol_with_tiny_or_offset_f():
   assert "largest projected-gradient component is 12" in note and "large constant offset" in note
 
 
+def quartic(x, offset):
+  """``offset + sum((x - 1)^4)``: a degenerate minimum, reached linearly (no step jumps to x*)."""
+  return offset + jnp.sum((x - 1.0) ** 4)
+
+
+@pytest.mark.rounding
 def test_float32_precision_floor():
-  result = solve_family([-1.2, 1.0], offset=1000.0, dtype=jnp.float32)
-  assert result.fun.dtype == jnp.float32 and int(result.termination) == Termination.CONVERGED_FTOL
+  # The event by construction: in float32, offset 1e6 swallows any change of f
+  # below ulp(1e6) / 2 = 0.03. Near the quartic's minimum each step shrinks
+  # |x - 1| by a bounded factor, so f stops changing while the gradient
+  # 4 (x - 1)^3 is still far above 1e-3 (|x - 1| ~ 0.2 where sum (x-1)^4 ~ 0.03).
+  offset = 1e6
+  result = minimize(quartic, jnp.asarray([3.0, -2.0], jnp.float32), args=(jnp.float32(offset),))
+  x = np.asarray(result.x, np.float64)
+  assert result.fun.dtype == jnp.float32 and float(result.fun) == offset  # f did stop changing
+  assert np.sum((x - 1.0) ** 4) < 0.5 * np.spacing(np.float32(offset))  # the floor was reached
+  assert np.abs(4.0 * (x - 1.0) ** 3).max() > 1e-2  # with the gradient still large
+  assert int(result.termination) in (Termination.CONVERGED_FTOL, Termination.PRECISION_LIMIT)
   [note] = diagnose(result)
-  assert note.startswith("f = 1000 stopped changing at the precision of float32")
+  assert note.startswith("f = 1000000 stopped changing at the precision of float32")
   assert "jax_enable_x64" in note
-  as_abnormal = result._replace(termination=jnp.asarray(Termination.PRECISION_LIMIT, jnp.int32))
-  assert diagnose(as_abnormal) == [note]
+  for code in (Termination.CONVERGED_FTOL, Termination.PRECISION_LIMIT):  # the same cause, either way
+    assert diagnose(result._replace(termination=jnp.asarray(code, jnp.int32))) == [note]
 
 
 def test_nonfinite_names_the_iteration():

@@ -7,6 +7,8 @@ from parity_cases import CASES, scipy_run
 
 from jax_lbfgsb import minimize
 
+pytestmark = pytest.mark.rounding  # every test here compares rounding-sensitive paths with SciPy
+
 # The first iterates agree to rounding (REFERENCE.md c.10); 1e-10 leaves room
 # for XLA's and BLAS's different summation orders (and fused multiply-adds).
 ITERATE_RTOL = 1e-10
