@@ -44,39 +44,10 @@ from jax import lax
 from jax_lbfgsb._bounds import project
 from jax_lbfgsb._solver import LbfgsbState
 
-__all__ = ["hoist_closure", "differentiable_solve"]
+__all__ = ["differentiable_solve"]
 
 _HI = lax.Precision.HIGHEST
 _CG_MAXITER = 10_000  # cap on the 10 n conjugate-gradient iterations
-
-
-def hoist_closure(fun: Callable[..., Any], *example_args: Any) -> tuple[Callable[..., Any], list[jax.Array]]:
-  """Makes the traced values that ``fun`` closes over explicit trailing arguments.
-
-  Like :func:`jax.closure_convert`, which hoists only the values that may
-  carry a tangent: integer tracers (and tracers of ``vmap``) stay in its
-  closure, and would leak into the derivative rule that JAX traces later.
-  Here every tracer is hoisted; concrete constants stay where they are.
-
-  Args:
-    fun: the function to convert.
-    *example_args: arguments fixing the shapes and dtypes ``fun`` is traced at.
-
-  Returns:
-    ``(converted, hoisted)``: ``converted(*args, *hoisted)`` equals ``fun(*args)``
-    for arguments shaped like ``example_args``.
-  """
-  closed, out_shape = jax.make_jaxpr(fun, return_shape=True)(*example_args)
-  traced = [isinstance(c, jax.core.Tracer) for c in closed.consts]
-  hoisted = [c for c, t in zip(closed.consts, traced) if t]
-
-  def converted(*args_and_hoisted):
-    args, values = args_and_hoisted[: len(example_args)], iter(args_and_hoisted[len(example_args):])
-    consts = [next(values) if t else c for c, t in zip(closed.consts, traced)]
-    out = jax.core.eval_jaxpr(closed.jaxpr, consts, *jax.tree.leaves(args))
-    return jax.tree.unflatten(jax.tree.structure(out_shape), out)
-
-  return converted, hoisted
 
 
 def _zero_tangent(leaf: jax.Array) -> Any:

@@ -15,7 +15,8 @@ from jax.flatten_util import ravel_pytree
 from jax_lbfgsb import _status
 from jax_lbfgsb._bounds import canonicalize_bounds
 from jax_lbfgsb._compact import InverseHessian
-from jax_lbfgsb._implicit import differentiable_solve, hoist_closure
+from jax_lbfgsb._fun_key import traced_fun
+from jax_lbfgsb._implicit import differentiable_solve
 from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, Options, init, resume, run
 
@@ -171,14 +172,14 @@ class _HostCallback:
 
 
 def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
+  """The jitted solve. ``fun`` is a :class:`TracedFun`; ``args`` end with its
+  constants (the arrays it closes over), so the implicit derivatives reach
+  them; ``x0``, the options and a warm state get none."""
   x0_flat, unravel = ravel_pytree(x0)
   _check_fun_output(fun, jac, x0, args)
-  # Arrays that fun closes over become explicit arguments, so that the
-  # implicit derivatives reach them; x0, the options and a warm state get none.
-  fun, closed_over = hoist_closure(fun, x0, *args)
 
   def fun_and_grad(x, params):
-    inputs = (unravel(x), *params[0], *params[1])
+    inputs = (unravel(x), *params)
     f, g = fun(*inputs) if jac else jax.value_and_grad(fun)(*inputs)
     return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
 
@@ -189,7 +190,7 @@ def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
     state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(warm, box, options)
     return run(fg, state, box, options, hooks)
 
-  params = (tuple(args), tuple(closed_over))
+  params = tuple(args)
   state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
   status = jnp.asarray(_status.WARNFLAG, jnp.int32)[state.termination]
   # The result's other fields are the state's arrays, put together outside
@@ -391,4 +392,7 @@ def minimize(
     host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x0))
   printer = IprintPrinter(int(iprint)) if iprint >= 0 else None
   hooks = Hooks(history=int(history), callback=host_callback, printer=printer)
-  return _result(*_solve_jit(fun, bool(jac), int(maxcor), hooks, x0, l, u, tuple(args), options, warm))
+  # Keyed by fun's jaxpr, not its identity: a new closure of the same code
+  # reuses the compiled solve, with the arrays it closes over as inputs.
+  traced, consts = traced_fun(fun, x0, tuple(args))
+  return _result(*_solve_jit(traced, bool(jac), int(maxcor), hooks, x0, l, u, (*args, *consts), options, warm))

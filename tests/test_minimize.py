@@ -1,5 +1,7 @@
 """The public face of minimize: inputs, errors, jit, vmap, dtypes, retracing, NaN."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -247,6 +249,108 @@ def test_no_retrace_for_new_x0_bounds_args_or_tolerances():
            maxiter=7, maxfun=30, maxls=5, maxcor=4)
   minimize(fun, jnp.full(3, 0.1), args=(jnp.ones(3),), bounds=[(-1.0, 1.0)] * 3, maxcor=4)
   assert len(traces) == n  # later calls reused the compiled solve
+
+
+def _compiles(call):
+  """``(call(), number of XLA compilations it made)``."""
+  events = []
+
+  def listener(event, duration, **_):
+    if event == "/jax/core/compile/backend_compile_duration":
+      events.append(duration)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    return call(), len(events)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_new_closure_of_the_same_code_reuses_the_compiled_solve(dtype):
+  # The SciPy habit: a fresh lambda (or partial) per call, over new arrays.
+  # The solve is keyed by fun's jaxpr; the arrays it closes over are inputs.
+  def loss(x, target, weight):
+    return jnp.sum(weight * (x - target) ** 2) + 0.1 * jnp.sum(x**4)
+
+  x0 = jnp.zeros(3, dtype)
+  targets = [jnp.asarray(t, dtype) for t in ([0.5, -0.2, 0.1], [0.1, 0.3, -0.4], [2.0, 2.0, 2.0])]
+  weight = jnp.asarray([1.0, 2.0, 3.0], dtype)
+  first, n_first = _compiles(lambda: minimize(lambda x: loss(x, targets[0], weight), x0, bounds=(-1.0, 1.0)))
+  assert n_first > 0
+  for target in targets[1:]:
+    res, n = _compiles(lambda: minimize(lambda x: loss(x, target, weight), x0, bounds=(-1.0, 1.0)))
+    assert n == 0  # no compilation at all
+    # ... and the solve saw this closure's arrays: the same answer as a solve with them as args.
+    ref = minimize(loss, x0, args=(target, weight), bounds=(-1.0, 1.0))
+    np.testing.assert_array_equal(res.x, ref.x)
+    assert int(res.nit) == int(ref.nit)
+  # A partial computes the same as the lambdas: it reuses their solve too.
+  part, n = _compiles(lambda: minimize(functools.partial(loss, target=targets[1], weight=weight), x0,
+                                       bounds=(-1.0, 1.0)))
+  part2, n2 = _compiles(lambda: minimize(functools.partial(loss, target=targets[2], weight=weight), x0,
+                                         bounds=(-1.0, 1.0)))
+  assert n == n2 == 0
+  np.testing.assert_array_equal(part.x, minimize(loss, x0, args=(targets[1], weight), bounds=(-1.0, 1.0)).x)
+  assert not np.allclose(part.x, part2.x)  # each partial's arrays were used
+
+
+def test_a_changed_python_value_in_the_closure_recompiles():
+  # A Python number is part of fun's code (a literal in its jaxpr): a new
+  # value compiles anew, and is used.
+  x0 = jnp.zeros(2)
+  ends = []
+  for shift in (0.25, 0.5):
+    res, n = _compiles(lambda: minimize(lambda x: jnp.sum((x - shift) ** 2), x0))
+    assert n > 0
+    ends.append(float(res.x[0]))
+  np.testing.assert_allclose(ends, [0.25, 0.5], atol=1e-6)
+
+
+def test_a_rebound_global_array_is_seen_by_a_new_closure():
+  global _TARGET
+  x0 = jnp.zeros(2)
+  _TARGET = jnp.asarray([0.3, -0.3])
+  first = minimize(lambda x: jnp.sum((x - _TARGET) ** 2), x0)
+  _TARGET = jnp.asarray([-0.7, 0.7])
+  second, n = _compiles(lambda: minimize(lambda x: jnp.sum((x - _TARGET) ** 2), x0))
+  assert n == 0
+  np.testing.assert_allclose(first.x, [0.3, -0.3], atol=1e-6)
+  np.testing.assert_allclose(second.x, [-0.7, 0.7], atol=1e-6)
+
+
+def test_python_callbacks_and_custom_rules_are_keyed_by_the_function_object():
+  # The Python code of a pure_callback or a custom_jvp rule is not in the
+  # jaxpr's text: closures of the same code over different Python values must
+  # not share a compiled solve.
+  from jax_lbfgsb._fun_key import traced_fun
+
+  x0 = jnp.zeros(2)
+
+  def with_callback(shift):
+    def host(x):
+      return np.asarray(np.sum((x - shift) ** 2), x.dtype)
+
+    return lambda x: jax.pure_callback(host, jax.ShapeDtypeStruct((), x.dtype), x)
+
+  f1, c1 = traced_fun(with_callback(1.0), x0, ())
+  f2, c2 = traced_fun(with_callback(2.0), x0, ())
+  assert f1 != f2
+  assert float(f1(x0, *c1)) == 2.0 and float(f2(x0, *c2)) == 8.0
+
+  def with_rule(scale):
+    @jax.custom_jvp
+    def square(x):
+      return x**2
+
+    square.defjvp(lambda primals, tangents: (primals[0] ** 2, scale * primals[0] * tangents[0]))
+    return lambda x: jnp.sum(square(x))
+
+  g1, k1 = traced_fun(with_rule(2.0), x0, ())
+  g2, k2 = traced_fun(with_rule(4.0), x0, ())
+  assert g1 != g2
+  ones = jnp.ones(2)
+  np.testing.assert_allclose(jax.grad(lambda x: g2(x, *k2))(ones), [4.0, 4.0])
 
 
 # ---------------------------------------------------------------- termination
