@@ -272,10 +272,16 @@ def minimize(
   - the line search fails with an empty memory (``ABNORMAL``), or ``f``/``g``
     become NaN or inf.
 
-  ``fun`` is a static argument of the internal jit: calling again with the same
-  ``fun`` and new ``x0``, bounds, ``args`` or tolerances does not recompile
-  (``maxcor`` fixes array shapes, so a new ``maxcor`` does). ``minimize`` also
-  works inside :func:`jax.jit` and :func:`jax.vmap`.
+  The solve is compiled once per *code*: ``fun`` is traced to a jaxpr and the
+  compiled solve is keyed by that jaxpr's text and the input types, with the
+  arrays ``fun`` closes over (or reads from globals) passed in as traced
+  inputs. So new ``x0``, bounds, ``args`` or tolerances, and also a new
+  ``lambda`` or ``functools.partial`` of the same code over new arrays
+  (``minimize(lambda x: loss(x, batch), x0)`` in a loop), reuse it; a changed
+  Python number inside ``fun``, a new ``maxcor``, ``history`` or dtype
+  compiles anew. ``fun`` with a ``jax.pure_callback`` or a custom derivative
+  rule is keyed by the function object instead, as :func:`jax.jit` does.
+  ``minimize`` also works inside :func:`jax.jit` and :func:`jax.vmap`.
 
   :func:`jax.grad`, :func:`jax.jvp` and their compositions differentiate the
   result's ``x``, ``fun`` and ``jac`` with respect to ``args``, the bounds and
