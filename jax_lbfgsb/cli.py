@@ -17,7 +17,10 @@ activity, diagnosis), or JSON with ``--json``, and writes the plots with
   ``||x - x_prev||_2 <= eps (||x||_2 + 1)``; eps 1e-7, maxiter 4000, maxfun
   40000, m = min(n/2 + 1, 10), delta 0.01, kappa 0.9.
 
-Host-side only: argparse and printing live here, never on the jitted path.
+Compiled solves are kept in JAX's persistent compilation cache (see
+:func:`_compilation_cache`), so a repeated ``jax-lbfgsb solve NAME`` skips
+compilation. Host-side only: argparse and printing live here, never on the
+jitted path.
 Bad arguments exit with status 2 and an argparse-style one-line reason.
 """
 
@@ -356,9 +359,37 @@ def _glue_negative_vectors(argv: Sequence[str]) -> list[str]:
   return out
 
 
+def _compilation_cache() -> str | None:
+  """Turns on JAX's persistent compilation cache, so that solving the same
+  problem again skips compilation; returns its folder.
+
+  The folder is ``$JAX_LBFGSB_CACHE_DIR``, else ``$XDG_CACHE_HOME/jax_lbfgsb``
+  (``~/.cache/jax_lbfgsb``); ``JAX_LBFGSB_CACHE_DIR=`` (empty) turns it off, and
+  a cache that JAX was already given (``JAX_COMPILATION_CACHE_DIR``) is kept.
+  Library users get the same with one line before their first solve:
+  ``jax.config.update("jax_compilation_cache_dir", "/path/to/cache")``.
+  """
+  import os
+
+  import jax
+
+  if jax.config.jax_compilation_cache_dir:
+    return jax.config.jax_compilation_cache_dir
+  folder = os.environ.get("JAX_LBFGSB_CACHE_DIR")
+  if folder is None:
+    folder = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jax_lbfgsb")
+  if not folder:
+    return None
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)  # the solves, not small ops
+  return folder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point of the ``jax-lbfgsb`` console script."""
   args = _parser().parse_args(_glue_negative_vectors(sys.argv[1:] if argv is None else argv))
+  if args.command != "list":
+    _compilation_cache()
   return args.func(args.parser, args)
 
 

@@ -130,9 +130,11 @@ def test_progress_line_after_one_second():
 def test_demo_console_script(tmp_path):
   script = Path(sys.executable).with_name("jax-lbfgsb")
   command = [str(script)] if script.exists() else [sys.executable, "-m", "jax_lbfgsb.cli"]
+  cache = tmp_path / "cache"
   done = subprocess.run(command + ["demo"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_LBFGSB_CACHE_DIR": str(cache)})
   assert done.returncode == 0, done.stderr
+  assert any(cache.iterdir())  # the compiled solve went to the persistent cache
   out = done.stdout
   assert "RUNNING THE L-BFGS-B CODE" in out and "   N    Tit     Tnf" in out  # the iprint table
   for label in ("termination CONVERGED_FTOL", "message     CONVERGENCE", "f           6.0010163946",
