@@ -367,7 +367,9 @@ def _compilation_cache() -> str | None:
   (``~/.cache/jax_lbfgsb``); ``JAX_LBFGSB_CACHE_DIR=`` (empty) turns it off, and
   a cache that JAX was already given (``JAX_COMPILATION_CACHE_DIR``) is kept.
   Library users get the same with one line before their first solve:
-  ``jax.config.update("jax_compilation_cache_dir", "/path/to/cache")``.
+  ``jax.config.update("jax_compilation_cache_dir", "/path/to/cache")``. JAX
+  does not cache programs with host callbacks: solves with ``--iprint`` (and
+  ``demo``, which prints the iprint table) compile every time.
   """
   import os
 

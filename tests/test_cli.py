@@ -130,11 +130,9 @@ def test_progress_line_after_one_second():
 def test_demo_console_script(tmp_path):
   script = Path(sys.executable).with_name("jax-lbfgsb")
   command = [str(script)] if script.exists() else [sys.executable, "-m", "jax_lbfgsb.cli"]
-  cache = tmp_path / "cache"
   done = subprocess.run(command + ["demo"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu", "JAX_LBFGSB_CACHE_DIR": str(cache)})
+                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert done.returncode == 0, done.stderr
-  assert any(cache.iterdir())  # the compiled solve went to the persistent cache
   out = done.stdout
   assert "RUNNING THE L-BFGS-B CODE" in out and "   N    Tit     Tnf" in out  # the iprint table
   for label in ("termination CONVERGED_FTOL", "message     CONVERGENCE", "f           6.0010163946",
@@ -158,3 +156,24 @@ def test_demo_without_matplotlib_says_how_to_get_the_plots(tmp_path, monkeypatch
   assert cli.main(["demo", "--out", str(tmp_path / "plots")]) == 0
   out = capsys.readouterr().out
   assert "nit         32" in out and 'pip install "jax-lbfgsb[plot]"' in out
+
+
+def test_compilation_cache_folder(tmp_path, monkeypatch):
+  # Where the CLI keeps compiled solves: JAX_LBFGSB_CACHE_DIR, else
+  # XDG_CACHE_HOME/jax_lbfgsb; empty turns it off; JAX's own setting wins.
+  import jax
+
+  saved = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)
+    monkeypatch.setenv("JAX_LBFGSB_CACHE_DIR", "")
+    assert cli._compilation_cache() is None and jax.config.jax_compilation_cache_dir is None
+    monkeypatch.delenv("JAX_LBFGSB_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cli._compilation_cache() == str(tmp_path / "jax_lbfgsb")
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax_lbfgsb")
+    monkeypatch.setenv("JAX_LBFGSB_CACHE_DIR", str(tmp_path / "mine"))
+    assert cli._compilation_cache() == str(tmp_path / "jax_lbfgsb")  # already set: kept
+  finally:
+    jax.config.update("jax_compilation_cache_dir", saved[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", saved[1])
