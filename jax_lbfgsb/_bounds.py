@@ -44,14 +44,42 @@ def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> Any:
     value = np.asarray([fill if v is None else v for v in value], dtype=np.float64)
   xp = jnp if isinstance(value, jax.Array) else np
   if np.ndim(value) == 0:
-    return xp.full((n,), value, dtype)
+    return xp.full((n,), _cast_inward(value, dtype, fill), dtype)
   if np.size(value) != n:
     raise ValueError(
         f"bounds: `{name}` has {np.size(value)} entries but x0 has {n}; give one"
         f" {name} bound per variable of x0, or a scalar to use for all."
     )
   arr = value if np.shape(value) == (n,) else xp.reshape(value, (n,))
-  return arr if arr.dtype == dtype else arr.astype(dtype)
+  return _cast_inward(arr, dtype, fill)
+
+
+def _cast_inward(value: Any, dtype: Any, fill: float) -> Any:
+  """``value`` as ``dtype``, rounded into the box where the cast is inexact: a
+  lower bound (``fill = -inf``) up, an upper bound down, so that a float32
+  ``x`` inside the cast box is inside the caller's float64 box."""
+  xp = jnp if isinstance(value, jax.Array) else np
+  value = xp.asarray(value)
+  cast = value.astype(dtype)
+  if cast.dtype == value.dtype:
+    return cast
+  back = cast.astype(value.dtype)
+  outside = back < value if fill < 0 else back > value
+  if xp is np:
+    return np.where(outside, np.nextafter(cast, np.asarray(-fill, dtype)), cast)
+  # The bound's derivative passes straight through (nextafter has no derivative rule).
+  flat = jax.lax.stop_gradient(cast)
+  return cast + jnp.where(outside, jnp.nextafter(flat, jnp.asarray(-fill, dtype)) - flat, 0.0)
+
+
+def _fix_crossed(l: Any, u: Any) -> tuple[Any, Any]:
+  """Where rounding inward crossed the bounds (a box narrower than the dtype's
+  spacing, e.g. a fixed variable at 0.1 in float32: no float32 lies inside),
+  both become the value just above the lower bound."""
+  xp = jnp if isinstance(l, jax.Array) or isinstance(u, jax.Array) else np
+  up = xp.nextafter(u if xp is np else jax.lax.stop_gradient(u), xp.asarray(np.inf, u.dtype))
+  crossed = (l > u) & (up == l)
+  return l, xp.where(crossed, l, u)
 
 
 def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> Any:
@@ -62,7 +90,7 @@ def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> An
   if value is None or (jax.tree_util.treedef_is_leaf(jax.tree.structure(value)) and jnp.ndim(value) == 0):
     n = sum(jnp.size(leaf) for leaf in jax.tree.leaves(x0))
     xp = jnp if isinstance(value, jax.Array) else np
-    return xp.full((n,), fill if value is None else value, dtype)
+    return xp.full((n,), fill if value is None else _cast_inward(value, dtype, fill), dtype)
   x_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(x0)]
   b_leaves = jax.tree_util.tree_leaves_with_path(value, is_leaf=lambda v: v is None)
   b_paths = [jax.tree_util.keystr(p) for p, _ in b_leaves]
@@ -83,7 +111,7 @@ def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> An
           f" leaf of x0 has shape {jnp.shape(leaf)}; use a scalar or the leaf's shape."
       )
     xp = jnp if isinstance(b, jax.Array) else np
-    parts.append(xp.broadcast_to(xp.asarray(b, dtype), jnp.shape(leaf)).ravel())
+    parts.append(xp.broadcast_to(_cast_inward(b, dtype, fill), jnp.shape(leaf)).ravel())
   return np.concatenate(parts) if all(isinstance(p, np.ndarray) for p in parts) else jnp.concatenate(parts)
 
 
@@ -115,6 +143,10 @@ def canonicalize_bounds(bounds: Any, x0: Any, dtype: Any) -> tuple[jax.Array, ja
   an array ``x0`` also a sequence of ``(lo, hi)`` pairs and an object with
   ``.lb`` and ``.ub`` such as ``scipy.optimize.Bounds``.
 
+  Bounds cast to a narrower dtype (float64 values for a float32 ``x0``) are
+  rounded inward (lower up, upper down), so that ``x`` inside them is inside
+  the bounds given.
+
   Raises:
     ValueError: on a size or structure mismatch (naming the leaf), NaN bounds,
       or (when the bounds are concrete) ``lower > upper``, naming the first
@@ -130,8 +162,8 @@ def canonicalize_bounds(bounds: Any, x0: Any, dtype: Any) -> tuple[jax.Array, ja
           "bounds: for a pytree x0, expected None or (lower, upper) with scalars"
           f" or pytrees shaped like x0; got {type(bounds).__name__}."
       )
-    l = _pytree_bound(lower, x0, dtype, -np.inf, "lower")
-    u = _pytree_bound(upper, x0, dtype, np.inf, "upper")
+    l, u = _fix_crossed(_pytree_bound(lower, x0, dtype, -np.inf, "lower"),
+                        _pytree_bound(upper, x0, dtype, np.inf, "upper"))
     _check_concrete(l, u)
     return l, u
   n = int(np.size(x0))
@@ -156,8 +188,7 @@ def canonicalize_bounds(bounds: Any, x0: Any, dtype: Any) -> tuple[jax.Array, ja
         + (f" of length {len(bounds)} for {n} variables" if hasattr(bounds, "__len__") else "")
         + "."
     )
-  l = _as_bound(lower, n, dtype, -np.inf, "lower")
-  u = _as_bound(upper, n, dtype, np.inf, "upper")
+  l, u = _fix_crossed(_as_bound(lower, n, dtype, -np.inf, "lower"), _as_bound(upper, n, dtype, np.inf, "upper"))
   _check_concrete(l, u)
   return l, u
 

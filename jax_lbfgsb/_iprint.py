@@ -100,7 +100,7 @@ class IprintPrinter:
                                  float(projg), float(f)))
       if self.iprint >= 1:
         lines += ["", f" F = {float(f):.17g}"]
-    lines += ["", _status.MESSAGES[code].split(".")[0]]
+    lines += ["", _status.TASKS[code]]
     if code == _status.Termination.ABNORMAL_LINE_SEARCH:
       lines += ["", " Line search cannot locate an adequate point after MAXLS",
                 "  function and gradient evaluations.", "  Previous x, f and g restored.",

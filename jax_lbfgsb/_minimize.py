@@ -187,7 +187,7 @@ def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
     x0_flat, options, warm = start
     fg = functools.partial(fun_and_grad, params=params)
     box = Box(l=l, u=u, fixed=l == u)
-    state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(warm, box, options)
+    state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(fg, warm, box, options)
     return run(fg, state, box, options, hooks)
 
   params = tuple(args)
@@ -375,6 +375,13 @@ def minimize(
       raise TypeError(
           f"x0{jax.tree_util.keystr(path)} must be a float array; got dtype {leaf.dtype}. Pass"
           " jnp.asarray(x0, dtype=jnp.float64) (with jax_enable_x64) or jnp.float32."
+      )
+  for path, leaf in jax.tree_util.tree_leaves_with_path(x0):
+    if not isinstance(leaf, jax.core.Tracer) and np.isnan(np.asarray(leaf)).any():
+      i = int(np.flatnonzero(np.isnan(np.asarray(leaf)).ravel())[0])
+      raise ValueError(
+          f"x0{jax.tree_util.keystr(path)} has NaN entries (the first at raveled index {i});"
+          " give a finite starting point inside the bounds."
       )
   if sum(leaf.size for leaf in leaves) == 0:
     raise ValueError("x0 is empty; minimize needs at least one variable.")

@@ -187,9 +187,9 @@ def _new_x_tests(s: LbfgsbState, box: Box, options: Options, halt) -> jax.Array:
   ).astype(jnp.int32)
 
 
-def _entry_tests(s: LbfgsbState, box: Box, options: Options) -> jax.Array:
+def _entry_tests(s: LbfgsbState, box: Box, options: Options, continuing=False) -> jax.Array:
   """Tests before the first pass: bounds, finiteness, then ``||proj g|| <= gtol`` (or, when
-  resuming after iterations, the tests of the last new iterate)."""
+  ``continuing`` a solve after iterations, the tests of the last new iterate)."""
   first = jnp.where(s.sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL, Termination.RUNNING)
   return jnp.where(
       jnp.any(box.l > box.u),
@@ -197,7 +197,7 @@ def _entry_tests(s: LbfgsbState, box: Box, options: Options) -> jax.Array:
       jnp.where(
           _nonfinite(s.f, s.g),
           Termination.NONFINITE,
-          jnp.where(s.nit > 0, _new_x_tests(s, box, options, False), first),
+          jnp.where(continuing & (s.nit > 0), _new_x_tests(s, box, options, False), first),
       ),
   ).astype(jnp.int32)
 
@@ -205,9 +205,15 @@ def _entry_tests(s: LbfgsbState, box: Box, options: Options) -> jax.Array:
 def init(
     fun_and_grad: FunAndGrad, x0: jax.Array, box: Box, options: Options, maxcor: int, hooks: Hooks = Hooks()
 ) -> LbfgsbState:
-  """Projects ``x0`` into the box, evaluates ``f`` and ``g`` and runs the initial test ``||proj g|| <= gtol``."""
-  x = project(x0, box.l, box.u)
+  """Projects ``x0`` into the box, evaluates ``f`` and ``g`` and runs the initial test ``||proj g|| <= gtol``.
+
+  A NaN in (a traced) ``x0`` ends the solve as ``NONFINITE`` at once, with the
+  NaN entries replaced by the point of the box nearest 0, so ``x`` is inside.
+  """
+  bad_x0 = jnp.isnan(x0)
+  x = project(jnp.where(bad_x0, 0.0, x0), box.l, box.u)
   f, g = fun_and_grad(x)
+  f = jnp.where(jnp.any(bad_x0), jnp.nan, f)
   sbgnrm = projected_gradient_norm(x, g, box.l, box.u)
   zero = _i32(0)
   history = None
@@ -235,9 +241,24 @@ def init(
   return state
 
 
-def resume(state: LbfgsbState, box: Box, options: Options) -> LbfgsbState:
-  """Continues a finished solve with its memory and counters (warm start) under new options."""
-  return state._replace(termination=_entry_tests(state, box, options))
+def resume(fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options) -> LbfgsbState:
+  """Continues a finished solve with its memory and counters (warm start) under new options.
+
+  ``fun``, its ``args`` or the bounds may differ from the solve that made
+  ``state``: ``f`` and ``g`` are evaluated again at ``x`` projected into the
+  box (one more evaluation). When nothing changed (same ``x``, ``f``, ``g``)
+  the solve continues as one longer solve would, with the tests of its last
+  iterate; otherwise it starts over from there, keeping the memory, with the
+  initial test ``||proj g|| <= gtol``.
+  """
+  x = project(state.x, box.l, box.u)
+  f, g = fun_and_grad(x)
+  same = jnp.all(x == state.x) & (f == state.f) & jnp.all(g == state.g)
+  state = state._replace(
+      x=x, f=f, g=g, fold=jnp.where(same, state.fold, f), nfev=state.nfev + 1,
+      sbgnrm=projected_gradient_norm(x, g, box.l, box.u),
+  )
+  return state._replace(termination=_entry_tests(state, box, options, continuing=same))
 
 
 class _LineSearch(NamedTuple):

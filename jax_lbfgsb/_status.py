@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Termination", "MESSAGES", "WARNFLAG", "message"]
+__all__ = ["Termination", "MESSAGES", "TASKS", "WARNFLAG", "message"]
 
 
 class Termination(enum.IntEnum):
@@ -34,70 +34,80 @@ class Termination(enum.IntEnum):
   CONVERGED_XTOL = 11  # ours: ||x_k - x_{k-1}||_2 <= xtol_rel (||x_k||_2 + 1)
 
 
-MESSAGES: dict[Termination, str] = {
-    Termination.RUNNING: "RUNNING: the solve has not terminated.",
+# One record per code: SciPy's task text (what SciPy and the iprint table
+# print), then the cause and a fix in plain words.
+_RECORDS: dict[Termination, tuple[str, str]] = {
+    Termination.RUNNING: ("RUNNING: the solve has not terminated", ""),
     Termination.CONVERGED_PGTOL: (
-        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL. The largest"
-        " component of the projected gradient is at most gtol: x satisfies"
-        " the first-order optimality conditions to that tolerance."
+        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
+        "The largest component of the projected gradient is at most gtol: x satisfies the "
+        "first-order optimality conditions to that tolerance."
     ),
     Termination.CONVERGED_FTOL: (
-        "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH. The last"
-        " iteration reduced f by at most ftol * max(|f|, |f_prev|, 1). This"
-        " also fires when f is tiny or badly scaled, or the last step made no"
-        " progress: if the projected gradient (see `jac`) is not small,"
-        " rescale f or lower ftol."
+        "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH",
+        "The last iteration reduced f by at most ftol * max(|f|, |f_prev|, 1). This also "
+        "fires when f is tiny or badly scaled, or the last step made no progress: if the "
+        "projected gradient (see `jac`) is not small, rescale f or lower ftol."
     ),
     Termination.MAXITER: (
-        "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT. The solve ran maxiter"
-        " iterations without meeting gtol or ftol; increase maxiter or start"
-        " closer to a solution."
+        "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT",
+        "The solve ran maxiter iterations without meeting gtol or ftol; increase maxiter "
+        "or start closer to a solution."
     ),
     Termination.MAXFUN: (
-        "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT. More than maxfun"
-        " evaluations of f and g were made (the limit is checked after each"
-        " iteration, so a line search can overshoot it); increase maxfun."
+        "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
+        "More than maxfun evaluations of f and g were made (the limit is checked after "
+        "each iteration, so a line search can overshoot it); increase maxfun."
     ),
     Termination.ABNORMAL_LINE_SEARCH: (
-        "ABNORMAL: the line search could not find a step that decreases f"
-        " enough within maxls evaluations, even along the steepest-descent"
-        " direction. Usually the gradient does not match f (check `fun`), or"
-        " f is noisy or not smooth at x."
+        "ABNORMAL: the line search could not find a step that decreases f enough within"
+        " maxls evaluations, even along the steepest-descent direction",
+        "Usually the gradient does not match f (check `fun`), or f is noisy or not smooth "
+        "at x."
     ),
     Termination.ABNORMAL_NOT_DESCENT: (
-        "ABNORMAL: the search direction is not a descent direction (g'd >= 0)"
-        " even along the projected steepest descent. Usually the gradient does"
-        " not match f, or rounding dominates at x."
+        "ABNORMAL: the search direction is not a descent direction (g'd >= 0) even along"
+        " the projected steepest descent",
+        "Usually the gradient does not match f, or rounding dominates at x."
     ),
     Termination.NONFINITE: (
-        "ERROR: f or its gradient is NaN or inf. The solve stopped and returns"
-        " the last iterate where both were finite; check `fun` for overflow,"
-        " log/sqrt of negative values or division by zero inside the bounds."
+        "ERROR: f or its gradient is NaN or inf",
+        "The solve stopped and returns the last iterate where both were finite; check "
+        "`fun` for overflow, log/sqrt of negative values or division by zero inside the "
+        "bounds."
     ),
     Termination.INVALID_BOUNDS: (
-        "ERROR: NO FEASIBLE SOLUTION. Some lower bound is greater than its"
-        " upper bound; fix `bounds` so that lower <= upper everywhere."
+        "ERROR: NO FEASIBLE SOLUTION",
+        "Some lower bound is greater than its upper bound; fix `bounds` so that lower <= "
+        "upper everywhere."
     ),
     Termination.PRECISION_LIMIT: (
-        "ABNORMAL: the line search could not decrease f beyond rounding error:"
-        " along the search direction the changes in f fell below the precision"
-        " of the floating-point type (common in float32). x is as accurate as"
-        " that precision allows; for tighter tolerances use float64"
-        " (jax_enable_x64) or rescale f and x."
+        "ABNORMAL: the line search could not decrease f beyond rounding error: along the"
+        " search direction the changes in f fell below the precision of the"
+        " floating-point type (common in float32)",
+        "x is as accurate as that precision allows; for tighter tolerances use float64 "
+        "(jax_enable_x64) or rescale f and x."
     ),
     Termination.CONVERGED_PGTOL_REL: (
-        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL_REL*(1+|F|). The"
-        " Euclidean norm of the projected gradient is at most pgtol_rel (1 + |f|)."
+        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL_REL*(1+|F|)",
+        "The Euclidean norm of the projected gradient is at most pgtol_rel (1 + |f|)."
     ),
     Termination.CONVERGED_XTOL: (
-        "CONVERGENCE: NORM OF STEP <= XTOL_REL*(1+||X||). The last step moved x"
-        " by at most xtol_rel (1 + ||x||) in Euclidean norm; if the projected"
-        " gradient is not small, the solve may have stalled rather than converged."
+        "CONVERGENCE: NORM OF STEP <= XTOL_REL*(1+||X||)",
+        "The last step moved x by at most xtol_rel (1 + ||x||) in Euclidean norm; if the "
+        "projected gradient is not small, the solve may have stalled rather than "
+        "converged."
     ),
     Termination.CALLBACK_HALT: (
-        "STOP: CALLBACK REQUESTED HALT. The callback returned True after this"
-        " iteration."
+        "STOP: CALLBACK REQUESTED HALT",
+        "The callback returned True after this iteration."
     ),
+}
+
+# SciPy's task text for each code (the iprint table's last line), and the full message.
+TASKS: dict[Termination, str] = {code: task for code, (task, _) in _RECORDS.items()}
+MESSAGES: dict[Termination, str] = {
+    code: f"{task}. {cause}" if cause else f"{task}." for code, (task, cause) in _RECORDS.items()
 }
 
 

@@ -53,20 +53,27 @@ def test_iprint_levels(capsys):
   assert out.count("LINE SEARCH") == int(res.nit)
 
 
-def test_iprint_under_jit_and_vmap(capsys):
-  dtype = jnp.float32  # float64 output: test_iprint_levels
-  solve = jax.jit(jax.vmap(lambda x0: minimize(rosen, x0, iprint=0)))
-  solve(jnp.stack([X0, X0 + 0.1]).astype(dtype))
+def test_iprint_under_jit_and_vmap_prints_each_lane_iteration_once(capsys):
+  # float32 here (float64 output: test_iprint_levels); unconstrained.
+  x0s = jnp.stack([X0, X0 * 0.5]).astype(jnp.float32)
+  batch = jax.jit(jax.vmap(lambda x0: minimize(rosen, x0, iprint=1)))(x0s)
   jax.effects_barrier()
   out = capsys.readouterr().out
   assert out.count("RUNNING THE L-BFGS-B CODE") == 2 and out.count("Tit   =") == 2
   assert " This problem is unconstrained." in out
-
-
-def test_iprint_under_vmap_prints_each_lane_iteration_once(capsys):
-  x0s = jnp.stack([X0, X0 * 0.5])
-  batch = jax.vmap(lambda x0: minimize(rosen, x0, bounds=(-1.5, 0.8), iprint=1))(x0s)
-  jax.effects_barrier()
-  out = capsys.readouterr().out
   lines = [line for line in out.splitlines() if line.startswith("At iterate")]
   assert len(lines) == 2 + int(batch.nit[0]) + int(batch.nit[1])  # iterate 0 of each lane, then each iteration
+
+
+def test_last_line_is_the_whole_task_text_for_every_code(capsys):
+  # The final line is SciPy's task text in full ("STOP: TOTAL NO. OF ..." was
+  # once cut at its first period).
+  from jax_lbfgsb._iprint import IprintPrinter
+  from jax_lbfgsb._status import TASKS, Termination
+
+  res, out = _run(capsys, iprint=0, maxiter=3)
+  assert out.rstrip().endswith("STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT")
+  for code in Termination:
+    IprintPrinter(0).finish(2, 3, 4, 5, 0, 1, 1e-3, 1.5, int(code))
+    out = capsys.readouterr().out
+    assert TASKS[code] in out.splitlines(), code

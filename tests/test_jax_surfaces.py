@@ -102,7 +102,9 @@ def test_warm_start_continues_exactly(dtype):
   first = minimize(rosen, x0, bounds=(-1.5, 0.8), maxiter=20, history=60)
   assert int(first.nit) == 20 and int(first.termination) == Termination.MAXITER
   rest = minimize(rosen, first, bounds=(-1.5, 0.8), history=60)
-  assert (int(rest.nit), int(rest.nfev)) == (int(one.nit), int(one.nfev))
+  # One more evaluation: a warm start evaluates f and g again at x (fun, args
+  # or bounds may have changed); here nothing did, so the iterates go on.
+  assert (int(rest.nit), int(rest.nfev)) == (int(one.nit), int(one.nfev) + 1)
   assert int(rest.termination) == int(one.termination)
   np.testing.assert_array_equal(rest.x, one.x)
   np.testing.assert_array_equal(rest.history.x, one.history.x)
@@ -111,6 +113,31 @@ def test_warm_start_continues_exactly(dtype):
   hv = rest.hess_inv.matvec(v)
   assert hv.dtype == dtype
   np.testing.assert_allclose(hv, rest.hess_inv.todense() @ v, rtol=1e-4 if dtype == jnp.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("wrap, dtype", [("eager", jnp.float32), ("jit", jnp.float64)], ids=["eager-float32", "jit-float64"])
+def test_warm_start_with_new_bounds_or_args_solves_the_new_problem(wrap, dtype):
+  # A warm start is a new solve from the old x and memory: changed bounds or
+  # args must give the new problem's answer, not the old one's (issue 13).
+  def h(x, a):
+    return (x[0] - a) ** 2 + 10.0 * (x[1] - x[0]) ** 2
+
+  solve = lambda x0, a, lo, hi: minimize(h, x0, args=(a,), bounds=(lo, hi))  # noqa: E731
+  solve = jax.jit(solve) if wrap == "jit" else solve
+  one, wide = jnp.asarray(1.0, dtype), (jnp.full(2, -5.0, dtype), jnp.full(2, 5.0, dtype))
+  first = solve(jnp.zeros(2, dtype), one, *wide)
+  tol = 1e-3 if dtype == jnp.float32 else 1e-6
+  np.testing.assert_allclose(first.x, [1.0, 1.0], atol=tol)
+  # New bounds exclude the old solution: the minimizer over [2, 3] x [-5, 5] is (2, 2).
+  moved = solve(first, one, jnp.asarray([2.0, -5.0], dtype), jnp.asarray([3.0, 5.0], dtype))
+  np.testing.assert_allclose(moved.x, [2.0, 2.0], atol=tol)
+  np.testing.assert_allclose(moved.fun, 1.0, rtol=tol)
+  np.testing.assert_allclose(moved.fun, h(moved.x, one), rtol=1e-6)  # fun is f at the returned x
+  assert int(moved.nit) > int(first.nit)  # it iterated from the old x
+  # New args: the minimizer moves to (5, 5).
+  shifted = solve(first, jnp.asarray(5.0, dtype), *wide)
+  np.testing.assert_allclose(shifted.x, [5.0, 5.0], atol=tol * 5)
+  assert int(shifted.status) == 0 and float(shifted.fun) < tol
 
 
 def test_warm_start_under_jit_and_with_new_tolerances():
@@ -134,7 +161,9 @@ def test_history_records_the_trajectory(dtype):
   res = minimize(rosen, x0, bounds=(-1.5, 0.8), history=8)
   h = res.history
   assert h.x.shape == (8, 10) and h.f.dtype == dtype and h.nfev.dtype == jnp.int32
-  np.testing.assert_array_equal(h.x[0], x0.clip(-1.5, 0.8))
+  # x0 projected into the box; float64 bounds are rounded inward for float32 x.
+  upper = 0.8 if dtype == jnp.float64 else np.nextafter(np.float32(0.8), np.float32(0))
+  np.testing.assert_array_equal(h.x[0], x0.clip(-1.5, upper))
   assert int(h.nfev[0]) == 1 and float(h.stp[0]) == 0.0
   for k in range(1, 8):  # entry k is the iterate after k iterations
     res_k = minimize(rosen, x0, bounds=(-1.5, 0.8), maxiter=k)

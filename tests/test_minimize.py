@@ -88,6 +88,29 @@ def test_matrix_shaped_x0_keeps_its_shape():
 # ---------------------------------------------------------------- bad input
 
 
+@pytest.mark.parametrize("wrap", ["eager", "jit"])
+def test_float32_x_stays_inside_float64_bounds(wrap):
+  # float64 bounds that float32 cannot hold are rounded into the box (lower up,
+  # upper down), so the float32 x that ends on them is inside the caller's box.
+  # float32(0.7) < 0.7 and float32(0.1) > 0.1: nearest rounding would put x outside.
+  lower = np.array([0.7, -0.7, 0.3, 1 / 3])
+  upper = np.array([2.0, 0.1, 2.9, 1 / 3])  # the last variable is fixed
+  target = np.array([-5.0, 5.0, 1.1, 0.0])  # pushes x[0] onto its lower and x[1] onto its upper bound
+  fun = lambda x: jnp.sum((x - target.astype(np.float32)) ** 2)  # noqa: E731
+  solve = lambda lo, hi: minimize(fun, jnp.zeros(4, jnp.float32), bounds=(lo, hi))  # noqa: E731
+  if wrap == "jit":
+    res = jax.jit(solve)(jnp.asarray(lower), jnp.asarray(upper))
+  else:
+    res = solve(lower, upper)
+  x = np.asarray(res.x).astype(np.float64)
+  assert res.x.dtype == jnp.float32
+  assert np.all(x[:3] >= lower[:3]) and np.all(x[:3] <= upper[:3]), x - np.clip(x, lower, upper)
+  assert res.x[0] == np.nextafter(np.float32(0.7), np.float32(1))  # on its bound, rounded up
+  assert res.x[1] == np.nextafter(np.float32(0.1), np.float32(0))  # on its bound, rounded down
+  # No float32 lies in [1/3, 1/3]: the fixed variable takes the one just above.
+  assert res.x[3] == np.float32(1 / 3) and x[3] - 1 / 3 < np.spacing(np.float32(1 / 3))
+
+
 def test_lower_greater_than_upper_names_the_index():
   with pytest.raises(ValueError, match=r"lower\[2\].*upper\[2\]"):
     minimize(rosen, jnp.zeros(4), bounds=(jnp.zeros(4), jnp.array([1.0, 1.0, -1.0, 1.0])))
@@ -149,8 +172,9 @@ def test_traced_invalid_bounds_give_a_status_code():
 def test_jit_matches_eager(dtype):
   x0 = jnp.asarray(X0, dtype)
   solve = jax.jit(lambda x0, lo, hi: minimize(rosen, x0, bounds=(lo, hi)))
-  res = solve(x0, jnp.full(4, -1.5, dtype), jnp.full(4, 0.8, dtype))
-  ref = minimize(rosen, x0, bounds=(-1.5, 0.8))
+  lo, hi = jnp.full(4, -1.5, dtype), jnp.full(4, 0.8, dtype)  # the same bounds, in x's dtype, for both
+  res = solve(x0, lo, hi)
+  ref = minimize(rosen, x0, bounds=(lo, hi))
   np.testing.assert_array_equal(res.x, ref.x)
   assert int(res.nit) == int(ref.nit) and int(res.nfev) == int(ref.nfev)
   assert res.x.dtype == dtype and res.fun.dtype == dtype and res.jac.dtype == dtype
@@ -391,6 +415,18 @@ def test_nan_stops_at_last_finite_iterate():
 def test_nan_at_x0():
   res = minimize(lambda x: jnp.sum(jnp.log(x)), -jnp.ones(2))
   assert int(res.termination) == Termination.NONFINITE and int(res.nit) == 0
+
+
+def test_nan_in_x0():
+  # Concrete: an error naming x0. Traced: NONFINITE at once, x inside the box.
+  dtype = jnp.float32
+  x0 = jnp.asarray([0.5, np.nan, 0.2], dtype)
+  with pytest.raises(ValueError, match=r"x0 has NaN entries \(the first at raveled index 1\)"):
+    minimize(shifted_quadratic, x0, args=(jnp.zeros(3, dtype),), bounds=(0.1, 0.9))
+  res = jax.jit(lambda z: minimize(shifted_quadratic, z, args=(jnp.zeros(3, dtype),), bounds=(0.1, 0.9)))(x0)
+  assert int(res.termination) == Termination.NONFINITE and int(res.nit) == 0
+  x = np.asarray(res.x)
+  assert np.all(np.isfinite(x)) and np.all((x.astype(np.float64) >= 0.1) & (x.astype(np.float64) <= 0.9))
 
 
 def test_abnormal_line_search_with_wrong_gradient():
