@@ -124,6 +124,13 @@ def _check_concrete(l: jax.Array, u: jax.Array) -> None:
     if np.isnan(arr).any():
       i = int(np.flatnonzero(np.isnan(arr))[0])
       raise ValueError(f"bounds: `{name}`[{i}] is NaN; use -inf/inf (or None) for no bound.")
+  for name, arr, sign in (("lower", l_np, np.inf), ("upper", u_np, -np.inf)):
+    if (arr == sign).any():
+      i = int(np.flatnonzero(arr == sign)[0])
+      raise ValueError(
+          f"bounds: `{name}`[{i}] is {sign}, which no x can satisfy; use"
+          f" {-sign} (or None) for no bound."
+      )
   bad = np.flatnonzero(l_np > u_np)
   if bad.size:
     i = int(bad[0])
@@ -194,8 +201,13 @@ def canonicalize_bounds(bounds: Any, x0: Any, dtype: Any) -> tuple[jax.Array, ja
 
 
 def project(x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
-  """Projection onto the box ``[l, u]`` (``active`` in the reference)."""
-  return jnp.minimum(jnp.maximum(x, l), u)
+  """Projection onto the box ``[l, u]`` (``active`` in the reference).
+
+  A bound that no ``x`` satisfies (NaN, a lower bound at +inf, an upper bound
+  at -inf: traced, they end the solve as ``INVALID_BOUNDS``) leaves ``x`` as
+  it is on that side, so ``x`` stays finite.
+  """
+  return jnp.where((x < l) & (l < jnp.inf), l, jnp.where((x > u) & (u > -jnp.inf), u, x))
 
 
 def projected_gradient(x: jax.Array, g: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:

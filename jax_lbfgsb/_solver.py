@@ -191,8 +191,11 @@ def _entry_tests(s: LbfgsbState, box: Box, options: Options, continuing=False) -
   """Tests before the first pass: bounds, finiteness, then ``||proj g|| <= gtol`` (or, when
   ``continuing`` a solve after iterations, the tests of the last new iterate)."""
   first = jnp.where(s.sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL, Termination.RUNNING)
+  # Traced bad bounds (concrete ones raise in canonicalize_bounds): lower > upper,
+  # NaN, a lower bound at +inf or an upper bound at -inf.
+  invalid = jnp.any(~(box.l <= box.u) | (box.l == jnp.inf) | (box.u == -jnp.inf))
   return jnp.where(
-      jnp.any(box.l > box.u),
+      invalid,
       Termination.INVALID_BOUNDS,
       jnp.where(
           _nonfinite(s.f, s.g),
@@ -262,7 +265,7 @@ def resume(fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Opti
 
 
 class _LineSearch(NamedTuple):
-  x: jax.Array  # last evaluated point and its f, g, g'd
+  x: jax.Array  # last evaluated point with finite f and g, its f, g, g'd
   f: jax.Array
   g: jax.Array
   gd: jax.Array
@@ -272,7 +275,8 @@ class _LineSearch(NamedTuple):
   nfev: jax.Array
   done: jax.Array
   failed: jax.Array
-  nonfinite: jax.Array
+  bad: jax.Array  # the shortest step where f or g was NaN or inf (inf: none)
+  nonfinite: jax.Array  # every trial point so far had NaN or inf in f or g
 
 
 def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, constrained, boxed, skip):
@@ -297,19 +301,28 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     xt = lnsrlb_trial_point(x, d, z, ls.stp, box.l, box.u)
     f, g = fun_and_grad(xt)
     gd = jnp.vdot(g, d)
-    nonfinite = _nonfinite(f, g)
-    new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, ftol=options.ls_ftol, gtol=options.ls_gtol, stpmax=stpmax)
-    done = (ds.task != FG) | nonfinite
+    # A trial where f or g is NaN or inf is not shown to dcsrch: the step is
+    # halved toward the best point so far, and later steps stay below it.
+    nonfinite = _nonfinite(f, g) | ~jnp.isfinite(gd)
+    bad = jnp.where(nonfinite, jnp.minimum(ls.bad, ls.stp), ls.bad)
+    new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, ftol=options.ls_ftol, gtol=options.ls_gtol,
+                              stpmax=jnp.minimum(stpmax, bad))
+    new_stp = jnp.where(nonfinite, ls.dcsrch.stx + 0.5 * (ls.stp - ls.dcsrch.stx), new_stp)
+    ds = jax.tree.map(lambda old, new: jnp.where(nonfinite, old, new), ls.dcsrch, ds)
+    done = (ds.task != FG) & ~nonfinite
     ifun = jnp.where(done, ls.ifun, ls.ifun + 1)
+    failed = ~done & (ifun - 1 >= options.maxls)
+    keep = lambda old, new: jnp.where(nonfinite, old, new)  # noqa: E731
     return _LineSearch(
-        x=xt, f=f, g=g, gd=gd, stp=new_stp, dcsrch=ds, ifun=ifun, nfev=ls.nfev + 1,
-        done=done, failed=~done & (ifun - 1 >= options.maxls), nonfinite=nonfinite,
+        x=keep(ls.x, xt), f=keep(ls.f, f), g=keep(ls.g, g), gd=keep(ls.gd, gd), stp=new_stp, dcsrch=ds,
+        ifun=ifun, nfev=ls.nfev + 1, done=done, failed=failed, bad=bad,
+        nonfinite=nonfinite & ((ls.nfev == 0) | ls.nonfinite),
     )
 
   init_ls = _LineSearch(
       x=x, f=state.f, g=state.g, gd=gd0, stp=stp, dcsrch=dcsrch_init(state.f, gd0, stp, 0.0, stpmax),
       ifun=_i32(1), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
-      nonfinite=jnp.zeros((), bool),
+      bad=jnp.asarray(jnp.inf, dtype), nonfinite=jnp.zeros((), bool),
   )
   return packed_while_loop(cond, body, init_ls), gd0
 
@@ -372,8 +385,8 @@ def step(
   d = sub.z - state.x
   ls, gdold = _line_search(fun_and_grad, state, d, sub.z, box, options, constrained, boxed, direction_failed)
   searched = ~direction_failed
-  failed = searched & ls.failed & ~ls.nonfinite
-  accepted = searched & ls.done & ~ls.nonfinite
+  failed = searched & ls.failed
+  accepted = searched & ls.done
   empty = memory.col == 0
   # A search that shrank the step until f's changes were lost in rounding
   # failed for lack of precision, not for a wrong gradient.
@@ -398,8 +411,11 @@ def step(
   termination = jnp.where(
       direction_failed, state.termination,
       jnp.where(
-          ls.nonfinite, Termination.NONFINITE,
-          jnp.where(failed, jnp.where(empty, abnormal, Termination.RUNNING), _new_x_tests(s, box, options, False)),
+          failed,
+          # No finite point along steepest descent: NONFINITE; else a failed
+          # search is ABNORMAL with an empty memory and a restart otherwise.
+          jnp.where(empty, jnp.where(ls.nonfinite, Termination.NONFINITE, abnormal), Termination.RUNNING),
+          _new_x_tests(s, box, options, False),
       ),
   ).astype(jnp.int32)
   history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)

@@ -78,8 +78,9 @@ _RECORDS: dict[Termination, tuple[str, str]] = {
     ),
     Termination.INVALID_BOUNDS: (
         "ERROR: NO FEASIBLE SOLUTION",
-        "Some lower bound is greater than its upper bound; fix `bounds` so that lower <= "
-        "upper everywhere."
+        "Some lower bound is greater than its upper bound, or a bound is NaN, a lower "
+        "bound +inf or an upper bound -inf; fix `bounds` so that lower <= upper everywhere "
+        "(-inf and inf for no bound). x is x0, projected where the bounds allow."
     ),
     Termination.PRECISION_LIMIT: (
         "ABNORMAL: the line search could not decrease f beyond rounding error: along the"

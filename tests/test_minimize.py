@@ -412,9 +412,51 @@ def test_nan_stops_at_last_finite_iterate():
   assert res.message.startswith("ERROR: f or its gradient is NaN or inf")
 
 
+@pytest.mark.parametrize("wrap, dtype", [("eager", jnp.float32), ("jit", jnp.float64)], ids=["eager-float32", "jit-float64"])
+def test_nan_trial_point_shortens_the_step(wrap, dtype):
+  # The first trial steps to x < 0, where log is NaN: the search halves the
+  # step instead of ending the solve (SciPy reaches 2 too).
+  fun = lambda x: jnp.sum(x - 2 * jnp.log(x))  # noqa: E731
+  solve = lambda x0: minimize(fun, x0)  # noqa: E731
+  res = (jax.jit(solve) if wrap == "jit" else solve)(jnp.full(3, 10.0, dtype))
+  assert int(res.termination) in (Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL)
+  np.testing.assert_allclose(res.x, 2.0, rtol=1e-4 if dtype == jnp.float32 else 1e-6)
+
+
+def test_nonfinite_when_no_finite_point_lies_along_the_direction():
+  # f is finite at x0 only: every trial of the search (with B = I) is NaN.
+  x0 = jnp.asarray([1.0, 2.0])
+  res = minimize(lambda x: jnp.where(jnp.all(x == x0), jnp.sum(x**2), jnp.nan), x0, maxls=10)
+  assert int(res.termination) == Termination.NONFINITE and int(res.nit) == 0
+  assert int(res.nfev) == 1 + 10  # x0, then maxls trials, each half the step of the one before
+  np.testing.assert_array_equal(res.x, x0)
+
+
 def test_nan_at_x0():
   res = minimize(lambda x: jnp.sum(jnp.log(x)), -jnp.ones(2))
   assert int(res.termination) == Termination.NONFINITE and int(res.nit) == 0
+
+
+UNSATISFIABLE = {  # (lower, upper): a NaN, a lower bound at +inf, an upper bound at -inf
+    "nan": ([0.0, np.nan, 0.0], [1.0, 1.0, 1.0]),
+    "lower_inf": ([0.0, np.inf, 0.0], [1.0, np.inf, 1.0]),
+    "upper_minus_inf": ([0.0, 0.0, 0.0], [1.0, 1.0, -np.inf]),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unsatisfiable_bounds(dtype):
+  # Concrete: an error naming the bound. Traced: INVALID_BOUNDS, x finite.
+  x0, a = jnp.full(3, 0.5, dtype), jnp.zeros(3, dtype)
+  for lower, upper in UNSATISFIABLE.values():
+    with pytest.raises(ValueError, match=r"bounds: `(lower|upper)`\[(1|2)\] is"):
+      minimize(shifted_quadratic, x0, args=(a,), bounds=(np.asarray(lower), np.asarray(upper)))
+  lowers, uppers = (jnp.asarray([b[k] for b in UNSATISFIABLE.values()], dtype) for k in (0, 1))
+  batch = jax.jit(jax.vmap(lambda lo, hi: minimize(shifted_quadratic, x0, args=(a,), bounds=(lo, hi))))(lowers, uppers)
+  np.testing.assert_array_equal(batch.termination, Termination.INVALID_BOUNDS)
+  np.testing.assert_array_equal(batch.nit, 0)
+  assert np.all(np.isfinite(np.asarray(batch.x)))
+  assert all("a bound is NaN" in m for m in batch.message)
 
 
 def test_nan_in_x0():
