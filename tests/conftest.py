@@ -3,6 +3,7 @@
 import os
 
 import jax
+import pytest
 
 # The CLI's persistent compilation cache stays off in tests run in-process
 # (tests/test_cli.py turns it on for its console-script run, in a temp folder).
@@ -20,3 +21,11 @@ if os.environ.get("JAX_LBFGSB_TEST_EMITTERS", "classic") == "classic":
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """JAX's caches are emptied after each test file, so that a test process
+  does not hold every program compiled in the run (peak memory)."""
+  yield
+  jax.clear_caches()
