@@ -82,7 +82,7 @@ class OptimizeResult(NamedTuple):
     return np.vectorize(_status.message, otypes=[object])(codes)
 
 
-def _check_options(maxcor, maxls, ftol, gtol, history, unknown: dict) -> None:
+def _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history, unknown: dict) -> None:
   if unknown:
     hints = []
     for name in unknown:
@@ -99,6 +99,9 @@ def _check_options(maxcor, maxls, ftol, gtol, history, unknown: dict) -> None:
   for name, value, low in (("maxls", maxls, 1), ("ftol", ftol, 0), ("gtol", gtol, 0)):
     if not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0 and not value >= low:
       raise ValueError(f"{name} must be >= {low}; got {value!r}.")
+  for name, value in (("maxiter", maxiter), ("maxfun", maxfun), ("maxls", maxls)):
+    if not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0 and float(value) != int(value):
+      raise ValueError(f"{name} must be a whole number; got {value!r}.")
 
 
 def _check_line_search(ls_ftol, ls_gtol) -> None:
@@ -161,7 +164,11 @@ class _HostCallback:
         x=jax.tree.map(np.asarray, self._unravel(x)), fun=float(f), jac=jax.tree.map(np.asarray, self._unravel(g)),
         nit=int(nit), nfev=int(nfev),
     )
-    return np.asarray(bool(self.callback(result)))
+    try:
+      halt = self.callback(result)
+    except StopIteration:  # as SciPy: raising StopIteration halts the solve
+      halt = True
+    return np.asarray(bool(halt))
 
   def __hash__(self):
     return hash((self.callback, jax.tree.structure(self.like), tuple(
@@ -307,7 +314,8 @@ def minimize(
       for no bound), arrays shaped like ``x0``, or pytrees with the structure
       of ``x0``; for an array ``x0`` also a sequence of ``(lo, hi)`` pairs, one
       per variable, or an object with ``.lb`` and ``.ub`` (``scipy.optimize.Bounds``).
-    args: extra arguments passed to ``fun`` (may be traced).
+    args: extra arguments passed to ``fun`` (may be traced); a single
+      non-tuple value is passed as one argument, as in SciPy.
     jac: whether ``fun`` returns ``(f, grad f)`` itself.
     maxcor: number of correction pairs kept (``m``).
     ftol: relative reduction tolerance (SciPy's ``ftol = factr * eps``).
@@ -317,8 +325,8 @@ def minimize(
     maxls: maximum number of evaluations in one line search.
     callback: ``callback(intermediate_result) -> bool | None``, called on the
       host after each iteration with an :class:`IntermediateResult`; returning
-      ``True`` stops the solve (``STOP: CALLBACK REQUESTED HALT``). When None,
-      no host callback is in the graph.
+      a true value or raising ``StopIteration`` stops the solve (``STOP:
+      CALLBACK REQUESTED HALT``). When None, no host callback is in the graph.
     history: record the first ``history`` iterates in ``result.history``
       (fixed-size arrays, no host callbacks; costs ``history * n`` floats).
     iprint: progress output of the Fortran L-BFGS-B v3.0 (which SciPy
@@ -358,7 +366,9 @@ def minimize(
     16(5), 1995. Morales and Nocedal, `Remark on "Algorithm 778"
     <https://doi.org/10.1145/2049662.2049669>`_, ACM TOMS 38(1), 2011.
   """
-  _check_options(maxcor, maxls, ftol, gtol, history, unknown)
+  _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history, unknown)
+  if not isinstance(args, tuple):  # as SciPy: a single extra argument
+    args = (args,)
   _check_line_search(ls_ftol, ls_gtol)
   warm = None
   if isinstance(x0, OptimizeResult):

@@ -152,6 +152,32 @@ def test_negative_ftol():
     minimize(rosen, jnp.zeros(4), ftol=-1.0)
 
 
+@pytest.mark.parametrize("name", ["maxiter", "maxfun", "maxls"])
+def test_fractional_limits_raise(name):
+  with pytest.raises(ValueError, match=f"{name} must be a whole number; got 3.7"):
+    minimize(rosen, jnp.zeros(4), **{name: 3.7})
+
+
+def test_a_single_non_tuple_arg_is_one_argument():
+  a = jnp.asarray(0.25)
+  one = minimize(shifted_quadratic, jnp.zeros(3), args=a)
+  np.testing.assert_array_equal(one.x, minimize(shifted_quadratic, jnp.zeros(3), args=(a,)).x)
+  np.testing.assert_allclose(one.x, 0.25, atol=1e-6)
+
+
+def test_callback_raising_stop_iteration_halts():
+  # As in SciPy; the host side of the callback turns it into a halt (True).
+  from jax_lbfgsb._minimize import _HostCallback
+
+  def callback(result):
+    raise StopIteration
+
+  host = _HostCallback(callback, jax.ShapeDtypeStruct((2,), jnp.float64))
+  x = np.zeros(2)
+  assert bool(host(True, x, 1.0, x, 1, 2)) is True
+  assert bool(host(False, x, 1.0, x, 1, 2)) is False  # not a new iterate: not called
+
+
 def test_unknown_option_raises_with_suggestion():
   with pytest.raises(TypeError, match=r"`max_corr` \(did you mean `maxcor`\?\)"):
     minimize(rosen, jnp.zeros(4), max_corr=5)
