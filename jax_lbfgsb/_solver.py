@@ -265,8 +265,8 @@ def resume(fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Opti
 
 
 class _LineSearch(NamedTuple):
-  x: jax.Array  # last evaluated point with finite f and g, its f, g, g'd
-  f: jax.Array
+  x: jax.Array  # last evaluated point and its g, g'd (read only once accepted: then finite)
+  f: jax.Array  # f there, or the last finite one (the failed search's rounding test reads it)
   g: jax.Array
   gd: jax.Array
   stp: jax.Array  # the step to evaluate next, or the accepted one once done
@@ -312,9 +312,8 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     done = (ds.task != FG) & ~nonfinite
     ifun = jnp.where(done, ls.ifun, ls.ifun + 1)
     failed = ~done & (ifun - 1 >= options.maxls)
-    keep = lambda old, new: jnp.where(nonfinite, old, new)  # noqa: E731
     return _LineSearch(
-        x=keep(ls.x, xt), f=keep(ls.f, f), g=keep(ls.g, g), gd=keep(ls.gd, gd), stp=new_stp, dcsrch=ds,
+        x=xt, f=jnp.where(nonfinite, ls.f, f), g=g, gd=gd, stp=new_stp, dcsrch=ds,
         ifun=ifun, nfev=ls.nfev + 1, done=done, failed=failed, bad=bad,
         nonfinite=nonfinite & ((ls.nfev == 0) | ls.nonfinite),
     )
