@@ -249,17 +249,24 @@ def resume(fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Opti
 
   ``fun``, its ``args`` or the bounds may differ from the solve that made
   ``state``: ``f`` and ``g`` are evaluated again at ``x`` projected into the
-  box (one more evaluation). When nothing changed (same ``x``, ``f``, ``g``)
-  the solve continues as one longer solve would, with the tests of its last
-  iterate; otherwise it starts over from there, keeping the memory, with the
-  initial test ``||proj g|| <= gtol``.
+  box (one more evaluation). When nothing changed (the same ``x``, and ``f``
+  and ``g`` equal to rounding: this evaluation may be compiled differently
+  from the loop's) the solve continues exactly as one longer solve would,
+  with the stored ``f``, ``g`` and the tests of its last iterate; otherwise
+  it starts over from there, keeping the memory, with the initial test
+  ``||proj g|| <= gtol``.
   """
   x = project(state.x, box.l, box.u)
   f, g = fun_and_grad(x)
-  same = jnp.all(x == state.x) & (f == state.f) & jnp.all(g == state.g)
+  tol = 8.0 * jnp.finfo(x.dtype).eps
+  same = (
+      jnp.all(x == state.x)
+      & (jnp.abs(f - state.f) <= tol * jnp.maximum(jnp.abs(f), jnp.abs(state.f)))
+      & (jnp.max(jnp.abs(g - state.g)) <= tol * jnp.maximum(jnp.max(jnp.abs(g)), jnp.max(jnp.abs(state.g))))
+  )
   state = state._replace(
-      x=x, f=f, g=g, fold=jnp.where(same, state.fold, f), nfev=state.nfev + 1,
-      sbgnrm=projected_gradient_norm(x, g, box.l, box.u),
+      x=x, f=jnp.where(same, state.f, f), g=jnp.where(same, state.g, g), fold=jnp.where(same, state.fold, f),
+      nfev=state.nfev + 1, sbgnrm=jnp.where(same, state.sbgnrm, projected_gradient_norm(x, g, box.l, box.u)),
   )
   return state._replace(termination=_entry_tests(state, box, options, continuing=same))
 
