@@ -113,10 +113,11 @@ def traced_fun(fun: Callable[..., Any], x0: Any, args: tuple) -> tuple[TracedFun
   closed, out_shape = jax.make_jaxpr(fun, return_shape=True)(x0, *args)
   out_tree = jax.tree.structure(out_shape)
   text = hashlib.sha256(str(closed.jaxpr).encode()).hexdigest()
-  key = (text, types, out_tree, object() if _has_opaque(closed.jaxpr) else None)
-  traced = _CANONICAL.setdefault(key, TracedFun(key, closed.jaxpr, out_tree, 1 + len(args)))
-  if key[-1] is not None:
-    del _CANONICAL[key]  # unique to this fun: kept alive by _SEEN (and the jit's cache) only
+  opaque = _has_opaque(closed.jaxpr)
+  key = (text, types, out_tree, object() if opaque else None)
+  traced = TracedFun(key, closed.jaxpr, out_tree, 1 + len(args))
+  if not opaque:  # an opaque key is unique to this fun: kept alive by _SEEN (and the jit's cache) only
+    traced = _CANONICAL.setdefault(key, traced)
   consts = list(closed.consts)
   # Tracers of an enclosing transformation must not outlive it.
   if not any(isinstance(c, jax.core.Tracer) for c in consts):

@@ -387,8 +387,9 @@ def minimize(
           " jnp.asarray(x0, dtype=jnp.float64) (with jax_enable_x64) or jnp.float32."
       )
   for path, leaf in jax.tree_util.tree_leaves_with_path(x0):
-    if not isinstance(leaf, jax.core.Tracer) and np.isnan(np.asarray(leaf)).any():
-      i = int(np.flatnonzero(np.isnan(np.asarray(leaf)).ravel())[0])
+    nan = None if isinstance(leaf, jax.core.Tracer) else np.flatnonzero(np.isnan(np.asarray(leaf)))
+    if nan is not None and nan.size:
+      i = int(nan[0])
       raise ValueError(
           f"x0{jax.tree_util.keystr(path)} has NaN entries (the first at raveled index {i});"
           " give a finite starting point inside the bounds."
@@ -417,5 +418,5 @@ def minimize(
   hooks = Hooks(history=int(history), callback=host_callback, printer=printer)
   # Keyed by fun's jaxpr, not its identity: a new closure of the same code
   # reuses the compiled solve, with the arrays it closes over as inputs.
-  traced, consts = traced_fun(fun, x0, tuple(args))
+  traced, consts = traced_fun(fun, x0, args)
   return _result(*_solve_jit(traced, bool(jac), int(maxcor), hooks, x0, l, u, (*args, *consts), options, warm))
