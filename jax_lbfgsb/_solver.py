@@ -159,6 +159,11 @@ def _nonfinite(f: jax.Array, g: jax.Array) -> jax.Array:
   return ~(jnp.isfinite(f) & jnp.all(jnp.isfinite(g)))
 
 
+def _rounding(f: jax.Array) -> jax.Array:
+  """Changes of ``f`` this small may be rounding error: ``16 eps max(|f|, 1)``."""
+  return 16.0 * jnp.finfo(f.dtype).eps * jnp.maximum(jnp.abs(f), 1.0)
+
+
 _NOWHERE = jnp.iinfo(jnp.int32).max  # a history index that is always dropped
 
 
@@ -185,6 +190,15 @@ def _new_x_tests(s: LbfgsbState, box: Box, options: Options, halt) -> jax.Array:
        Termination.CONVERGED_FTOL, Termination.CONVERGED_PGTOL_REL, Termination.CONVERGED_XTOL],
       Termination.RUNNING,
   ).astype(jnp.int32)
+
+
+def _accepted_tests(s: LbfgsbState, box: Box, options: Options, mismatch) -> jax.Array:
+  """The tests at a new iterate, where a search that only found ``f`` rising against
+  the gradient's prediction (accepted by ``dcsrch`` on rounding) stops as
+  ``INCONSISTENT_GRADIENT`` instead of running on or calling that convergence."""
+  code = _new_x_tests(s, box, options, False)
+  stalled = (code == Termination.RUNNING) | (code == Termination.CONVERGED_FTOL) | (code == Termination.CONVERGED_XTOL)
+  return jnp.where(mismatch & stalled, Termination.INCONSISTENT_GRADIENT, code).astype(jnp.int32)
 
 
 def _entry_tests(s: LbfgsbState, box: Box, options: Options, continuing=False) -> jax.Array:
@@ -284,6 +298,8 @@ class _LineSearch(NamedTuple):
   failed: jax.Array
   bad: jax.Array  # the shortest step where f or g was NaN or inf (inf: none)
   nonfinite: jax.Array  # every trial point so far had NaN or inf in f or g
+  rose: jax.Array  # some trial raised f beyond rounding where g predicted a fall beyond it
+  fell: jax.Array  # some trial lowered f beyond rounding
 
 
 def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, constrained, boxed, skip):
@@ -300,6 +316,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   # stpmx can fall an ulp below 1 although x + d = z is feasible; keep z as the first trial.
   stpmax = jnp.maximum(stpmx, stp)
   gd0 = jnp.vdot(state.g, d)
+  noise = _rounding(state.f)
 
   def cond(ls: _LineSearch):
     return ~(ls.done | ls.failed)
@@ -317,18 +334,24 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     new_stp = jnp.where(nonfinite, ls.dcsrch.stx + 0.5 * (ls.stp - ls.dcsrch.stx), new_stp)
     ds = jax.tree.map(lambda old, new: jnp.where(nonfinite, old, new), ls.dcsrch, ds)
     done = (ds.task != FG) & ~nonfinite
+    # The gradient's prediction of f(stp) - f(0), by the trapezoid rule over
+    # g'd at both ends (exact for a quadratic), against the change seen.
+    change, predicted = f - state.f, 0.5 * ls.stp * (gd0 + gd)
     ifun = jnp.where(done, ls.ifun, ls.ifun + 1)
     failed = ~done & (ifun - 1 >= options.maxls)
     return _LineSearch(
         x=xt, f=jnp.where(nonfinite, ls.f, f), g=g, gd=gd, stp=new_stp, dcsrch=ds,
         ifun=ifun, nfev=ls.nfev + 1, done=done, failed=failed, bad=bad,
         nonfinite=nonfinite & ((ls.nfev == 0) | ls.nonfinite),
+        rose=ls.rose | (~nonfinite & (change > noise) & (predicted < -noise)),
+        fell=ls.fell | (~nonfinite & (change < -noise)),
     )
 
   init_ls = _LineSearch(
       x=x, f=state.f, g=state.g, gd=gd0, stp=stp, dcsrch=dcsrch_init(state.f, gd0, stp, 0.0, stpmax),
       ifun=_i32(1), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
-      bad=jnp.asarray(jnp.inf, dtype), nonfinite=jnp.zeros((), bool),
+      bad=jnp.asarray(jnp.inf, dtype), nonfinite=jnp.zeros((), bool), rose=jnp.zeros((), bool),
+      fell=jnp.zeros((), bool),
   )
   return packed_while_loop(cond, body, init_ls), gd0
 
@@ -394,12 +417,17 @@ def step(
   failed = searched & ls.failed
   accepted = searched & ls.done
   empty = memory.col == 0
-  # A search that shrank the step until f's changes were lost in rounding
-  # failed for lack of precision, not for a wrong gradient.
-  rounding = jnp.abs(ls.f - state.f) <= 16.0 * eps * jnp.maximum(jnp.abs(state.f), 1.0)
-  abnormal = jnp.where(
-      gdold >= 0, Termination.ABNORMAL_NOT_DESCENT,
-      jnp.where(rounding, Termination.PRECISION_LIMIT, Termination.ABNORMAL_LINE_SEARCH),
+  # A search where f rose beyond rounding while the gradient predicted a fall
+  # beyond it, and never fell beyond rounding, says that g does not match f
+  # (for a smooth f and a consistent g, short enough steps fall as predicted).
+  # One that shrank the step until f's changes were lost in rounding failed for
+  # lack of precision.
+  mismatch = ls.rose & ~ls.fell
+  rounding = jnp.abs(ls.f - state.f) <= _rounding(state.f)
+  abnormal = jnp.select(
+      [gdold >= 0, mismatch, rounding],
+      [Termination.ABNORMAL_NOT_DESCENT, Termination.INCONSISTENT_GRADIENT, Termination.PRECISION_LIMIT],
+      Termination.ABNORMAL_LINE_SEARCH,
   )
 
   # 4. The new iterate and the stopping tests there. A failed search with a
@@ -421,7 +449,7 @@ def step(
           # No finite point along steepest descent: NONFINITE; else a failed
           # search is ABNORMAL with an empty memory and a restart otherwise.
           jnp.where(empty, jnp.where(ls.nonfinite, Termination.NONFINITE, abnormal), Termination.RUNNING),
-          _new_x_tests(s, box, options, False),
+          _accepted_tests(s, box, options, mismatch),
       ),
   ).astype(jnp.int32)
   history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)

@@ -32,6 +32,7 @@ class Termination(enum.IntEnum):
   PRECISION_LIMIT = 9  # SciPy ABNORMAL, where f's changes fell below rounding
   CONVERGED_PGTOL_REL = 10  # ours: ||proj g||_2 <= pgtol_rel (1 + |f|)
   CONVERGED_XTOL = 11  # ours: ||x_k - x_{k-1}||_2 <= xtol_rel (||x_k||_2 + 1)
+  INCONSISTENT_GRADIENT = 12  # SciPy ABNORMAL, where f rose against the gradient's prediction
 
 
 # One record per code: SciPy's task text (what SciPy and the iprint table
@@ -89,6 +90,14 @@ _RECORDS: dict[Termination, tuple[str, str]] = {
         "x is as accurate as that precision allows; for tighter tolerances use float64 "
         "(jax_enable_x64) or rescale f and x."
     ),
+    Termination.INCONSISTENT_GRADIENT: (
+        "ABNORMAL: the gradient is probably inconsistent with f: along the search direction"
+        " f rose where the gradient predicted a decrease, by more than rounding error, and no"
+        " step decreased f",
+        "Check the gradient: jax.test_util.check_grads(f, (x,), order=1), or compare it with "
+        "jax.grad(f)(x) (with jac=True the gradient is the one `fun` returns). Otherwise f is "
+        "noisy or not smooth at x."
+    ),
     Termination.CONVERGED_PGTOL_REL: (
         "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL_REL*(1+|F|)",
         "The Euclidean norm of the projected gradient is at most pgtol_rel (1 + |f|)."
@@ -119,4 +128,4 @@ def message(code: int) -> str:
 
 # SciPy's ``status`` (its warnflag) for each code, indexed by ``code``:
 # 0 converged, 1 an iteration or evaluation limit was reached, 2 anything else.
-WARNFLAG: tuple[int, ...] = (0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 0, 0)
+WARNFLAG: tuple[int, ...] = (0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 0, 0, 2)

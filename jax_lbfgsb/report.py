@@ -266,7 +266,7 @@ def diagnose(result: OptimizeResult, lower: Any = None, upper: Any = None, x0: A
   or every free variable at a bound with its gradient pointing outward, or a
   ``gtol`` loose for the scale of ``f``); ``ftol`` firing while the projected
   gradient is not small (``f`` tiny or badly scaled; the float32 precision
-  floor); ``PRECISION_LIMIT``; NaN or inf and at which iteration; failed line
+  floor); ``PRECISION_LIMIT``; a gradient inconsistent with ``f``; NaN or inf and at which iteration; failed line
   searches; iteration and evaluation limits; an ``x0`` outside the bounds.
 
   Args:
@@ -316,6 +316,12 @@ def _notes(s: _Solve, x0: Any) -> list[str]:
     notes += _ftol_notes(s, pg_inf)
   elif code == Termination.PRECISION_LIMIT:
     notes.append(_precision_note(s, pg_inf))
+  elif code == Termination.INCONSISTENT_GRADIENT:
+    notes.append(
+        f"In iteration {s.nit + 1} every trial step raised f although the gradient predicted a"
+        " decrease larger than rounding error: the gradient probably does not match f. Compare it"
+        " with jax.grad(f)(x) or run jax.test_util.check_grads(f, (x,), order=1)."
+    )
   elif code in (Termination.ABNORMAL_LINE_SEARCH, Termination.ABNORMAL_NOT_DESCENT):
     notes.append(
         f"The line search failed in iteration {s.nit + 1} (after {s.nit} iterations and {s.nfev}"

@@ -497,14 +497,21 @@ def test_nan_in_x0():
   assert np.all(np.isfinite(x)) and np.all((x.astype(np.float64) >= 0.1) & (x.astype(np.float64) <= 0.9))
 
 
-def test_abnormal_line_search_with_wrong_gradient():
-  # The supplied gradient points uphill: no step decreases f along -g.
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_a_gradient_inconsistent_with_f_is_named(dtype):
+  # The supplied gradient is -grad f: every step along -g raises f, far above
+  # rounding. SciPy: ABNORMAL. float32 used to end CONVERGED_FTOL (status 0),
+  # float64 PRECISION_LIMIT ("use float64").
   def fg(x):
-    return jnp.sum(x**2), -2.0 * x
+    return jnp.sum((x - 0.5) ** 2), -2.0 * (x - 0.5)
 
-  res = minimize(fg, jnp.ones(3), jac=True)
-  assert int(res.status) == 2 and res.message.startswith("ABNORMAL: ")
-  np.testing.assert_array_equal(res.x, jnp.ones(3))
+  x0 = jnp.zeros(3, dtype)
+  for res in (minimize(fg, x0, jac=True), jax.jit(lambda z: minimize(fg, z, jac=True, bounds=(-1.0, 1.0)))(x0)):
+    assert int(res.termination) == Termination.INCONSISTENT_GRADIENT
+    assert int(res.status) == 2 and not bool(res.success)
+    assert res.message.startswith("ABNORMAL: the gradient is probably inconsistent with f")
+    assert "check_grads" in res.message
+    assert float(res.fun) <= 0.75  # never above f(x0)
 
 
 def test_fixed_variables_stay_fixed():

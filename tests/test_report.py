@@ -165,6 +165,7 @@ def test_nonfinite_names_the_iteration():
 @pytest.mark.parametrize("code, start", [
     (Termination.ABNORMAL_LINE_SEARCH, "The line search failed in iteration 2 (after 1 iterations"),
     (Termination.ABNORMAL_NOT_DESCENT, "The line search failed in iteration 2"),
+    (Termination.INCONSISTENT_GRADIENT, "In iteration 2 every trial step raised f although the gradient"),
     (Termination.CONVERGED_XTOL, "The last step was tiny while the largest projected-gradient component is still 12"),
     (Termination.CALLBACK_HALT, "Your callback returned True after iteration 1."),
 ])
