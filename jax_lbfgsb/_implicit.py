@@ -21,6 +21,21 @@ well as ``jax.jvp``, and the solver's ``while_loop`` is never differentiated.
 ``f`` and ``g`` at ``x*`` get their total derivatives, ``df = d_p f dp + g'dx``
 and ``dg = d_p g dp + H dx``; every other field of the state has a zero tangent.
 
+The rule where these assumptions fail:
+
+- A solve that did not converge (any termination but the ``CONVERGED_*``
+  codes and ``PRECISION_LIMIT``: an iteration or evaluation limit, a failed
+  line search, NaN, a callback halt) has NaN derivatives: ``x`` is not a
+  solution, so the optimality conditions say nothing about it.
+- When conjugate gradients cannot solve the free system (``H_FF`` singular,
+  as when ``f`` is invariant along a direction, and a right-hand side with a
+  part in its null space, as a reverse-mode cotangent has; or ``H_FF``
+  indefinite), detected as a loss of positive curvature or no convergence in
+  ``min(10 n, 10000)`` iterations, the system is solved in the least-squares
+  sense by conjugate gradients on ``H_FF^2 v = H_FF b`` from 0: the
+  minimum-norm solution ``pinv(H_FF) b`` (jaxopt's default ``solve_normal_cg``
+  does the same). When that fails too, the derivatives are NaN.
+
 References:
   Blondel, Berthet, Cuturi, Frostig, Hoyer, Llinares-López, Pedregosa, Vert,
   `Efficient and modular implicit differentiation
@@ -34,7 +49,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,11 +58,18 @@ from jax import lax
 
 from jax_lbfgsb._bounds import project
 from jax_lbfgsb._solver import LbfgsbState
+from jax_lbfgsb._status import Termination
 
 __all__ = ["differentiable_solve"]
 
 _HI = lax.Precision.HIGHEST
 _CG_MAXITER = 10_000  # cap on the 10 n conjugate-gradient iterations
+# Terminations at a solution: the optimality conditions hold there (to the
+# tolerance, or to the precision of the type).
+_SOLVED = tuple(int(c) for c in (
+    Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL, Termination.CONVERGED_PGTOL_REL,
+    Termination.CONVERGED_XTOL, Termination.PRECISION_LIMIT,
+))
 
 
 def _zero_tangent(leaf: jax.Array) -> Any:
@@ -57,11 +79,56 @@ def _zero_tangent(leaf: jax.Array) -> Any:
   return np.zeros(leaf.shape, jax.dtypes.float0)
 
 
-def _cg(matvec: Callable[[jax.Array], jax.Array], b: jax.Array) -> jax.Array:
-  """Solves the symmetric positive definite ``matvec(x) = b`` to ``||r|| <= tol ||b||``."""
-  tol = 1e-10 if b.dtype == jnp.float64 else 1e-5
+class _CG(NamedTuple):
+  x: jax.Array
+  r: jax.Array
+  p: jax.Array
+  rr: jax.Array  # r'r
+  curvature: jax.Array  # the largest p'Hp / p'p seen: a scale for ||H||
+  k: jax.Array
+  converged: jax.Array
+  broken: jax.Array  # p'Hp <= eps ||H|| p'p (or NaN): singular or indefinite along p
+
+
+def _cg(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, run=True) -> tuple[jax.Array, jax.Array]:
+  """Conjugate gradients for ``matvec(x) = b`` from ``x = 0``, to ``||r|| <= tol ||b||``.
+
+  Returns ``x`` and whether it converged; it stops without converging when
+  ``p'Hp`` is not positive beyond rounding (``matvec`` singular or indefinite
+  along ``p``) or after ``min(10 n, 10000)`` iterations. With ``run`` False
+  it returns at once (unconverged), also per lane under ``vmap``.
+  """
+  dtype = b.dtype
+  tol = 1e-10 if dtype == jnp.float64 else 1e-5
   maxiter = min(10 * b.size, _CG_MAXITER)
-  return jax.scipy.sparse.linalg.cg(matvec, b, tol=tol, atol=0.0, maxiter=maxiter)[0]
+  eps = jnp.finfo(dtype).eps
+  atol2 = tol * tol * jnp.vdot(b, b, precision=_HI)
+
+  def body(c: _CG) -> _CG:
+    hp = matvec(c.p)
+    php, pp = jnp.vdot(c.p, hp, precision=_HI), jnp.vdot(c.p, c.p, precision=_HI)
+    curvature = jnp.maximum(c.curvature, php / pp)
+    broken = ~(php > eps * curvature * pp)
+    alpha = c.rr / php
+    x, r = c.x + alpha * c.p, c.r - alpha * hp
+    rr = jnp.vdot(r, r, precision=_HI)
+    new = _CG(x=x, r=r, p=r + (rr / c.rr) * c.p, rr=rr, curvature=curvature, k=c.k + 1,
+              converged=rr <= atol2, broken=broken)
+    return jax.tree.map(lambda old, upd: jnp.where(broken, old, upd), c, new)._replace(broken=broken, k=c.k + 1)
+
+  rr = jnp.vdot(b, b, precision=_HI)
+  init = _CG(x=jnp.zeros_like(b), r=b, p=b, rr=rr, curvature=jnp.zeros((), dtype), k=jnp.zeros((), jnp.int32),
+             converged=run & (rr <= atol2), broken=~jnp.asarray(run))
+  c = lax.while_loop(lambda c: ~(c.converged | c.broken) & (c.k < maxiter), body, init)
+  return c.x, c.converged
+
+
+def _solve_free(matvec: Callable[[jax.Array], jax.Array], b: jax.Array) -> jax.Array:
+  """Solves the free system: conjugate gradients, else minimum-norm least squares, else NaN (module docstring)."""
+  x, converged = _cg(matvec, b)
+  # The fallback runs only where CG failed (a lax.cond would run it in every lane under vmap).
+  x_ls, converged_ls = _cg(lambda v: matvec(matvec(v)), matvec(b), run=~converged)
+  return jnp.where(converged, x, jnp.where(converged_ls, x_ls, jnp.nan))
 
 
 def differentiable_solve(
@@ -117,12 +184,15 @@ def differentiable_solve(
     _, (df_p, dg_p) = jax.jvp(lambda p: fun_and_grad(x, p), (params,), (dparams,))
     rhs = -free * (dg_p + hvp(dx_active))
     dx_free = lax.custom_linear_solve(
-        lambda v: free * hvp(free * v) + (1 - free) * v, rhs, solve=_cg, symmetric=True
+        lambda v: free * hvp(free * v) + (1 - free) * v, rhs, solve=_solve_free, symmetric=True
     )
-    dx = dx_active + dx_free
-    # 3. Total derivatives of f(x*, p) and g(x*, p).
-    df = df_p + jnp.vdot(g, dx, precision=_HI)
-    dg = dg_p + hvp(dx)
+    # 3. Total derivatives of f(x*, p) and g(x*, p); NaN unless x* is a solution
+    #    (a factor, not a select, so that the rule stays linear and transposes).
+    solved = jnp.isin(state.termination, jnp.asarray(_SOLVED, jnp.int32))
+    scale = jnp.where(solved, 1.0, jnp.nan).astype(x.dtype)
+    dx = scale * (dx_active + dx_free)
+    df = scale * (df_p + jnp.vdot(g, dx, precision=_HI))
+    dg = scale * (dg_p + hvp(dx))
     return state, jax.tree.map(_zero_tangent, state)._replace(x=dx, f=df, g=dg)
 
   return solution(l, u, params, start)

@@ -299,7 +299,9 @@ def minimize(
   derivatives of the gradient it returns). This assumes a strict local
   minimum (positive definite Hessian on the free variables, nonzero gradient
   at active bounds); ``x0``, the options, ``hess_inv``, ``state`` and the
-  counters get no derivative.
+  counters get no derivative. The derivatives are NaN when the solve did not
+  converge (not ``success``, except ``PRECISION_LIMIT``), and the
+  minimum-norm solution of the free system when its Hessian is singular.
 
   Args:
     fun: ``fun(x, *args) -> scalar`` for ``x`` with the shape of ``x0``. With

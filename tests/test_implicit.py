@@ -3,6 +3,7 @@
 import functools
 
 import jax
+import jax.flatten_util
 
 jax.config.update("jax_enable_x64", True)
 
@@ -208,3 +209,78 @@ def test_unbounded_matches_unrolled_newton():
   got = _jit(jax.grad(implicit, argnums=(0, 1)))(lam, LX)
   for g, w in zip(got, jax.grad(newton, argnums=(0, 1))(lam, LX)):
     np.testing.assert_allclose(g, w, rtol=1e-7, atol=1e-10)
+
+
+# ---------------------------------------------------------------- where the assumptions fail
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_a_solve_that_did_not_converge_has_nan_derivatives(dtype):
+  lam, data, lo, hi = (jnp.asarray(p, dtype) for p in PRIMALS)
+
+  def stopped(lam, maxiter):
+    res = minimize(logistic, jnp.zeros(4, dtype), bounds=(lo, hi), args=(lam, data), maxiter=maxiter)
+    return outcome(res), res.termination
+
+  @_jit
+  def derivatives(lam, maxiter):
+    (_, code), grad = jax.value_and_grad(stopped, has_aux=True)(lam, maxiter)
+    _, tangent = jax.jvp(lambda t: stopped(t, maxiter)[0], (lam,), (jnp.ones((), dtype),))
+    return code, grad, tangent
+
+  code, grad, tangent = derivatives(lam, 2)  # MAXITER, far from a solution
+  assert int(code) == 2 and np.isnan(float(grad)) and np.isnan(float(tangent))
+  code, grad, tangent = derivatives(lam, 100)
+  assert int(code) == 0 and np.isfinite(float(grad)) and float(grad) == pytest.approx(float(tangent), rel=1e-4)
+
+
+# Multinomial logistic regression with one intercept per class and the l2
+# penalty on the weights only: f is invariant to adding one constant to every
+# intercept, so the free Hessian is singular along (0_W, 1_b). The forward
+# right-hand side is orthogonal to that direction, a reverse cotangent is not.
+_rng = np.random.default_rng(4)
+MX = _rng.normal(size=(30, 4))
+MY = np.eye(3)[_rng.integers(0, 3, 30)]
+
+
+def multinomial(p, lam):
+  z = MX.astype(lam.dtype) @ p["W"] + p["b"][None, :]
+  return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.sum(MY.astype(lam.dtype) * z, axis=1)) + 0.5 * lam * jnp.sum(p["W"] ** 2)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_a_singular_free_hessian_gives_the_minimum_norm_derivative(dtype):
+  lam = jnp.asarray(0.1, dtype)
+  p0 = {"W": jnp.zeros((4, 3), dtype), "b": jnp.zeros(3, dtype)}
+
+  def intercepts(lam):
+    return minimize(multinomial, p0, args=(lam,)).x["b"]
+
+  x, fwd, rev = _jit(lambda t: (minimize(multinomial, p0, args=(t,)).x, jax.jacfwd(intercepts)(t),
+                                 jax.jacrev(intercepts)(t)))(lam)
+  # The closed form, -pinv(H) d_lam g at the solution, in float64.
+  flat, unravel = jax.flatten_util.ravel_pytree(jax.tree.map(lambda a: a.astype(jnp.float64), x))
+  grad = lambda v, t: jax.flatten_util.ravel_pytree(jax.grad(multinomial)(unravel(v), t))[0]  # noqa: E731
+  t = jnp.asarray(0.1, jnp.float64)
+  hessian = np.asarray(jax.jacfwd(grad)(flat, t))
+  assert np.linalg.matrix_rank(hessian, tol=1e-8) == flat.size - 1
+  want = -np.linalg.pinv(hessian, rcond=1e-10) @ np.asarray(jax.jacfwd(grad, argnums=1)(flat, t))
+  tol = dict(rtol=2e-3, atol=2e-4) if dtype == jnp.float32 else dict(rtol=1e-6, atol=1e-9)
+  for got in (fwd, rev):
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want[-3:], **tol)
+  np.testing.assert_allclose(np.sum(want[-3:]), 0.0, atol=1e-12)  # no part along (1, 1, 1)
+
+
+def test_the_free_solve_detects_failure_and_falls_back_to_least_squares():
+  from jax_lbfgsb._implicit import _cg, _solve_free
+
+  a = np.diag([4.0, 1.0, 0.0])  # singular; b has a part in its null space
+  b = jnp.array([2.0, 3.0, 5.0])
+  x, converged = jax.jit(lambda b: _cg(lambda v: jnp.asarray(a) @ v, b))(b)
+  assert not bool(converged)
+  np.testing.assert_allclose(_solve_free(lambda v: jnp.asarray(a) @ v, b), [0.5, 3.0, 0.0], rtol=1e-12)
+  indefinite = np.diag([2.0, -1.0])  # CG breaks down on p'Hp < 0; the least-squares solve finds H^-1 b
+  np.testing.assert_allclose(_solve_free(lambda v: jnp.asarray(indefinite) @ v, jnp.array([1.0, 1.0])),
+                             [0.5, -1.0], rtol=1e-12)
+  assert np.all(np.isnan(_solve_free(lambda v: jnp.nan * v, b)))  # neither converges: NaN
