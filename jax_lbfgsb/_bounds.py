@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "check_precision",
     "canonicalize_bounds",
     "project",
     "projected_gradient",
@@ -26,6 +27,21 @@ __all__ = [
     "max_feasible_step",
     "first_argmin",
 ]
+
+
+def check_precision(dtype: Any, name: str) -> None:
+  """Raises ``TypeError`` for float dtypes narrower than float32 (float16, bfloat16).
+
+  Their 8-11 bit significands leave the line search and the curvature pairs no
+  precision: f stops changing after a step or two.
+  """
+  if jnp.finfo(dtype).bits < 32:
+    raise TypeError(
+        f"{name} has dtype {jnp.dtype(dtype).name}; L-BFGS-B needs float32 or float64 (its line"
+        " search and curvature pairs need more than a half-precision significand). Solve in"
+        " float32 (cast with .astype(jnp.float32)) and cast the solution back; round the bounds"
+        " to your dtype inward first if the cast solution must stay inside them."
+    )
 
 
 def _is_concrete(a: Any) -> bool:

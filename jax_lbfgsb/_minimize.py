@@ -13,7 +13,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _status
-from jax_lbfgsb._bounds import canonicalize_bounds
+from jax_lbfgsb._bounds import canonicalize_bounds, check_precision
 from jax_lbfgsb._compact import InverseHessian
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
@@ -401,6 +401,7 @@ def minimize(
   # Drop weak types, so that e.g. jnp.full(n, 0.1) does not recompile.
   x0 = jax.tree.map(lambda leaf: leaf.astype(leaf.dtype) if leaf.weak_type else leaf, x0)
   dtype = jnp.result_type(*leaves)
+  check_precision(dtype, "x0")
   l, u = canonicalize_bounds(bounds, x0, dtype)
   options = Options(
       ftol=_scalar(ftol, dtype),

@@ -20,7 +20,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _solver
-from jax_lbfgsb._bounds import canonicalize_bounds, project
+from jax_lbfgsb._bounds import canonicalize_bounds, check_precision, project
 from jax_lbfgsb._minimize import fast_compile_jit
 from jax_lbfgsb._solver import Box, LbfgsbState, Options
 from jax_lbfgsb._status import Termination
@@ -74,7 +74,9 @@ def _ravel_dtype(params: Any) -> Any:
         f" got {sorted(str(d) for d in dtypes)}. Cast them, e.g. with"
         " jax.tree.map(lambda a: a.astype(jnp.float32), params)."
     )
-  return next(iter(dtypes))
+  dtype = next(iter(dtypes))
+  check_precision(dtype, "lbfgsb: params")
+  return dtype
 
 
 def _landing_update(p: jax.Array, x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:

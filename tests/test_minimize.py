@@ -131,6 +131,14 @@ def test_non_float_x0():
     minimize(rosen, jnp.zeros(4, dtype=jnp.int32))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_x0_raises_naming_the_fix(dtype):
+  with pytest.raises(TypeError, match=rf"x0 has dtype {jnp.dtype(dtype).name}; L-BFGS-B needs float32 or float64"):
+    minimize(rosen, jnp.zeros(4, dtype=dtype))
+  with pytest.raises(TypeError, match=r"x0 has dtype .*astype\(jnp.float32\)"):  # also under jit
+    jax.jit(lambda x: minimize(rosen, x).x)(jnp.zeros(4, dtype=dtype))
+
+
 def test_non_scalar_fun():
   with pytest.raises(TypeError, match="fun must return a float scalar"):
     minimize(lambda x: x**2, jnp.zeros(4))

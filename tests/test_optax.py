@@ -238,3 +238,9 @@ def test_bad_arguments_raise():
     lbfgsb(lower=jnp.array([0.0, 2.0]), upper=1.0).init(jnp.zeros(2))
   with pytest.raises(TypeError, match="float arrays of one dtype"):
     lbfgsb().init({"a": jnp.zeros(2, jnp.float32), "b": jnp.zeros(2, jnp.float64)})
+  opt, half = lbfgsb(), jnp.zeros(2, jnp.bfloat16)
+  with pytest.raises(TypeError, match="params has dtype bfloat16; L-BFGS-B needs float32 or float64"):
+    opt.init(half)
+  state = opt.init(jnp.zeros(2, jnp.float32))
+  with pytest.raises(TypeError, match="params has dtype bfloat16"):  # update checks too
+    opt.update(half, state, half, value=jnp.zeros((), jnp.bfloat16), grad=half, value_fn=jnp.sum)
