@@ -10,10 +10,18 @@ the minimizer within the segment.
 
 Mirrors ``cauchy`` in SciPy's ``lbfgsb.c``, with one difference: breakpoints
 with equal ``t`` are visited in index order, where the reference's heap visits
-them in heap order (the Cauchy point differs by rounding only). Like the
-reference's lazy heapsort, the walk avoids a full sort when it stops early:
-each of the first ``SORT_AFTER`` breakpoints is found by a masked argmin
-(``O(n)``, no sort); a walk that passes more sorts the rest once.
+them in heap order (the Cauchy point differs by rounding only). Two ways to
+find the segment, equal to rounding:
+
+- ``"walk"`` (CPU): like the reference's lazy heapsort, it avoids a full sort
+  when it stops early: each of the first ``SORT_AFTER`` breakpoints is found by
+  a masked argmin (``O(n)``, no sort), in a ``while`` loop; a walk that passes
+  more sorts the rest once. Cheapest where a loop trip costs microseconds.
+- ``"scan"`` (GPU, TPU): no loop. One sort of all breakpoints, then every
+  segment's ``f1``, ``f2``, ``c`` and ``p`` at once by prefix sums (``f2``'s
+  floor ``eps f2(0)`` by a max-plus associative scan), and the first segment
+  whose minimizer lies inside it. It holds ``O(n m)`` temporaries, as much as
+  the memory itself; on an accelerator each loop trip would be a round trip.
 
 Symbols: ``x, g, l, u`` the iterate, gradient and bounds; ``d`` the direction
 (``-g`` on moving variables); ``p = W'd``; ``c = W'(xcp - x)``; ``iwhere`` the
@@ -30,12 +38,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, w_row, w_transpose_times
+from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_row, w_transpose_times
 
-__all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER"]
+__all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "floored_sums"]
 
 # Breakpoints found by argmin before the rest are sorted (see the module docstring).
 SORT_AFTER = 32
+_HI = lax.Precision.HIGHEST
 
 
 class CauchyPoint(NamedTuple):
@@ -71,63 +80,13 @@ class _Segment(NamedTuple):
   info: jax.Array
 
 
-def cauchy_point(
-    x: jax.Array,
-    g: jax.Array,
-    l: jax.Array,
-    u: jax.Array,
-    fixed: jax.Array,
-    memory: Memory,
-) -> CauchyPoint:
-  """Computes the generalized Cauchy point (``cauchy``).
-
-  Args:
-    x, g, l, u: ``(n,)`` iterate, gradient and bounds (``+-inf`` for none).
-    fixed: ``(n,)`` bool, ``l == u`` (``iwhere = 3``).
-    memory: the limited memory (``B = theta I - W M W'``).
-
-  Returns:
-    :class:`CauchyPoint`.
-  """
+def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segment:
+  """The walk: passes breakpoint ``ibp``, finds the next one, and stops before it
+  when the minimizer of the new segment comes first."""
   dtype = x.dtype
   eps = jnp.finfo(dtype).eps
-  theta = memory.theta
-  has_l = l > -jnp.inf
-  has_u = u < jnp.inf
-  bounded = has_l | has_u
-  neggi = -g
-  tl = jnp.where(has_l, x - l, 0.0)
-  tu = jnp.where(has_u, u - x, 0.0)
-
-  # 1. Classify the variables and set the direction d (zero on variables that
-  #    are fixed, or at a bound with -g pointing out, or bounded with g = 0).
-  at_l = has_l & (tl <= 0)
-  at_u = has_u & (tu <= 0)
-  candidate = bounded & ~fixed
-  pinned = candidate & jnp.where(at_l, neggi <= 0, at_u & (neggi >= 0))  # iwhere 1, 2
-  flat = candidate & ~at_l & ~at_u & (jnp.abs(neggi) <= 0)  # iwhere -3
-  moving = ~fixed & ~pinned & ~flat
-  d = jnp.where(moving, neggi, 0.0)
-
-  # 2. Breakpoints along -g.
-  brk_l = moving & has_l & (neggi < 0)
-  brk_u = moving & has_u & (neggi > 0)
-  has_break = brk_l | brk_u
-  t = jnp.where(brk_l, tl / jnp.where(brk_l, -neggi, 1.0), jnp.where(brk_u, tu / jnp.where(brk_u, neggi, 1.0), jnp.inf))
-  nbreak = jnp.sum(has_break, dtype=jnp.int32)
-  bnded = ~jnp.any(moving & ~has_break & (jnp.abs(neggi) > 0))
-
-  # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
-  f1 = -jnp.vdot(d, d)
-  p = w_transpose_times(memory, d)
-  v = bmv(memory, p)
-  f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
   f2_org = f2
-  info = ~jnp.all(jnp.isfinite(v))
 
-  # 4. Walk the segments, in increasing t, until the model's minimizer lies
-  #    inside one: pass breakpoint ibp, find the next one, stop before it if
-  #    the minimizer of the new segment comes first.
   def advance(s: _Segment, next_breakpoint) -> _Segment:
     ibp = s.ibp
     tj = t[ibp]
@@ -179,6 +138,144 @@ def cauchy_point(
     )
     k0 = seg.k
     seg = lax.while_loop(lambda r: ~r.done, lambda r: advance(r, lambda k, _: order[k - k0]), seg)
+  return seg
+
+
+def floored_sums(f0: jax.Array, deltas: jax.Array, floor: jax.Array) -> jax.Array:
+  """``f_j = max(floor, f_{j-1} + deltas_j)`` for all ``j`` at once, from ``f0``.
+
+  Each step is the map ``y -> max(a, y + b)``; these compose associatively,
+  ``(a1, b1) then (a2, b2) = (max(a2, a1 + b2), b1 + b2)``, so one
+  :func:`jax.lax.associative_scan` gives every ``f_j``.
+  """
+
+  def compose(first, second):
+    (a1, b1), (a2, b2) = first, second
+    return jnp.maximum(a2, a1 + b2), b1 + b2
+
+  a, b = lax.associative_scan(compose, (jnp.full_like(deltas, floor), deltas))
+  return jnp.maximum(a, f0 + b)
+
+
+def _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segment:
+  """Every segment at once (module docstring); row ``j`` of the arrays below is
+  breakpoint ``j`` in sorted order, the segment after it is segment ``j + 1``."""
+  n, dtype = x.size, x.dtype
+  eps = jnp.finfo(dtype).eps
+  use_w = memory.col > 0
+  order = jnp.argsort(t, stable=True)  # ties by index, as the walk; no breakpoint (inf) last
+  j = jnp.arange(n, dtype=jnp.int32)
+  real = j < nbreak
+  ts = jnp.where(real, t[order], 0.0)
+  ds = d[order]
+  zs = jnp.where(ds > 0, u[order] - x[order], l[order] - x[order])
+  # Rows of W = [Y, theta S] in sorted order, and v_b = M w_b for each (M symmetric).
+  slots, valid = chronological_slots(memory)
+  w = jnp.concatenate([jnp.where(valid[:, None], memory.Y[slots], 0.0),
+                       jnp.where(valid[:, None], memory.theta * memory.S[slots], 0.0)]).T
+  ws = w[order]
+  mid = jax.vmap(lambda e: bmv(memory, e))(jnp.eye(w.shape[1], dtype=dtype))
+  info = info | (use_w & ~jnp.all(jnp.isfinite(mid)))
+  vs = jnp.where(use_w, jnp.matmul(ws, jnp.where(use_w, mid, 0.0), precision=_HI), 0.0)
+  # p before passing each breakpoint, and c after reaching it.
+  dw = jnp.where(real[:, None], ds[:, None] * ws, 0.0)
+  p_before = p[None, :] - (jnp.cumsum(dw, axis=0) - dw)
+  dt = jnp.where(real, ts - jnp.concatenate([jnp.zeros((1,), dtype), ts[:-1]]), 0.0)
+  c = jnp.cumsum(dt[:, None] * p_before, axis=0)
+  dot = lambda a, b: jnp.sum(a * b, axis=1)  # noqa: E731
+  # f2 after each breakpoint (floored at eps f2(0), as the walk), f1 with the f2 before it.
+  delta = -theta * ds * ds + jnp.where(use_w, 2.0 * ds * dot(p_before, vs) - ds * ds * dot(ws, vs), 0.0)
+  f2s = floored_sums(f2, jnp.where(real, delta, 0.0), eps * f2)
+  f2_before = jnp.concatenate([f2[None], f2s[:-1]])
+  f1s = f1 + jnp.cumsum(jnp.where(
+      real, dt * f2_before + ds * ds - theta * ds * zs + jnp.where(use_w, ds * dot(c, vs), 0.0), 0.0))
+  more = j + 1 < nbreak
+  dtm = jnp.where(~more & bnded, 0.0, -f1s / f2s)
+  gap = jnp.where(more, jnp.concatenate([ts[1:], jnp.zeros((1,), dtype)]) - ts, jnp.inf)
+  # Segment 0 (before any breakpoint) and segment k + 1 (after the k-th).
+  first = jnp.where(nbreak > 0, ts[0], jnp.inf)
+  done0 = (nbreak == 0) | info | (-f1 / f2 < first)
+  done = jnp.concatenate([done0[None], real & (~more | (dtm < gap))])
+  k = jnp.argmax(done).astype(jnp.int32)  # breakpoints passed; some entry is True (k <= nbreak)
+  last = jnp.maximum(k - 1, 0)
+  passed_k = k > 0
+  tsum = jnp.where(passed_k, jnp.cumsum(dt)[last], 0.0)
+  rank = jnp.zeros((n,), jnp.int32).at[order].set(j)
+  return _Segment(
+      k=k, passed=rank < k, tj=tsum, tsum=tsum, f1=jnp.where(passed_k, f1s[last], f1),
+      f2=jnp.where(passed_k, f2s[last], f2), dtm=jnp.where(passed_k, dtm[last], -f1 / f2),
+      p=jnp.where(passed_k, p_before[last] - dw[last], p), c=jnp.where(passed_k, c[last], jnp.zeros_like(p)),
+      ibp=jnp.where(nbreak > k, order[jnp.minimum(k, n - 1)], 0).astype(jnp.int32), done=jnp.ones((), bool),
+      info=info,
+  )
+
+
+def cauchy_point(
+    x: jax.Array,
+    g: jax.Array,
+    l: jax.Array,
+    u: jax.Array,
+    fixed: jax.Array,
+    memory: Memory,
+    method: str | None = None,
+) -> CauchyPoint:
+  """Computes the generalized Cauchy point (``cauchy``).
+
+  Args:
+    x, g, l, u: ``(n,)`` iterate, gradient and bounds (``+-inf`` for none).
+    fixed: ``(n,)`` bool, ``l == u`` (``iwhere = 3``).
+    memory: the limited memory (``B = theta I - W M W'``).
+    method: ``"walk"``, ``"scan"`` (see the module docstring), or None: the
+      walk on CPU, the scan elsewhere (``lax.platform_dependent``: only the
+      chosen one is compiled).
+
+  Returns:
+    :class:`CauchyPoint`.
+  """
+  theta = memory.theta
+  has_l = l > -jnp.inf
+  has_u = u < jnp.inf
+  bounded = has_l | has_u
+  neggi = -g
+  tl = jnp.where(has_l, x - l, 0.0)
+  tu = jnp.where(has_u, u - x, 0.0)
+
+  # 1. Classify the variables and set the direction d (zero on variables that
+  #    are fixed, or at a bound with -g pointing out, or bounded with g = 0).
+  at_l = has_l & (tl <= 0)
+  at_u = has_u & (tu <= 0)
+  candidate = bounded & ~fixed
+  pinned = candidate & jnp.where(at_l, neggi <= 0, at_u & (neggi >= 0))  # iwhere 1, 2
+  flat = candidate & ~at_l & ~at_u & (jnp.abs(neggi) <= 0)  # iwhere -3
+  moving = ~fixed & ~pinned & ~flat
+  d = jnp.where(moving, neggi, 0.0)
+
+  # 2. Breakpoints along -g.
+  brk_l = moving & has_l & (neggi < 0)
+  brk_u = moving & has_u & (neggi > 0)
+  has_break = brk_l | brk_u
+  t = jnp.where(brk_l, tl / jnp.where(brk_l, -neggi, 1.0), jnp.where(brk_u, tu / jnp.where(brk_u, neggi, 1.0), jnp.inf))
+  nbreak = jnp.sum(has_break, dtype=jnp.int32)
+  bnded = ~jnp.any(moving & ~has_break & (jnp.abs(neggi) > 0))
+
+  # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
+  f1 = -jnp.vdot(d, d)
+  p = w_transpose_times(memory, d)
+  v = bmv(memory, p)
+  f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
+  info = ~jnp.all(jnp.isfinite(v))
+
+  # 4. The segment where the model's minimizer lies, in increasing t.
+  def walk():
+    return _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory)
+
+  def scan():
+    return _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory)
+
+  if method is None:
+    seg = lax.platform_dependent(cpu=walk, default=scan)
+  else:
+    seg = {"walk": walk, "scan": scan}[method]()
 
   # 5. xcp: variables whose breakpoint was passed sit on their bound; the rest
   #    move by tsum + dtm along d.

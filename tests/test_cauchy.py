@@ -8,6 +8,8 @@ between the sorted breakpoints (``q`` is quadratic on each). A grid along the
 path cross-checks that ``q`` does not increase before the GCP.
 """
 
+import functools
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -17,13 +19,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jax_lbfgsb._bounds import first_argmin  # noqa: E402
-from jax_lbfgsb._cauchy import SORT_AFTER, cauchy_point  # noqa: E402
+from jax_lbfgsb._cauchy import SORT_AFTER, cauchy_point, floored_sums  # noqa: E402
 import dense_lbfgs  # noqa: E402
 
 N, M = 7, 4
 INF = np.inf
 
-_cauchy = jax.jit(cauchy_point)
+_cauchy = jax.jit(cauchy_point)  # the walk, on CPU
+_scan = jax.jit(functools.partial(cauchy_point, method="scan"))
 
 
 # ----------------------------------------------------------------------------
@@ -122,6 +125,17 @@ def run_and_check(x, g, l, u, fixed, npairs, seed=0):
   assert np.all(free[(g == 0) & ~pinned])  # iwhere = -3 (bounded, inside) or -1 (unbounded): free
   # nseg: 1 + breakpoints passed (all of them when the GCP is past the last one).
   assert int(nseg) == 1 + int(np.sum(brk <= t_cp))
+
+  # The loop-free scan finds the same segment, and the same point to rounding:
+  # its prefix sums add the same terms in another order, each term at most
+  # |d|_inf (|x| + |l|, |u| finite) or |W|_inf |p|, so 8 n eps times those.
+  scan = _scan(*(jnp.asarray(a) for a in (x, g, l, u, fixed)), mem)
+  assert int(scan.nseg) == int(nseg) and not bool(scan.info)
+  np.testing.assert_array_equal(np.asarray(scan.free), free)
+  finite = np.abs(np.concatenate([x, l[np.isfinite(l)], u[np.isfinite(u)]])).max()
+  tol = 8 * x.size * np.finfo(np.float64).eps * max(1.0, np.abs(g).max()) * (1.0 + finite) * max(1.0, np.abs(w).max())
+  np.testing.assert_allclose(np.asarray(scan.xcp), xcp, rtol=0, atol=tol)
+  np.testing.assert_allclose(np.asarray(scan.c), c, rtol=0, atol=tol * max(1.0, np.abs(w).max()))
   return xcp, t_cp, brk
 
 
@@ -246,9 +260,32 @@ def test_walk_of_every_breakpoint_without_the_sorted_part(npairs):
   if npairs == 0:
     assert np.sum(brk <= t_cp) == n
   mem, _, _, _ = memory_and_dense(npairs, 0, n)
-  assert " sort[" not in str(jax.make_jaxpr(cauchy_point)(x, g, l, u, l == u, mem))
-  assert " sort[" in str(jax.make_jaxpr(cauchy_point)(*(np.tile(a, 2) for a in (x, g, l, u, l == u)),
-                                                    memory_and_dense(npairs, 0, 2 * n)[0]))
+  walk = functools.partial(cauchy_point, method="walk")
+  assert " sort[" not in str(jax.make_jaxpr(walk)(x, g, l, u, l == u, mem))
+  assert " sort[" in str(jax.make_jaxpr(walk)(*(np.tile(a, 2) for a in (x, g, l, u, l == u)),
+                                            memory_and_dense(npairs, 0, 2 * n)[0]))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_floored_sums_match_the_sequential_recurrence(dtype):
+  rng = np.random.default_rng(7)
+  deltas = np.asarray(rng.standard_normal(37), dtype)  # crosses the floor several times
+  f0, floor = dtype(1.5), dtype(0.25)
+  want, f = [], f0
+  for delta in deltas:
+    f = max(floor, f + delta)
+    want.append(f)
+  got = jax.jit(floored_sums)(f0, jnp.asarray(deltas), floor)
+  assert got.dtype == dtype and np.sum(np.asarray(want) == floor) >= 3
+  np.testing.assert_allclose(got, want, rtol=0, atol=8 * 37 * np.finfo(dtype).eps * np.abs(deltas).sum())
+
+
+def test_the_platform_picks_the_walk_on_cpu_and_the_scan_elsewhere():
+  x = np.linspace(-1.0, 1.0, 40)
+  args = (x, np.ones(40), x - 0.5, x + 0.5, np.zeros(40, bool), memory_and_dense(2, 0, 40)[0])
+  lowered = {p: jax.jit(cauchy_point).trace(*args).lower(lowering_platforms=(p,)).as_text() for p in ("cpu", "cuda")}
+  assert lowered["cpu"].count("stablehlo.while") == 2  # the argmin walk and the sorted rest
+  assert lowered["cuda"].count("stablehlo.while") == 0
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
@@ -264,3 +301,32 @@ def test_first_argmin(dtype):
   i, low = jax.vmap(first_argmin)(jnp.asarray(batch))
   np.testing.assert_array_equal(np.asarray(i), np.argmin(batch, axis=1))
   np.testing.assert_array_equal(np.asarray(low), batch.min(axis=1))
+
+
+def test_solves_with_the_scan_keep_the_walks_iterates():
+  """The solver with the scan (as on a GPU) against the walk (CPU): same counts, same x to rounding."""
+  from jax_lbfgsb import _solver, minimize
+
+  rng = np.random.default_rng(3)
+  n = SORT_AFTER + 8  # bounds cut most coordinates: Cauchy points pass many breakpoints
+  centre, weight = jnp.asarray(rng.uniform(-2.0, 2.0, n)), jnp.asarray(rng.uniform(0.5, 4.0, n))
+
+  def coupled(x):
+    return jnp.sum(weight * (x - centre) ** 2) + 0.1 * jnp.sum((x[1:] - x[:-1]) ** 2) + 0.01 * jnp.sum(x**4)
+
+  def solve():
+    return [minimize(coupled, jnp.zeros(n), bounds=(-1.0, 1.0))]
+
+  walked = solve()
+  original = _solver.cauchy_point
+  try:
+    jax.clear_caches()
+    _solver.cauchy_point = functools.partial(cauchy_point, method="scan")
+    scanned = solve()
+  finally:
+    _solver.cauchy_point = original
+    jax.clear_caches()
+  for a, b in zip(walked, scanned):
+    assert (int(a.nit), int(a.nfev), int(a.termination)) == (int(b.nit), int(b.nfev), int(b.termination))
+    assert int(a.state.nintol) == int(b.state.nintol) and int(a.nit) > 5
+    np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)
