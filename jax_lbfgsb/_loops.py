@@ -1,6 +1,7 @@
-"""``packed_while_loop``: ``lax.while_loop`` with the carry's scalars in one array per dtype.
+"""Control flow for the solver: ``packed_while_loop`` and ``cond_on_cpu``.
 
-The solver's loops carry many scalars (counters, flags, the line search's
+``packed_while_loop`` is ``lax.while_loop`` with the carry's scalars in one
+array per dtype. The solver's loops carry many scalars (counters, flags, the line search's
 interval). XLA:CPU gives each loop-carried scalar its own buffer, fusion output
 and, where values move between fields, a copy, each a separate kernel call
 per iteration. Packed into one vector per dtype, they are written by one
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["packed_while_loop"]
+__all__ = ["packed_while_loop", "cond_on_cpu"]
 
 Carry = TypeVar("Carry")
 
@@ -63,3 +64,18 @@ def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carr
     return jax.tree.unflatten(treedef, flat)
 
   return unpack(lax.while_loop(lambda c: cond_fun(unpack(c)), lambda c: pack(body_fun(unpack(c))), pack(init)))
+
+
+def cond_on_cpu(pred: Any, true_fun: Callable[[], Carry], false_fun: Callable[[], Carry]) -> Carry:
+  """``lax.cond(pred, true_fun, false_fun)`` on CPU; elsewhere both branches and a select.
+
+  A conditional on a GPU reads its predicate on the host, a round trip per
+  call; there, branches cheap enough to run both are selected between (as
+  ``vmap`` does with a batched ``cond`` anyway). ``lax.platform_dependent``
+  compiles only the platform's variant.
+  """
+
+  def select() -> Carry:
+    return jax.tree.map(lambda a, b: lax.select_n(pred, b, a), true_fun(), false_fun())
+
+  return lax.platform_dependent(cpu=lambda: lax.cond(pred, true_fun, false_fun), default=select)

@@ -32,7 +32,7 @@ from jax_lbfgsb._dcsrch import (
     lnsrlb_first_step,
     lnsrlb_trial_point,
 )
-from jax_lbfgsb._loops import packed_while_loop
+from jax_lbfgsb._loops import cond_on_cpu, packed_while_loop
 from jax_lbfgsb._status import Termination
 from jax_lbfgsb._subspace import Grams, Subspace, formk, init_grams, reduced_gradient, subspace_minimization, update_grams
 
@@ -356,6 +356,9 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   return packed_while_loop(cond, body, init_ls), gd0
 
 
+_cauchy_point = jax.jit(cauchy_point)
+
+
 def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[CauchyPoint, Subspace, Any, Grams | None]:
   """Cauchy point, then subspace minimization over the variables free at it."""
   x, g, memory = state.x, state.g, state.memory
@@ -367,25 +370,28 @@ def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[Cauchy
         nseg=_i32(0), info=jnp.zeros((), bool),
     )
 
-  gcp = lax.cond(
+  # Both variants of cond_on_cpu call the jitted kernel: it is traced once.
+  gcp = cond_on_cpu(
       constrained | (memory.col == 0),
-      lambda: cauchy_point(x, g, box.l, box.u, box.fixed, memory),
+      lambda: _cauchy_point(x, g, box.l, box.u, box.fixed, memory),
       skip_cauchy,
   )
 
-  def subspace():
-    grams = update_grams(state.grams, memory, gcp.free)
-    factors, info_k = formk(memory, grams)
-    kept = None if state.grams is None else grams  # small problems keep no sums (init_grams)
-    r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
-    sub = subspace_minimization(x, g, box.l, box.u, gcp.xcp, r, gcp.free, memory, factors)
-    return sub._replace(info=sub.info | info_k | info_r), kept
-
-  def no_subspace():
-    return Subspace(z=gcp.xcp, iword=jnp.zeros((), bool), info=jnp.zeros((), bool)), state.grams
-
+  # The subspace step is skipped only with an empty memory or nothing free:
+  # computed always and selected, no cond.
+  grams = update_grams(state.grams, memory, gcp.free)
+  factors, info_k = formk(memory, grams)
+  r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
+  sub = subspace_minimization(x, g, box.l, box.u, gcp.xcp, r, gcp.free, memory, factors)
   use_subspace = jnp.any(gcp.free) & (memory.col > 0)
-  sub, grams = lax.cond(use_subspace, subspace, no_subspace)
+  sub = Subspace(
+      z=jnp.where(use_subspace, sub.z, gcp.xcp), iword=use_subspace & sub.iword,
+      info=use_subspace & (sub.info | info_k | info_r),
+  )
+  if state.grams is not None:  # small problems keep no sums (init_grams)
+    grams = jax.tree.map(lambda new, old: jnp.where(use_subspace, new, old), grams, state.grams)
+  else:
+    grams = None
   return gcp, sub, use_subspace, grams
 
 

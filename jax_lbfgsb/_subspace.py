@@ -189,7 +189,11 @@ def update_grams(
   usable = grams.valid & (jnp.sum(grams.dirty) <= 1)
   branch = jnp.where(usable, tier, len(sizes) + 1)
   no_change = lambda _: replaced_pair(grams.yzy, grams.szy, grams.say, grams.sas)  # noqa: E731
-  return result(*lax.switch(branch, [no_change, *(incremental(k) for k in sizes), full], None))
+  # On an accelerator the O(m^2 n) recomputation is a few matrix products, and
+  # a switch a host round trip: there the sums are always recomputed.
+  return result(*lax.platform_dependent(
+      cpu=lambda: lax.switch(branch, [no_change, *(incremental(k) for k in sizes), full], None),
+      default=lambda: full(None)))
 
 
 def formk(memory: Memory, grams: Grams) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:

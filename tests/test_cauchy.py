@@ -302,31 +302,3 @@ def test_first_argmin(dtype):
   np.testing.assert_array_equal(np.asarray(i), np.argmin(batch, axis=1))
   np.testing.assert_array_equal(np.asarray(low), batch.min(axis=1))
 
-
-def test_solves_with_the_scan_keep_the_walks_iterates():
-  """The solver with the scan (as on a GPU) against the walk (CPU): same counts, same x to rounding."""
-  from jax_lbfgsb import _solver, minimize
-
-  rng = np.random.default_rng(3)
-  n = SORT_AFTER + 8  # bounds cut most coordinates: Cauchy points pass many breakpoints
-  centre, weight = jnp.asarray(rng.uniform(-2.0, 2.0, n)), jnp.asarray(rng.uniform(0.5, 4.0, n))
-
-  def coupled(x):
-    return jnp.sum(weight * (x - centre) ** 2) + 0.1 * jnp.sum((x[1:] - x[:-1]) ** 2) + 0.01 * jnp.sum(x**4)
-
-  def solve():
-    return [minimize(coupled, jnp.zeros(n), bounds=(-1.0, 1.0))]
-
-  walked = solve()
-  original = _solver.cauchy_point
-  try:
-    jax.clear_caches()
-    _solver.cauchy_point = functools.partial(cauchy_point, method="scan")
-    scanned = solve()
-  finally:
-    _solver.cauchy_point = original
-    jax.clear_caches()
-  for a, b in zip(walked, scanned):
-    assert (int(a.nit), int(a.nfev), int(a.termination)) == (int(b.nit), int(b.nfev), int(b.termination))
-    assert int(a.state.nintol) == int(b.state.nintol) and int(a.nit) > 5
-    np.testing.assert_allclose(b.x, a.x, rtol=0, atol=1e-12)

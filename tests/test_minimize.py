@@ -215,6 +215,41 @@ def test_jit_matches_eager(dtype):
   assert res.nit.dtype == jnp.int32 and res.termination.dtype == jnp.int32
 
 
+def test_the_accelerator_program_keeps_the_cpu_iterates(monkeypatch):
+  """Every lax.platform_dependent at its default, as on a GPU (the loop-free Cauchy point,
+  selects for conds, the formk sums recomputed), run on CPU: same counts, same x to rounding."""
+  rng = np.random.default_rng(3)
+  n = 300  # above INCREMENTAL_MIN_N (kept sums); the bounds cut most coordinates
+  centre, weight = jnp.asarray(rng.uniform(-2.0, 2.0, n)), jnp.asarray(rng.uniform(0.5, 4.0, n))
+
+  def coupled(x):
+    return jnp.sum(weight * (x - centre) ** 2) + 0.1 * jnp.sum((x[1:] - x[:-1]) ** 2) + 0.01 * jnp.sum(x**4)
+
+  solve = lambda: minimize(coupled, jnp.zeros(n), bounds=(-1.0, 1.0))  # noqa: E731
+  cpu = solve()
+  jax.clear_caches()
+  monkeypatch.setattr(jax.lax, "platform_dependent", lambda *args, default, **_: default(*args))
+  other = solve()
+  monkeypatch.undo()
+  jax.clear_caches()
+  assert (int(cpu.nit), int(cpu.nfev), int(cpu.termination)) == (int(other.nit), int(other.nfev), int(other.termination))
+  assert int(cpu.state.nintol) == int(other.state.nintol) > 2 * int(cpu.nit) > 10  # many breakpoints passed
+  # Rounding: the scan's prefix sums and the recomputed sums round differently.
+  x = np.asarray(cpu.x)
+  x_tol = rounding.solution_tolerance(coupled, cpu.x, cpu.nit, free=(x > -1.0) & (x < 1.0))
+  np.testing.assert_allclose(other.x, cpu.x, rtol=0, atol=x_tol)
+
+
+def test_a_gpu_program_has_only_the_main_loop_and_the_line_search():
+  def whiles(fn, arg, platform):
+    return jax.jit(fn).trace(arg).lower(lowering_platforms=(platform,)).as_text().count("stablehlo.while")
+
+  solve = lambda x0: minimize(rosen, x0, bounds=(-1.5, 0.8)).x  # noqa: E731
+  x0 = jnp.zeros(40)  # > SORT_AFTER: on CPU the walk has its sorted rest
+  assert whiles(solve, x0, "cuda") == whiles(jax.vmap(solve), jnp.stack([x0, x0]), "cuda") == 2
+  assert whiles(solve, x0, "cpu") == 4  # main loop, line search, the walk and its sorted rest
+
+
 def test_message_under_jit_raises_a_clear_error():
   def solve(x0):
     res = minimize(rosen, x0)
