@@ -35,6 +35,7 @@ __all__ = [
     "w_row",
     "update_correction_pairs",
     "formt",
+    "update_memory",
     "bmv",
     "InverseHessian",
 ]
@@ -199,6 +200,18 @@ def formt(memory: Memory) -> tuple[Memory, jax.Array]:
   chol = jnp.linalg.cholesky(t)
   failed = ~jnp.all(jnp.isfinite(chol))
   return memory._replace(WT=jnp.where(failed, jnp.eye(m, dtype=t.dtype), chol.T)), failed
+
+
+def update_memory(
+    memory: Memory, s: jax.Array, y: jax.Array, sy: jax.Array, ss: jax.Array, apply: jax.Array | bool
+) -> Memory:
+  """Stores ``(s, y)`` and factors ``T`` anew where ``apply`` (``matupd``, then ``formt``).
+
+  A failed factorization empties the memory (the reference's restart with
+  ``B = I``); with ``apply`` False the memory comes back unchanged.
+  """
+  new, failed = formt(update_correction_pairs(memory, s, y, sy, ss, apply=apply))
+  return refresh(new._replace(WT=jnp.where(apply, new.WT, memory.WT)), apply & failed)
 
 
 def bmv(memory: Memory, v: jax.Array) -> jax.Array:

@@ -193,7 +193,7 @@ def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
   def solve(l, u, params, start):
     x0_flat, options, warm = start
     fg = functools.partial(fun_and_grad, params=params)
-    box = Box(l=l, u=u, fixed=l == u)
+    box = Box.of(l, u)
     state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(fg, warm, box, options)
     return run(fg, state, box, options, hooks)
 

@@ -23,7 +23,7 @@ from jax import lax
 
 from jax_lbfgsb._bounds import max_feasible_step, project, projected_gradient, projected_gradient_norm
 from jax_lbfgsb._cauchy import CauchyPoint, cauchy_point
-from jax_lbfgsb._compact import Memory, formt, init_memory, refresh, update_correction_pairs
+from jax_lbfgsb._compact import Memory, init_memory, refresh, update_memory
 from jax_lbfgsb._dcsrch import (
     FG,
     DcsrchState,
@@ -34,7 +34,9 @@ from jax_lbfgsb._dcsrch import (
 )
 from jax_lbfgsb._loops import cond_on_cpu, packed_while_loop
 from jax_lbfgsb._status import Termination
-from jax_lbfgsb._subspace import Grams, Subspace, formk, init_grams, reduced_gradient, subspace_minimization, update_grams
+from jax_lbfgsb._subspace import (
+    Grams, Subspace, formk, init_grams, mark_replaced, reduced_gradient, subspace_minimization, update_grams,
+)
 
 __all__ = ["Box", "Options", "Hooks", "History", "LbfgsbState", "init", "resume", "step", "run"]
 
@@ -42,11 +44,25 @@ FunAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
 class Box(NamedTuple):
-  """The bounds, ``(n,)`` arrays with ``-inf``/``inf`` where absent, and ``fixed = (l == u)``."""
+  """The bounds and the facts derived from them, computed once per solve (:meth:`of`).
+
+  Attributes:
+    l, u: ``(n,)`` bounds, ``-inf``/``inf`` where absent.
+    fixed: ``(n,)`` ``l == u``.
+    constrained: some variable has a bound.
+    boxed: every variable has both bounds.
+  """
 
   l: jax.Array
   u: jax.Array
   fixed: jax.Array
+  constrained: jax.Array
+  boxed: jax.Array
+
+  @classmethod
+  def of(cls, l: jax.Array, u: jax.Array) -> "Box":
+    has_l, has_u = l > -jnp.inf, u < jnp.inf
+    return cls(l=l, u=u, fixed=l == u, constrained=jnp.any(has_l | has_u), boxed=jnp.all(has_l & has_u))
 
 
 class Options(NamedTuple):
@@ -253,7 +269,7 @@ def init(
     at_bound = jnp.sum((x == box.l) | (x == box.u), dtype=jnp.int32)
     jax.debug.callback(
         hooks.printer.start, x.size, maxcor, jnp.finfo(x.dtype).eps, at_bound,
-        jnp.any((box.l > -jnp.inf) | (box.u < jnp.inf)), jnp.any(x != x0), f, sbgnrm,
+        box.constrained, jnp.any(x != x0), f, sbgnrm,
     )
   return state
 
@@ -302,7 +318,7 @@ class _LineSearch(NamedTuple):
   fell: jax.Array  # some trial lowered f beyond rounding
 
 
-def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, constrained, boxed, skip):
+def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, skip):
   """``lnsrlb``: the Moré–Thuente search along ``d`` from ``x``, starting at ``z`` or ``1/||d||``.
 
   With ``skip`` the loop makes no evaluation (``done``, not ``failed``).
@@ -310,9 +326,9 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   x, dtype = state.x, state.x.dtype
   first = state.nit == 0
   stpmx = jnp.where(
-      constrained, jnp.where(first, 1.0, max_feasible_step(x, d, box.l, box.u)), 1e10
+      box.constrained, jnp.where(first, 1.0, max_feasible_step(x, d, box.l, box.u)), 1e10
   ).astype(dtype)
-  stp = lnsrlb_first_step(d, stpmx, first, boxed)
+  stp = lnsrlb_first_step(d, stpmx, first, box.boxed)
   # stpmx can fall an ulp below 1 although x + d = z is feasible; keep z as the first trial.
   stpmax = jnp.maximum(stpmx, stp)
   gd0 = jnp.vdot(state.g, d)
@@ -359,7 +375,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
 _cauchy_point = jax.jit(cauchy_point)
 
 
-def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[CauchyPoint, Subspace, Any, Grams | None]:
+def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspace, Any, Grams | None]:
   """Cauchy point, then subspace minimization over the variables free at it."""
   x, g, memory = state.x, state.g, state.memory
   n = x.size
@@ -372,7 +388,7 @@ def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[Cauchy
 
   # Both variants of cond_on_cpu call the jitted kernel: it is traced once.
   gcp = cond_on_cpu(
-      constrained | (memory.col == 0),
+      box.constrained | (memory.col == 0),
       lambda: _cauchy_point(x, g, box.l, box.u, box.fixed, memory),
       skip_cauchy,
   )
@@ -395,86 +411,86 @@ def _search_direction(state: LbfgsbState, box: Box, constrained) -> tuple[Cauchy
   return gcp, sub, use_subspace, grams
 
 
-def step(
-    fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState
-) -> LbfgsbState:
-  """One pass of the main loop; see the module docstring."""
-  memory = state.memory
-  dtype = state.x.dtype
-  eps = jnp.finfo(dtype).eps
-  has_l, has_u = box.l > -jnp.inf, box.u < jnp.inf
-  constrained = jnp.any(has_l | has_u)
-  boxed = jnp.all(has_l & has_u)
+def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: Box, options: Options
+            ) -> LbfgsbState:
+  """The new iterate where the search succeeded, the counters, and the stopping tests.
 
-  # 1. Generalized Cauchy point and 2. subspace minimization.
-  gcp, sub, used_subspace, grams = _search_direction(state, box, constrained)
-  nact = jnp.where(constrained | (memory.col == 0), jnp.sum(~gcp.free, dtype=jnp.int32), state.nact)
-  state = state._replace(
-      grams=grams, nseg=gcp.nseg, nintol=state.nintol + gcp.nseg, nact=nact,
-      iword=jnp.where(used_subspace, sub.iword.astype(jnp.int32), -1),
-  )
-  direction_failed = gcp.info | sub.info
-
-  # 3. Line search along d = z - x; none when the direction failed (then the
-  #    pass only refreshes the memory: the reference's restart).
-  d = sub.z - state.x
-  ls, gdold = _line_search(fun_and_grad, state, d, sub.z, box, options, constrained, boxed, direction_failed)
-  searched = ~direction_failed
-  failed = searched & ls.failed
-  accepted = searched & ls.done
-  empty = memory.col == 0
+  A failed search with a non-empty memory, or a failed direction, ends the
+  pass without a new iterate and refreshes the memory (``B = I``).
+  """
+  searched = ~failed_direction
+  failed, accepted = searched & ls.failed, searched & ls.done
+  empty = state.memory.col == 0
   # A search where f rose beyond rounding while the gradient predicted a fall
   # beyond it, and never fell beyond rounding, says that g does not match f
   # (for a smooth f and a consistent g, short enough steps fall as predicted).
   # One that shrank the step until f's changes were lost in rounding failed for
   # lack of precision.
   mismatch = ls.rose & ~ls.fell
-  rounding = jnp.abs(ls.f - state.f) <= _rounding(state.f)
   abnormal = jnp.select(
-      [gdold >= 0, mismatch, rounding],
+      [gdold >= 0, mismatch, jnp.abs(ls.f - state.f) <= _rounding(state.f)],
       [Termination.ABNORMAL_NOT_DESCENT, Termination.INCONSISTENT_GRADIENT, Termination.PRECISION_LIMIT],
       Termination.ABNORMAL_LINE_SEARCH,
   )
-
-  # 4. The new iterate and the stopping tests there. A failed search with a
-  #    non-empty memory restarts with B = I, as does a failed direction.
+  pick = lambda new, old: jnp.where(accepted, new, old)  # noqa: E731
   s = state._replace(
-      x=jnp.where(accepted, ls.x, state.x), f=jnp.where(accepted, ls.f, state.f),
-      g=jnp.where(accepted, ls.g, state.g), fold=jnp.where(accepted, state.f, state.fold),
-      sbgnrm=jnp.where(accepted, projected_gradient_norm(ls.x, ls.g, box.l, box.u), state.sbgnrm),
+      x=pick(ls.x, state.x), f=pick(ls.f, state.f), g=pick(ls.g, state.g), fold=pick(state.f, state.fold),
+      sbgnrm=pick(projected_gradient_norm(ls.x, ls.g, box.l, box.u), state.sbgnrm),
       nit=state.nit + accepted.astype(jnp.int32), nfev=state.nfev + ls.nfev,
-      iback=jnp.where(searched, ls.ifun - 1, state.iback),
-      stp=jnp.where(accepted, ls.stp, state.stp),
-      xstep=jnp.where(accepted, jnp.linalg.norm(ls.x - state.x), state.xstep),
-      memory=refresh(memory, direction_failed | (failed & ~empty)),
+      iback=jnp.where(searched, ls.ifun - 1, state.iback), stp=pick(ls.stp, state.stp),
+      xstep=pick(jnp.linalg.norm(ls.x - state.x), state.xstep),
+      memory=refresh(state.memory, failed_direction | (failed & ~empty)),
   )
+  # No finite point along steepest descent: NONFINITE; else a failed search is
+  # ABNORMAL with an empty memory and a restart otherwise.
   termination = jnp.where(
-      direction_failed, state.termination,
-      jnp.where(
-          failed,
-          # No finite point along steepest descent: NONFINITE; else a failed
-          # search is ABNORMAL with an empty memory and a restart otherwise.
-          jnp.where(empty, jnp.where(ls.nonfinite, Termination.NONFINITE, abnormal), Termination.RUNNING),
-          _accepted_tests(s, box, options, mismatch),
-      ),
+      failed_direction, state.termination,
+      jnp.where(failed, jnp.where(empty, jnp.where(ls.nonfinite, Termination.NONFINITE, abnormal), Termination.RUNNING),
+                _accepted_tests(s, box, options, mismatch)),
   ).astype(jnp.int32)
   history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
-  s = s._replace(termination=termination, history=history)
+  return s._replace(termination=termination, history=history)
 
-  # 5. Memory update with s = stp d, y = g_new - g_old, skipped when
-  #    s'y <= eps (-g_old'd stp). Also after the last iteration, so that a
-  #    warm start continues exactly as one longer solve would. No lax.cond:
-  #    S and Y are written in place, one row, in every pass.
+
+def _update_memory(s: LbfgsbState, old: LbfgsbState, ls: _LineSearch, d, gdold, accepted) -> LbfgsbState:
+  """The pair ``s = stp d``, ``y = g_new - g_old``, skipped when ``s'y <= eps (-g_old'd stp)``.
+
+  Also after the last iteration, so that a warm start continues exactly as one
+  longer solve would. No ``lax.cond``: ``S`` and ``Y`` are written in place,
+  one row, in every pass.
+  """
+  eps = jnp.finfo(s.x.dtype).eps
   dr = (ls.gd - gdold) * ls.stp
   skip = dr <= eps * (-gdold * ls.stp)
-  updated = accepted & ~skip
+  stored = accepted & ~skip
   ss = ls.stp * ls.stp * jnp.vdot(d, d)  # the reference's stp^2 dtd (exactly dtd when stp == 1)
-  new_memory, bad = formt(update_correction_pairs(s.memory, ls.stp * d, ls.g - state.g, dr, ss, apply=updated))
-  memory = refresh(new_memory._replace(WT=jnp.where(updated, new_memory.WT, s.memory.WT)), updated & bad)
-  newest = (memory.head + memory.col - 1) % memory.S.shape[0]  # the slot just written
-  grams = s.grams if s.grams is None else s.grams._replace(
-      dirty=s.grams.dirty | (updated & (jnp.arange(memory.S.shape[0]) == newest)))
-  return s._replace(memory=memory, grams=grams, nskip=s.nskip + (accepted & skip).astype(jnp.int32))
+  memory = update_memory(s.memory, ls.stp * d, ls.g - old.g, dr, ss, apply=stored)
+  return s._replace(memory=memory, grams=mark_replaced(s.grams, memory, stored),
+                    nskip=s.nskip + (accepted & skip).astype(jnp.int32))
+
+
+def step(
+    fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState
+) -> LbfgsbState:
+  """One pass of the main loop: search direction, line search, accept, update the memory."""
+  memory = state.memory
+
+  # 1. Generalized Cauchy point and 2. subspace minimization.
+  gcp, sub, used_subspace, grams = _search_direction(state, box)
+  nact = jnp.where(box.constrained | (memory.col == 0), jnp.sum(~gcp.free, dtype=jnp.int32), state.nact)
+  state = state._replace(
+      grams=grams, nseg=gcp.nseg, nintol=state.nintol + gcp.nseg, nact=nact,
+      iword=jnp.where(used_subspace, sub.iword.astype(jnp.int32), -1),
+  )
+  failed_direction = gcp.info | sub.info
+
+  # 3. Line search along d = z - x; none when the direction failed.
+  d = sub.z - state.x
+  ls, gdold = _line_search(fun_and_grad, state, d, sub.z, box, options, failed_direction)
+
+  # 4. The new iterate and the stopping tests, 5. the memory update.
+  s = _accept(state, ls, gdold, failed_direction, box, options)
+  return _update_memory(s, state, ls, d, gdold, ~failed_direction & ls.done)
 
 
 def run(

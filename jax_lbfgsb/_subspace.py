@@ -35,8 +35,8 @@ from jax_lbfgsb._bounds import first_argmin, steps_to_bounds
 from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
 
 __all__ = [
-    "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "change_tiers", "init_grams", "update_grams", "formk",
-    "reduced_gradient", "subspace_minimization",
+    "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "change_tiers", "init_grams", "update_grams",
+    "mark_replaced", "formk", "reduced_gradient", "subspace_minimization",
 ]
 
 _HI = lax.Precision.HIGHEST
@@ -120,6 +120,16 @@ def init_grams(n: int, m: int, dtype) -> Grams | None:
     return None
   zero = jnp.zeros((m, m), dtype)
   return Grams(zero, zero, zero, zero, jnp.zeros((n,), bool), jnp.zeros((m,), bool), jnp.zeros((), bool))
+
+
+def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Grams | None:
+  """Marks the slot of the pair just stored (where ``stored``) as dirty: its row
+  and column of the sums are recomputed at the next :func:`update_grams`."""
+  if grams is None:
+    return None
+  m = memory.S.shape[0]
+  newest = (memory.head + memory.col - 1) % m
+  return grams._replace(dirty=grams.dirty | (stored & (jnp.arange(m) == newest)))
 
 
 def update_grams(

@@ -255,7 +255,7 @@ def lbfgsb(
         ls_ftol=jnp.asarray(1e-3, dtype), ls_gtol=jnp.asarray(0.9, dtype),  # lnsrlb's constants
         pgtol_rel=jnp.zeros((), dtype), xtol_rel=jnp.zeros((), dtype),  # off, as in SciPy
     )
-    return Box(l=l, u=u, fixed=l == u), options
+    return Box.of(l, u), options
 
   def init_fn(params: Any) -> LbfgsbTransformState:
     params = _strong(params)
