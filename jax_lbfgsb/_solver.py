@@ -375,6 +375,17 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
 _cauchy_point = jax.jit(cauchy_point)
 
 
+@jax.jit
+def _subspace_step(x, g, l, u, gcp: CauchyPoint, memory: Memory, grams: Grams | None) -> tuple[Subspace, Grams | None]:
+  """Subspace minimization over the variables free at the Cauchy point, with the updated sums
+  (None for small problems, which keep none: ``init_grams``)."""
+  new_grams = update_grams(grams, memory, gcp.free)
+  factors, info_k = formk(memory, new_grams)
+  r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
+  sub = subspace_minimization(x, g, l, u, gcp.xcp, r, gcp.free, memory, factors)
+  return sub._replace(info=sub.info | info_k | info_r), None if grams is None else new_grams
+
+
 def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspace, Any, Grams | None]:
   """Cauchy point, then subspace minimization over the variables free at it."""
   x, g, memory = state.x, state.g, state.memory
@@ -386,28 +397,19 @@ def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspa
         nseg=_i32(0), info=jnp.zeros((), bool),
     )
 
-  # Both variants of cond_on_cpu call the jitted kernel: it is traced once.
+  # Both variants of cond_on_cpu call jitted kernels: each is traced once.
   gcp = cond_on_cpu(
       box.constrained | (memory.col == 0),
       lambda: _cauchy_point(x, g, box.l, box.u, box.fixed, memory),
       skip_cauchy,
   )
 
-  # The subspace step is skipped only with an empty memory or nothing free:
-  # computed always and selected, no cond.
-  grams = update_grams(state.grams, memory, gcp.free)
-  factors, info_k = formk(memory, grams)
-  r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
-  sub = subspace_minimization(x, g, box.l, box.u, gcp.xcp, r, gcp.free, memory, factors)
+  def no_subspace():
+    return Subspace(z=gcp.xcp, iword=jnp.zeros((), bool), info=jnp.zeros((), bool)), state.grams
+
   use_subspace = jnp.any(gcp.free) & (memory.col > 0)
-  sub = Subspace(
-      z=jnp.where(use_subspace, sub.z, gcp.xcp), iword=use_subspace & sub.iword,
-      info=use_subspace & (sub.info | info_k | info_r),
-  )
-  if state.grams is not None:  # small problems keep no sums (init_grams)
-    grams = jax.tree.map(lambda new, old: jnp.where(use_subspace, new, old), grams, state.grams)
-  else:
-    grams = None
+  sub, grams = cond_on_cpu(
+      use_subspace, lambda: _subspace_step(x, g, box.l, box.u, gcp, memory, state.grams), no_subspace)
   return gcp, sub, use_subspace, grams
 
 
