@@ -384,6 +384,60 @@ def _row(label: str, n: int, f_opt, solver: str, r: Run, ref: Run, t_fg: float) 
           f"| {_fmt(r.time_s)} | {_fmt(ratio)} | {_fmt(_overhead_us(r, t_fg), '.0f')} |")
 
 
+def _first_table(path: Path) -> str:
+  """The first markdown table of ``path``, written by another benchmark script."""
+  if not path.exists():
+    return f"({path.name} is missing: run its script first.)"
+  lines = path.read_text().splitlines()
+  start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+  end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+  return "\n".join(lines[start:end])
+
+
+def lean_iteration_section(time_ratio_ours: float | None) -> list[str]:
+  """Issue 12's tables: compile and batch (from their scripts' files) and the control flow (counted now)."""
+  import control_flow  # benchmarks/control_flow.py: counts from the jaxpr, no GPU needed
+
+  here = ROOT / "benchmarks"
+  flow = here / "RESULTS_control_flow.md"
+  before = "\n".join(line for line in flow.read_text().split("## Before")[1].split("## After")[0].splitlines()
+                     if line.startswith("|")) if flow.exists() else "(RESULTS_control_flow.md is missing.)"
+  return [
+      "## Lean iteration (issue 12)",
+      "",
+      "First call of a bounded Rosenbrock n=10 on a program never compiled before (`python "
+      "benchmarks/compile.py --rounds 3`, benchmarks/RESULTS_compile.md; targets: top level <= 1.2x, user "
+      "jit <= 1.5x, jit(vmap) <= 2.0x optax.lbfgs, a new closure of the same code <= 0.1x its first call):",
+      "",
+      _first_table(here / "RESULTS_compile.md"),
+      "",
+      "512 bounded Rosenbrock problems, n = 10 (`python benchmarks/batch.py --no-jaxopt`, "
+      "benchmarks/RESULTS_batch.md; targets >= 20x a SciPy loop in steady state, >= 5x with compile):",
+      "",
+      _first_table(here / "RESULTS_batch.md"),
+      "",
+      "Sequential control flow (`python benchmarks/control_flow.py`, counted from the jaxpr as each "
+      "platform compiles it; target: 2 `while` on a GPU, the main loop and the line search, and no "
+      "data-dependent `cond` in the main loop). Before (ba3bd02):",
+      "",
+      before,
+      "",
+      "Now:",
+      "",
+      control_flow.table(),
+      "",
+      f"Single small solves, steady state: geometric mean {_fmt(time_ratio_ours)} x SciPy over this run "
+      "(target 2 above; issue 12's target 0.2x).",
+      "",
+      "Where a target is missed: the compile is ~80% XLA's backend on ~2,000 ops, spread over dcsrch's "
+      "scalar interval logic (~250 ops), the Cauchy point (~200), the subspace step and formk (~200), the "
+      "memory update (~150), the stopping tests and the loop carries; no single part dominates, and a nested "
+      "jit cannot take the classic emitters that halve the top-level compile. The batch is bound by that "
+      "compile with compile counted, and in steady state by batched LAPACK calls on 10 x 10 blocks and its "
+      "slowest lane (see 5 above).",
+  ]
+
+
 def build_report(results, command: str, opts: dict, repeats: int, elapsed: float, notes: list[str]) -> str:
   header = ("| problem | n | solver | nit | nfev | f (float64) | f - f* | proj g inf | bound viol. | stop "
             "| first call s | steady s | time / SciPy | own us / iter |")
@@ -493,6 +547,8 @@ def build_report(results, command: str, opts: dict, repeats: int, elapsed: float
       "float64 arrays).",
       "",
       *summary,
+      "",
+      *lean_iteration_section(time_ratio["ours"]),
       "",
       "## All runs",
       "",
