@@ -194,7 +194,7 @@ def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
     x0_flat, options, warm = start
     fg = functools.partial(fun_and_grad, params=params)
     box = Box.of(l, u)
-    state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(fg, warm, box, options)
+    state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(fg, warm, box, options, hooks)
     return run(fg, state, box, options, hooks)
 
   params = tuple(args)

@@ -38,7 +38,7 @@ from jax_lbfgsb._subspace import (
     Grams, Subspace, formk, init_grams, mark_replaced, reduced_gradient, subspace_minimization, update_grams,
 )
 
-__all__ = ["Box", "Options", "Hooks", "History", "LbfgsbState", "init", "resume", "step", "run"]
+__all__ = ["Box", "Options", "Hooks", "History", "Info", "LbfgsbState", "init", "resume", "step", "run"]
 
 FunAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -122,8 +122,25 @@ class History(NamedTuple):
   stp: jax.Array
 
 
+class Info(NamedTuple):
+  """Diagnostics that only the iprint table reads (SciPy's summary); in the state
+  only when something prints (:class:`Hooks` ``printer``), else absent from the graph.
+
+  Attributes:
+    nskip: updates skipped by the curvature test.
+    nintol: segments explored by all Cauchy point searches.
+    nact: variables active (not free) at the last Cauchy point.
+    iback: backtracks (evaluations beyond the first) in the last line search.
+  """
+
+  nskip: jax.Array
+  nintol: jax.Array
+  nact: jax.Array
+  iback: jax.Array
+
+
 class LbfgsbState(NamedTuple):
-  """The loop carry.
+  """The loop carry: the algorithm's state.
 
   Attributes:
     x, f, g: current iterate, ``f(x)`` and ``grad f(x)``.
@@ -134,16 +151,11 @@ class LbfgsbState(NamedTuple):
     sbgnrm: ``||proj g||_inf`` at ``x``.
     nit: new iterates so far.
     nfev: evaluations of ``f`` and ``g`` so far.
-    nskip: updates skipped by the curvature test.
-    nseg: segments explored by the last Cauchy point search.
-    nintol: segments explored by all Cauchy point searches.
-    nact: variables active (not free) at the last Cauchy point.
-    iback: backtracks (evaluations beyond the first) in the last line search.
-    iword: -1 no subspace step, 0 interior step, 1 a free variable ended on a bound.
     stp: accepted step length of the last line search.
-    xstep: ``||x - x_prev||_2`` of the last step.
+    xstep: ``||x - x_prev||_2`` of the last step (the ``xtol_rel`` test).
     termination: a :class:`~jax_lbfgsb._status.Termination` code, ``RUNNING`` until it stops.
     history: a :class:`History`, or None when not recorded.
+    info: an :class:`Info`, or None when nothing prints.
   """
 
   x: jax.Array
@@ -155,20 +167,22 @@ class LbfgsbState(NamedTuple):
   sbgnrm: jax.Array
   nit: jax.Array
   nfev: jax.Array
-  nskip: jax.Array
-  nseg: jax.Array
-  nintol: jax.Array
-  nact: jax.Array
-  iback: jax.Array
-  iword: jax.Array
   stp: jax.Array
   xstep: jax.Array
   termination: jax.Array
   history: History | None
+  info: Info | None
 
 
 def _i32(v) -> jax.Array:
   return jnp.asarray(v, jnp.int32)
+
+
+def _info(info: Info | None, hooks: Hooks) -> Info | None:
+  """``info`` kept, or started, when something prints; else None."""
+  if hooks.printer is None:
+    return None
+  return info if info is not None else Info(_i32(0), _i32(0), _i32(0), _i32(0))
 
 
 def _nonfinite(f: jax.Array, g: jax.Array) -> jax.Array:
@@ -261,8 +275,8 @@ def init(
   state = LbfgsbState(
       x=x, f=f, g=g, fold=f, memory=init_memory(x.size, maxcor, x.dtype),
       grams=init_grams(x.size, maxcor, x.dtype), sbgnrm=sbgnrm,
-      nit=zero, nfev=_i32(1), nskip=zero, nseg=zero, nintol=zero, nact=zero, iback=zero,
-      iword=_i32(-1), stp=jnp.zeros((), x.dtype), xstep=jnp.zeros((), x.dtype), termination=_i32(Termination.RUNNING), history=history,
+      nit=zero, nfev=_i32(1), stp=jnp.zeros((), x.dtype), xstep=jnp.zeros((), x.dtype),
+      termination=_i32(Termination.RUNNING), history=history, info=_info(None, hooks),
   )
   state = state._replace(termination=_entry_tests(state, box, options))
   if hooks.printer is not None:
@@ -274,7 +288,9 @@ def init(
   return state
 
 
-def resume(fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options) -> LbfgsbState:
+def resume(
+    fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, hooks: Hooks = Hooks()
+) -> LbfgsbState:
   """Continues a finished solve with its memory and counters (warm start) under new options.
 
   ``fun``, its ``args`` or the bounds may differ from the solve that made
@@ -297,6 +313,7 @@ def resume(fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Opti
   state = state._replace(
       x=x, f=jnp.where(same, state.f, f), g=jnp.where(same, state.g, g), fold=jnp.where(same, state.fold, f),
       nfev=state.nfev + 1, sbgnrm=jnp.where(same, state.sbgnrm, projected_gradient_norm(x, g, box.l, box.u)),
+      info=_info(state.info, hooks),
   )
   return state._replace(termination=_entry_tests(state, box, options, continuing=same))
 
@@ -386,7 +403,7 @@ def _subspace_step(x, g, l, u, gcp: CauchyPoint, memory: Memory, grams: Grams | 
   return sub._replace(info=sub.info | info_k | info_r), None if grams is None else new_grams
 
 
-def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspace, Any, Grams | None]:
+def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspace, Grams | None]:
   """Cauchy point, then subspace minimization over the variables free at it."""
   x, g, memory = state.x, state.g, state.memory
   n = x.size
@@ -410,7 +427,7 @@ def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspa
   use_subspace = jnp.any(gcp.free) & (memory.col > 0)
   sub, grams = cond_on_cpu(
       use_subspace, lambda: _subspace_step(x, g, box.l, box.u, gcp, memory, state.grams), no_subspace)
-  return gcp, sub, use_subspace, grams
+  return gcp, sub, grams
 
 
 def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: Box, options: Options
@@ -439,7 +456,7 @@ def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: B
       x=pick(ls.x, state.x), f=pick(ls.f, state.f), g=pick(ls.g, state.g), fold=pick(state.f, state.fold),
       sbgnrm=pick(projected_gradient_norm(ls.x, ls.g, box.l, box.u), state.sbgnrm),
       nit=state.nit + accepted.astype(jnp.int32), nfev=state.nfev + ls.nfev,
-      iback=jnp.where(searched, ls.ifun - 1, state.iback), stp=pick(ls.stp, state.stp),
+      stp=pick(ls.stp, state.stp),
       xstep=pick(jnp.linalg.norm(ls.x - state.x), state.xstep),
       memory=refresh(state.memory, failed_direction | (failed & ~empty)),
   )
@@ -454,12 +471,13 @@ def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: B
   return s._replace(termination=termination, history=history)
 
 
-def _update_memory(s: LbfgsbState, old: LbfgsbState, ls: _LineSearch, d, gdold, accepted) -> LbfgsbState:
+def _update_memory(s: LbfgsbState, old: LbfgsbState, ls: _LineSearch, d, gdold, accepted
+                   ) -> tuple[LbfgsbState, jax.Array]:
   """The pair ``s = stp d``, ``y = g_new - g_old``, skipped when ``s'y <= eps (-g_old'd stp)``.
 
   Also after the last iteration, so that a warm start continues exactly as one
   longer solve would. No ``lax.cond``: ``S`` and ``Y`` are written in place,
-  one row, in every pass.
+  one row, in every pass. Also returns whether an accepted pair was skipped.
   """
   eps = jnp.finfo(s.x.dtype).eps
   dr = (ls.gd - gdold) * ls.stp
@@ -467,23 +485,16 @@ def _update_memory(s: LbfgsbState, old: LbfgsbState, ls: _LineSearch, d, gdold, 
   stored = accepted & ~skip
   ss = ls.stp * ls.stp * jnp.vdot(d, d)  # the reference's stp^2 dtd (exactly dtd when stp == 1)
   memory = update_memory(s.memory, ls.stp * d, ls.g - old.g, dr, ss, apply=stored)
-  return s._replace(memory=memory, grams=mark_replaced(s.grams, memory, stored),
-                    nskip=s.nskip + (accepted & skip).astype(jnp.int32))
+  return s._replace(memory=memory, grams=mark_replaced(s.grams, memory, stored)), accepted & skip
 
 
 def step(
     fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState
 ) -> LbfgsbState:
   """One pass of the main loop: search direction, line search, accept, update the memory."""
-  memory = state.memory
-
   # 1. Generalized Cauchy point and 2. subspace minimization.
-  gcp, sub, used_subspace, grams = _search_direction(state, box)
-  nact = jnp.where(box.constrained | (memory.col == 0), jnp.sum(~gcp.free, dtype=jnp.int32), state.nact)
-  state = state._replace(
-      grams=grams, nseg=gcp.nseg, nintol=state.nintol + gcp.nseg, nact=nact,
-      iword=jnp.where(used_subspace, sub.iword.astype(jnp.int32), -1),
-  )
+  gcp, sub, grams = _search_direction(state, box)
+  state = state._replace(grams=grams)
   failed_direction = gcp.info | sub.info
 
   # 3. Line search along d = z - x; none when the direction failed.
@@ -491,8 +502,17 @@ def step(
   ls, gdold = _line_search(fun_and_grad, state, d, sub.z, box, options, failed_direction)
 
   # 4. The new iterate and the stopping tests, 5. the memory update.
+  accepted = ~failed_direction & ls.done
   s = _accept(state, ls, gdold, failed_direction, box, options)
-  return _update_memory(s, state, ls, d, gdold, ~failed_direction & ls.done)
+  s, skipped = _update_memory(s, state, ls, d, gdold, accepted)
+  if state.info is None:
+    return s
+  info = state.info
+  return s._replace(info=Info(
+      nskip=info.nskip + skipped.astype(jnp.int32), nintol=info.nintol + gcp.nseg,
+      nact=jnp.where(box.constrained | (state.memory.col == 0), jnp.sum(~gcp.free, dtype=jnp.int32), info.nact),
+      iback=jnp.where(failed_direction, info.iback, ls.ifun - 1),
+  ))
 
 
 def run(
@@ -520,13 +540,13 @@ def run(
       new = new._replace(termination=jnp.where(
           new_iterate & halt & ~limit, Termination.CALLBACK_HALT, new.termination).astype(jnp.int32))
     if hooks.printer is not None:
-      jax.debug.callback(hooks.printer.iterate, new_iterate, new.nit, new.f, new.sbgnrm, new.iback, new.xstep)
+      jax.debug.callback(hooks.printer.iterate, new_iterate, new.nit, new.f, new.sbgnrm, new.info.iback, new.xstep)
     return new
 
   state = lax.while_loop(lambda s: s.termination == Termination.RUNNING, body, state)
   if hooks.printer is not None:
     jax.debug.callback(
-        hooks.printer.finish, state.x.size, state.nit, state.nfev, state.nintol, state.nskip,
-        state.nact, state.sbgnrm, state.f, state.termination,
+        hooks.printer.finish, state.x.size, state.nit, state.nfev, state.info.nintol, state.info.nskip,
+        state.info.nact, state.sbgnrm, state.f, state.termination,
     )
   return state

@@ -23,15 +23,20 @@ def test_fortran_d_format():
   assert iterate_line(7, 6.0, 1e-5) == "At iterate    7    f=  6.00000D+00    |proj g|=  1.00000D-05"
 
 
-def _run(capsys, **kwargs):
-  res = minimize(rosen, X0, bounds=(-1.5, 0.8), **kwargs)
+def _run(capsys, x0=X0, **kwargs):
+  res = minimize(rosen, x0, bounds=(-1.5, 0.8), **kwargs)
   jax.effects_barrier()
   return res, capsys.readouterr().out
 
 
-def test_iprint_off_prints_nothing(capsys):
-  _, out = _run(capsys)
-  assert out == ""
+def test_iprint_off_prints_nothing_and_keeps_no_diagnostics(capsys):
+  res, out = _run(capsys)
+  assert out == "" and res.state.info is None  # the iprint counters are not in the graph
+  # A warm start that prints starts them (its table counts from here) ...
+  more, out = _run(capsys, iprint=0, x0=res)
+  assert more.state.info is not None and out.rstrip().endswith("CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH")
+  # ... and one that does not print drops them.
+  assert _run(capsys, x0=more)[0].state.info is None
 
 
 def test_iprint_levels(capsys):
