@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_row, w_transpose_times
+from jax_lbfgsb._compact import Memory, bmv, w_row, w_rows, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "floored_sums"]
 
@@ -170,9 +170,7 @@ def _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segm
   ds = d[order]
   zs = jnp.where(ds > 0, u[order] - x[order], l[order] - x[order])
   # Rows of W = [Y, theta S] in sorted order, and v_b = M w_b for each (M symmetric).
-  slots, valid = chronological_slots(memory)
-  w = jnp.concatenate([jnp.where(valid[:, None], memory.Y[slots], 0.0),
-                       jnp.where(valid[:, None], memory.theta * memory.S[slots], 0.0)]).T
+  w = w_rows(memory)
   ws = w[order]
   mid = jax.vmap(lambda e: bmv(memory, e))(jnp.eye(w.shape[1], dtype=dtype))
   info = info | (use_w & ~jnp.all(jnp.isfinite(mid)))

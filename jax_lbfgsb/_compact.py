@@ -32,6 +32,7 @@ __all__ = [
     "chronological_slots",
     "w_transpose_times",
     "w_times",
+    "w_rows",
     "w_row",
     "update_correction_pairs",
     "formt",
@@ -124,6 +125,13 @@ def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
   a_buf = jnp.where(valid, a, 0.0)[position]
   b_buf = jnp.where(valid, b, 0.0)[position]
   return jnp.matmul(a_buf, memory.Y, precision=_HI) + jnp.matmul(b_buf, memory.S, precision=_HI)
+
+
+def w_rows(memory: Memory) -> jax.Array:
+  """``W = [Y, theta S]`` as an ``(n, 2m)`` array (chronological columns, zero past ``col``)."""
+  slots, valid = chronological_slots(memory)
+  return jnp.concatenate([jnp.where(valid[:, None], memory.Y[slots], 0.0),
+                          jnp.where(valid[:, None], memory.theta * memory.S[slots], 0.0)]).T
 
 
 def w_row(memory: Memory, i: jax.Array) -> jax.Array:

@@ -58,18 +58,15 @@ from jax import lax
 
 from jax_lbfgsb._bounds import project
 from jax_lbfgsb._solver import LbfgsbState
-from jax_lbfgsb._status import Termination
+from jax_lbfgsb._status import WARNFLAG, Termination
 
 __all__ = ["differentiable_solve"]
 
 _HI = lax.Precision.HIGHEST
 _CG_MAXITER = 10_000  # cap on the 10 n conjugate-gradient iterations
 # Terminations at a solution: the optimality conditions hold there (to the
-# tolerance, or to the precision of the type).
-_SOLVED = tuple(int(c) for c in (
-    Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL, Termination.CONVERGED_PGTOL_REL,
-    Termination.CONVERGED_XTOL, Termination.PRECISION_LIMIT,
-))
+# tolerance: SciPy's status 0, or to the precision of the type).
+_SOLVED = tuple(code for code, flag in enumerate(WARNFLAG) if flag == 0) + (int(Termination.PRECISION_LIMIT),)
 
 
 def _zero_tangent(leaf: jax.Array) -> Any:
@@ -102,7 +99,8 @@ def _cg(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, run=True) -> tup
   tol = 1e-10 if dtype == jnp.float64 else 1e-5
   maxiter = min(10 * b.size, _CG_MAXITER)
   eps = jnp.finfo(dtype).eps
-  atol2 = tol * tol * jnp.vdot(b, b, precision=_HI)
+  rr = jnp.vdot(b, b, precision=_HI)
+  atol2 = tol * tol * rr
 
   def body(c: _CG) -> _CG:
     hp = matvec(c.p)
@@ -116,7 +114,6 @@ def _cg(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, run=True) -> tup
               converged=rr <= atol2, broken=broken)
     return jax.tree.map(lambda old, upd: jnp.where(broken, old, upd), c, new)._replace(broken=broken, k=c.k + 1)
 
-  rr = jnp.vdot(b, b, precision=_HI)
   init = _CG(x=jnp.zeros_like(b), r=b, p=b, rr=rr, curvature=jnp.zeros((), dtype), k=jnp.zeros((), jnp.int32),
              converged=run & (rr <= atol2), broken=~jnp.asarray(run))
   c = lax.while_loop(lambda c: ~(c.converged | c.broken) & (c.k < maxiter), body, init)
