@@ -37,7 +37,7 @@ def main() -> None:
     for k, x_ref in enumerate(iterates[:10], start=1):
       x_k = np.asarray(minimize(p.fun, x0, bounds=bounds, maxcor=maxcor, maxiter=k).x)
       diff = max(diff, float(np.max(np.abs(x_k - x_ref)) / max(np.max(np.abs(x_ref)), 1e-300)))
-    same = res.message.split(".")[0] == ref.message
+    same = res.message == ref.message
     print(f"| {case_id} | {p.x0.size} | {int(res.nit)} / {int(res.nfev)} | {ref.nit} / {ref.nfev} |"
           f" {diff:.1e} | {'same' if same else res.message[:30] + ' / ' + ref.message} |")
 

@@ -59,8 +59,8 @@ def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> Any:
   if isinstance(value, (list, tuple)):
     value = np.asarray([fill if v is None else v for v in value], dtype=np.float64)
   xp = jnp if isinstance(value, jax.Array) else np
-  if np.ndim(value) == 0:
-    return xp.full((n,), _cast_inward(value, dtype, fill), dtype)
+  if np.size(value) == 1:  # a scalar, or SciPy's Bounds(-1.5, 0.8) (lb of shape (1,)): for all
+    return xp.full((n,), _cast_inward(xp.reshape(value, ()), dtype, fill), dtype)
   if np.size(value) != n:
     raise ValueError(
         f"bounds: `{name}` has {np.size(value)} entries but x0 has {n}; give one"

@@ -19,7 +19,7 @@ Mirrors ``matupd``, ``formt`` and ``bmv`` in SciPy's ``lbfgsb.c``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -249,17 +249,58 @@ class InverseHessian(NamedTuple):
   ``H`` is the two-loop recursion over the stored pairs in chronological order
   (oldest first) with ``H0 = I / theta``: the inverse of ``B = theta I - W M W'``.
 
-  SciPy's ``LbfgsInvHessProduct`` differs: it uses ``H0 = I`` and takes the
-  pairs in buffer order, which is wrong once the buffer has wrapped (more
-  than ``maxcor`` updates; see REFERENCE.md c.8). This operator is exact.
+  It has the interface of SciPy's ``LbfgsInvHessProduct`` (a
+  ``LinearOperator``): ``H(v)``, ``H @ v``, ``H.dot(v)``, ``matvec`` and
+  ``rmatvec`` of an ``(n,)`` or ``(n, 1)`` array, ``matmat`` of ``(n, k)``,
+  ``todense()``, ``shape``, ``dtype``, ``T``. SciPy's operator differs in what
+  it computes: it uses ``H0 = I`` and takes the pairs in buffer order, which
+  is wrong once the buffer has wrapped (more than ``maxcor`` updates; see
+  REFERENCE.md c.8). This operator is the L-BFGS-B matrix, exact.
 
   Attributes:
     memory: the limited memory.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jax_lbfgsb import minimize
+    >>> res = minimize(lambda x: jnp.sum(jnp.arange(1.0, 4.0) * x ** 2), jnp.ones(3))
+    >>> h = res.hess_inv
+    >>> h.shape, (h @ jnp.ones(3)).shape, h.matmat(jnp.ones((3, 2))).shape
+    ((3, 3), (3,), (3, 2))
   """
 
   memory: Memory
 
-  def matvec(self, v: jax.Array) -> jax.Array:
+  @property
+  def shape(self) -> tuple[int, int]:
+    n = self.memory.S.shape[-1]
+    return (n, n)
+
+  @property
+  def dtype(self) -> Any:
+    return self.memory.S.dtype
+
+  @property
+  def T(self) -> "InverseHessian":  # noqa: N802 (SciPy's name); H is symmetric
+    return self
+
+  def __repr__(self) -> str:
+    n = self.shape[0]
+    return f"<{n}x{n} InverseHessian with dtype={self.dtype}>"
+
+  def dot(self, v: Any) -> jax.Array:
+    """``H v`` for ``v`` of shape ``(n,)``, ``(n, 1)`` or ``(n, k)``."""
+    v = jnp.asarray(v, self.dtype)
+    if v.ndim == 1 and v.shape[0] == self.shape[0]:
+      return self._matvec(v)
+    if v.ndim == 2 and v.shape[0] == self.shape[0]:
+      return jax.vmap(self._matvec, in_axes=1, out_axes=1)(v)
+    raise ValueError(f"InverseHessian: expected an array of shape ({self.shape[0]},) or ({self.shape[0]}, k);"
+                     f" got {v.shape}.")
+
+  __call__ = __matmul__ = matvec = rmatvec = matmat = dot
+
+  def _matvec(self, v: jax.Array) -> jax.Array:
     """``H v`` for an ``(n,)`` vector (the raveled variables)."""
     mem = self.memory
     m = mem.S.shape[0]
@@ -283,5 +324,4 @@ class InverseHessian(NamedTuple):
 
   def todense(self) -> jax.Array:
     """The ``(n, n)`` matrix ``H``."""
-    n = self.memory.S.shape[1]
-    return jax.vmap(self.matvec, out_axes=1)(jnp.eye(n, dtype=self.memory.S.dtype))
+    return self.dot(jnp.eye(self.shape[0], dtype=self.dtype))

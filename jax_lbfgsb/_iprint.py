@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import textwrap
 
 import numpy as np
 
@@ -100,12 +101,14 @@ class IprintPrinter:
                                  float(projg), float(f)))
       if self.iprint >= 1:
         lines += ["", f" F = {float(f):.17g}"]
-    lines += ["", _status.TASKS[code]]
+    lines += ["", code.record.task]
     if code == _status.Termination.ABNORMAL_LINE_SEARCH:
       lines += ["", " Line search cannot locate an adequate point after MAXLS",
                 "  function and gradient evaluations.", "  Previous x, f and g restored.",
                 " Possible causes: 1 error in function or gradient evaluation;",
                 "                  2 rounding error dominate computation."]
+    elif code.record.task == code.record.message == "ABNORMAL: ":  # SciPy keeps no detail; we say it
+      lines += [""] + textwrap.wrap(code.cause, 78, initial_indent=" ", subsequent_indent=" ")
     self._print(lines)
 
   def _print(self, lines) -> None:

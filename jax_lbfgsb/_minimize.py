@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import inspect
+import textwrap
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -13,19 +15,24 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _status
-from jax_lbfgsb._bounds import canonicalize_bounds, check_precision
+from jax_lbfgsb._bounds import canonicalize_bounds
 from jax_lbfgsb._compact import InverseHessian
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
+from jax_lbfgsb._inputs import prepare_x0
 from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, Options, init, resume, run
 
 __all__ = ["OptimizeResult", "IntermediateResult", "minimize"]
 
 _OPTIONS = (
-    "bounds", "args", "jac", "maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "callback", "history",
-    "iprint", "ls_ftol", "ls_gtol", "pgtol_rel", "xtol_rel",
+    "maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "iprint", "history", "ls_ftol", "ls_gtol",
+    "pgtol_rel", "xtol_rel", "has_aux",
 )
+# SciPy's options for finite differences (gradients here are exact) and its
+# deprecated ``disp``: accepted in ``options``; ``disp`` sets ``iprint`` as in SciPy.
+_SCIPY_ONLY = ("eps", "finite_diff_rel_step", "workers", "disp")
+_FIELDS = ("message", "success", "status", "fun", "x", "nit", "jac", "nfev", "njev", "hess_inv")
 
 
 class OptimizeResult(NamedTuple):
@@ -39,14 +46,20 @@ class OptimizeResult(NamedTuple):
     nfev: number of evaluations of ``f`` and ``g``.
     njev: number of gradient evaluations (equal to ``nfev``).
     status: SciPy's code: 0 converged, 1 an iteration or evaluation limit was
-      reached, 2 anything else.
+      reached, 2 anything else, 99 the callback raised ``StopIteration``.
     success: ``status == 0``.
-    termination: the finer :class:`Termination` code.
+    termination: the finer :class:`Termination` code; ``message`` and
+      ``cause`` are its record's texts.
     hess_inv: the L-BFGS inverse Hessian approximation at ``x``, a lazy
-      :class:`InverseHessian` (``matvec``, ``todense``) over the raveled variables.
+      :class:`InverseHessian` over the raveled variables (SciPy's
+      ``LbfgsInvHessProduct`` interface: ``H @ v``, ``matvec``, ``todense``).
     history: with ``history=K``, a :class:`History` of the first ``K`` iterates
       (``x`` raveled); else None.
     state: the solver state; pass the result as ``x0`` to continue the solve.
+    aux: with ``has_aux=True``, the auxiliary output of ``fun`` at ``x``; else None.
+
+  As SciPy's result, it reads by key too (``res["x"]``, ``res.keys()``), and
+  its ``repr`` lists the fields (large arrays elided), not the solver state.
   """
 
   x: Any
@@ -61,37 +74,140 @@ class OptimizeResult(NamedTuple):
   hess_inv: InverseHessian
   history: History | None
   state: LbfgsbState
+  aux: Any = None
+
+  def _text(self, field: str) -> Any:
+    if isinstance(self.termination, jax.core.Tracer):
+      raise TypeError(
+          f"OptimizeResult.{field} needs concrete values, but this result is"
+          " traced (inside jax.jit or vmap). Return the result from the jitted"
+          f" function and read .{field} outside, or use .termination/.status"
+          " inside."
+      )
+    codes = np.asarray(self.termination)
+    text = lambda code: getattr(_status.Termination(int(code)).record, field)  # noqa: E731
+    return text(codes) if codes.ndim == 0 else np.vectorize(text, otypes=[object])(codes)
 
   @property
   def message(self) -> Any:
-    """Why the solve stopped, in SciPy's words and then in plain words.
+    """Why the solve stopped, in SciPy's exact words (``"CONVERGENCE: ..."``).
 
     A ``str`` for one solve, a NumPy array of ``str`` for a batch. Needs
     concrete values: under ``jax.jit`` read ``termination`` instead.
     """
-    if isinstance(self.termination, jax.core.Tracer):
-      raise TypeError(
-          "OptimizeResult.message needs concrete values, but this result is"
-          " traced (inside jax.jit or vmap). Return the result from the jitted"
-          " function and read .message outside, or use .termination/.status"
-          " inside."
-      )
-    codes = np.asarray(self.termination)
-    if codes.ndim == 0:
-      return _status.message(codes)
-    return np.vectorize(_status.message, otypes=[object])(codes)
+    return self._text("message")
+
+  @property
+  def cause(self) -> Any:
+    """What happened and what to do, in plain words (``str``, or an array for a batch)."""
+    return self._text("cause")
+
+  def keys(self) -> tuple[str, ...]:
+    return _FIELDS + ("cause", "termination", "history", "state", "aux")
+
+  def __getitem__(self, key: Any) -> Any:
+    if isinstance(key, str):  # SciPy's res["x"]
+      if key not in self.keys():
+        raise KeyError(key)
+      return getattr(self, key)
+    return tuple.__getitem__(self, key)
+
+  def __repr__(self) -> str:
+    return _format_result(self)
 
 
-def _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history, unknown: dict) -> None:
+def _format_value(value: Any) -> str:
+  if isinstance(value, InverseHessian):
+    return repr(value)
+  if isinstance(value, jax.core.Tracer):
+    return repr(jax.typeof(value))
+  if isinstance(value, (jax.Array, np.ndarray)):
+    value = np.asarray(value)
+    if value.ndim == 0:
+      return str(value.item())
+    with np.printoptions(threshold=8, edgeitems=2, precision=3, linewidth=75):
+      return np.array2string(value, formatter={"float_kind": lambda v: f"{v: .3e}"}, separator=" ",
+                             prefix=" " * 13)
+  if isinstance(value, (dict, list, tuple)):
+    return repr(jax.tree.map(lambda a: np.asarray(a).round(3) if np.size(a) <= 4 else jax.typeof(a), value))
+  return repr(value)
+
+
+def _format_result(res: "OptimizeResult") -> str:
+  """SciPy's layout: one right-aligned field per line; x and jac elided when large."""
+  traced = isinstance(res.termination, jax.core.Tracer)
+  rows = [] if traced else [("message", res.message), ("cause", res.cause)]
+  if not traced and np.ndim(res.termination) == 0:
+    rows = [(k, str(v)) for k, v in rows]
+  rows += [(name, getattr(res, name)) for name in _FIELDS[1:]]
+  rows.append(("termination", res.termination if traced or np.ndim(res.termination) else
+               _status.Termination(int(res.termination)).name))
+  if res.aux is not None:
+    rows.append(("aux", res.aux))
+  lines = []
+  for name, value in rows:
+    if isinstance(value, str):  # message and cause, wrapped
+      lines += textwrap.wrap(value, 88, initial_indent=f"{name:>12}: ", subsequent_indent=" " * 14) or [f"{name:>12}:"]
+    else:
+      lines.append(f"{name:>12}: {_format_value(value)}")
+  return "\n".join(lines)
+
+
+# Names from other libraries, for the hint of an unknown option.
+_ALIASES = {"history_size": "maxcor", "memory_size": "maxcor", "m": "maxcor", "pgtol": "gtol", "tol": "gtol",
+            "factr": "ftol (= factr * 2.22e-16)", "maxfev": "maxfun", "max_iter": "maxiter", "maxiters": "maxiter"}
+
+
+def _unknown(names, where: str) -> TypeError:
+  hints = []
+  for name in names:
+    close = [_ALIASES[name]] if name in _ALIASES else difflib.get_close_matches(name, _OPTIONS + _SCIPY_ONLY, n=1)
+    hints.append(f"`{name}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+  return TypeError(
+      f"minimize() got unknown {where} {', '.join(hints)}; valid options are {', '.join(_OPTIONS)}"
+      f" (and SciPy's {', '.join(_SCIPY_ONLY)})."
+  )
+
+
+def _merge_options(given: dict, options: dict, tol: Any, unknown: dict) -> dict:
+  """Our keywords with SciPy's ``options`` and ``tol`` merged in, as SciPy reads them."""
   if unknown:
-    hints = []
-    for name in unknown:
-      close = difflib.get_close_matches(name, _OPTIONS, n=1)
-      hints.append(f"`{name}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
-    raise TypeError(
-        f"minimize() got unknown option(s) {', '.join(hints)}; valid options are"
-        f" {', '.join(_OPTIONS)}."
-    )
+    raise _unknown(unknown, "keyword(s)")
+  bad = [k for k in options if k not in given and k not in _SCIPY_ONLY]
+  if bad:
+    raise _unknown(bad, "option(s)")
+  defaults = {k: p.default for k, p in inspect.signature(minimize).parameters.items() if k in given}
+  if tol is not None:  # SciPy: tol is the default of ftol and gtol
+    options.setdefault("ftol", tol)
+    options.setdefault("gtol", tol)
+  disp = options.pop("disp", None)
+  if disp is not None:  # SciPy: disp overrides iprint (0: silent)
+    options["iprint"] = -1 if disp == 0 else int(disp)
+  merged = dict(given)
+  for name, value in options.items():
+    if name in _SCIPY_ONLY:
+      continue  # finite-difference settings: the gradient is exact
+    if given[name] is not defaults[name] and given[name] != defaults[name] and given[name] != value:
+      raise TypeError(f"minimize() got {name} both as a keyword ({given[name]!r}) and in options ({value!r}).")
+    merged[name] = value
+  return merged
+
+
+def _gradient_form(jac: Any, fun: Callable[..., Any], has_aux: bool) -> tuple[bool, Callable[..., Any]]:
+  """``(jac, fun)`` with ``jac`` a bool: SciPy's ``jac`` forms, the gradient never by finite differences."""
+  if jac is None or jac is False or (isinstance(jac, str) and jac in ("2-point", "3-point", "cs")):
+    return False, fun
+  if jac is True:
+    return True, fun
+  if callable(jac):
+    return True, lambda x, *args: (fun(x, *args), jac(x, *args))
+  raise ValueError(
+      f"minimize: jac={jac!r} is not understood; use None (gradient by jax.grad), True (fun returns"
+      " (f, grad)) or a callable jac(x, *args) returning the gradient."
+  )
+
+
+def _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history) -> None:
   if not isinstance(maxcor, (int, np.integer)) or isinstance(maxcor, bool) or maxcor < 1:
     raise ValueError(f"maxcor must be a Python int >= 1 (it fixes array shapes); got {maxcor!r}.")
   if not isinstance(history, (int, np.integer)) or isinstance(history, bool) or history < 0:
@@ -118,26 +234,41 @@ def _scalar(value: Any, dtype: Any) -> Any:
   return jnp.asarray(value, dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
 
 
-def _check_fun_output(fun, jac, x0, args) -> None:
-  """Trace-time check that ``fun`` returns a float scalar (or ``(f, grad)`` with ``jac``)."""
+def _parts(out: Any, jac: bool, has_aux: bool) -> tuple[Any, Any, Any]:
+  """``(f, grad or None, aux or None)`` from ``fun``'s output: ``f``, ``(f, grad)``
+  with ``jac``, ``(f, aux)`` with ``has_aux``, ``((f, aux), grad)`` with both."""
+  grad = None
+  if jac:
+    out, grad = out
+  aux = None
+  if has_aux:
+    out, aux = out
+  return out, grad, aux
+
+
+def _check_fun_output(fun, jac, has_aux, x0, args) -> None:
+  """Trace-time check of ``fun``'s output: a float scalar, with ``grad`` shaped like ``x0``."""
   out = jax.eval_shape(fun, x0, *args)
-  f_out = out[0] if jac and isinstance(out, (tuple, list)) else out
-  shapes = lambda t: jax.tree.map(lambda a: a.shape, t)
-  if jac and (not isinstance(out, (tuple, list)) or len(out) != 2 or shapes(out[1]) != shapes(x0)):
-    raise TypeError(
-        "with jac=True, fun must return (f, grad) with grad shaped like x0"
-        f" {shapes(x0)}; got {jax.tree.map(lambda a: a.shape, out)}."
-    )
+  shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
+  form = {(False, False): "f", (True, False): "(f, grad)", (False, True): "(f, aux)",
+          (True, True): "((f, aux), grad)"}[jac, has_aux]
+  pair = lambda o: isinstance(o, (tuple, list)) and len(o) == 2  # noqa: E731
+  if (jac or has_aux) and not (pair(out) and (not (jac and has_aux) or pair(out[0]))):
+    raise TypeError(f"with jac={jac}, has_aux={has_aux}, fun must return {form}; got {shapes(out)}.")
+  f_out, grad, _ = _parts(out, jac, has_aux)
+  if jac and shapes(grad) != shapes(x0):
+    raise TypeError(f"fun must return {form} with grad shaped like x0 {shapes(x0)}; got grad {shapes(grad)}.")
   if not hasattr(f_out, "shape") or f_out.shape != () or not jnp.issubdtype(f_out.dtype, jnp.floating):
     raise TypeError(
-        "fun must return a float scalar (shape ()); got"
+        ("fun must return a float scalar" if form == "f" else f"fun must return {form} with f a float scalar")
+        + f" (shape ()); got"
         f" {getattr(f_out, 'dtype', type(f_out).__name__)}{getattr(f_out, 'shape', '')}."
         " Reduce it, e.g. return jnp.sum(...)."
     )
 
 
 class IntermediateResult(NamedTuple):
-  """What ``callback`` receives after each iteration (SciPy's ``intermediate_result``)."""
+  """What ``callback(intermediate_result)`` receives after each iteration (SciPy's)."""
 
   x: Any
   fun: float
@@ -146,11 +277,20 @@ class IntermediateResult(NamedTuple):
   nfev: int
 
 
+def _takes_intermediate_result(callback: Callable[..., Any]) -> bool:
+  """SciPy's rule: a callback whose only parameter is named ``intermediate_result``
+  gets the result; any other gets a copy of ``x`` (the legacy ``callback(xk)``)."""
+  try:
+    return set(inspect.signature(callback).parameters) == {"intermediate_result"}
+  except (TypeError, ValueError):  # no signature (a builtin): SciPy's legacy form
+    return False
+
+
 @dataclasses.dataclass(frozen=True)
 class _HostCallback:
   """Unravels the flat iterate on the host and calls the user's callback; hashable, so no retrace."""
 
-  callback: Callable[[IntermediateResult], Any]
+  callback: Callable[..., Any]
   like: Any  # a pytree of jax.ShapeDtypeStruct shaped like x0
 
   @functools.cached_property
@@ -160,15 +300,16 @@ class _HostCallback:
   def __call__(self, new_iterate, x, f, g, nit, nfev) -> np.ndarray:
     if not new_iterate:
       return np.asarray(False)
-    result = IntermediateResult(
-        x=jax.tree.map(np.asarray, self._unravel(x)), fun=float(f), jac=jax.tree.map(np.asarray, self._unravel(g)),
-        nit=int(nit), nfev=int(nfev),
-    )
-    try:
-      halt = self.callback(result)
-    except StopIteration:  # as SciPy: raising StopIteration halts the solve
-      halt = True
-    return np.asarray(bool(halt))
+    xk = jax.tree.map(np.array, self._unravel(x))  # copies
+    try:  # as SciPy: the return value is ignored, StopIteration halts
+      if _takes_intermediate_result(self.callback):
+        self.callback(intermediate_result=IntermediateResult(
+            x=xk, fun=float(f), jac=jax.tree.map(np.asarray, self._unravel(g)), nit=int(nit), nfev=int(nfev)))
+      else:
+        self.callback(xk)
+    except StopIteration:
+      return np.asarray(True)
+    return np.asarray(False)
 
   def __hash__(self):
     return hash((self.callback, jax.tree.structure(self.like), tuple(
@@ -178,16 +319,17 @@ class _HostCallback:
     return isinstance(other, _HostCallback) and hash(self) == hash(other) and self.callback is other.callback
 
 
-def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
+def _solve(fun, jac, has_aux, maxcor, hooks, x0, l, u, args, options, warm):
   """The jitted solve. ``fun`` is a :class:`TracedFun`; ``args`` end with its
   constants (the arrays it closes over), so the implicit derivatives reach
   them; ``x0``, the options and a warm state get none."""
   x0_flat, unravel = ravel_pytree(x0)
-  _check_fun_output(fun, jac, x0, args)
+  _check_fun_output(fun, jac, has_aux, x0, args)
+  value = lambda *inputs: _parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
 
   def fun_and_grad(x, params):
     inputs = (unravel(x), *params)
-    f, g = fun(*inputs) if jac else jax.value_and_grad(fun)(*inputs)
+    f, g = _parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
     return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
 
   def solve(l, u, params, start):
@@ -199,16 +341,19 @@ def _solve(fun, jac, maxcor, hooks, x0, l, u, args, options, warm):
 
   params = tuple(args)
   state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
-  status = jnp.asarray(_status.WARNFLAG, jnp.int32)[state.termination]
+  status = jnp.asarray(_status.STATUS, jnp.int32)[state.termination]
+  x = unravel(state.x)
+  aux = _parts(fun(x, *params), jac, True)[2] if has_aux else None  # fun's aux at the solution
   # The result's other fields are the state's arrays, put together outside
   # the jit: each output of a jitted function costs ~1-2 us per call.
-  return unravel(state.x), unravel(state.g), status, status == 0, state
+  return x, unravel(state.g), status, status == 0, state, aux
 
 
-def _result(x, jac, status, success, state: LbfgsbState) -> OptimizeResult:
+def _result(x, jac, status, success, state: LbfgsbState, aux) -> OptimizeResult:
   return OptimizeResult(
       x=x, fun=state.f, jac=jac, nit=state.nit, nfev=state.nfev, njev=state.nfev, status=status, success=success,
       termination=state.termination, hess_inv=InverseHessian(state.memory), history=state.history, state=state,
+      aux=aux,
   )
 
 
@@ -240,37 +385,46 @@ def fast_compile_jit(fun: Callable[..., Any], static_argnames: tuple[str, ...]) 
   return call
 
 
-_solve_jit = fast_compile_jit(_solve, ("fun", "jac", "maxcor", "hooks"))
+_solve_jit = fast_compile_jit(_solve, ("fun", "jac", "has_aux", "maxcor", "hooks"))
 
 
 def minimize(
     fun: Callable[..., Any],
     x0: Any,
-    *,
+    args: Any = (),
+    method: str | None = None,
+    jac: bool | str | Callable[..., Any] | None = None,
+    hess: Any = None,
+    hessp: Any = None,
     bounds: Any = None,
-    args: tuple = (),
-    jac: bool = False,
+    constraints: Any = (),
+    tol: float | None = None,
+    callback: Callable[..., Any] | None = None,
+    options: dict[str, Any] | None = None,
+    *,
     maxcor: int = 10,
     ftol: float = 2.220446049250313e-09,
     gtol: float = 1e-05,
     maxiter: int = 15000,
     maxfun: int = 15000,
     maxls: int = 20,
-    callback: Callable[[IntermediateResult], Any] | None = None,
     history: int = 0,
     iprint: int = -1,
     ls_ftol: float = 1e-3,
     ls_gtol: float = 0.9,
     pgtol_rel: float = 0.0,
     xtol_rel: float = 0.0,
+    has_aux: bool = False,
     **unknown: Any,
 ) -> OptimizeResult:
   """Minimizes ``fun`` subject to ``lower <= x <= upper`` with L-BFGS-B.
 
-  The same algorithm, options and stopping tests as
-  ``scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B")``, with the
-  gradient from :func:`jax.value_and_grad` and the whole solve in one jitted
-  ``lax.while_loop``. It stops when
+  The same algorithm, signature, options and stopping tests as
+  ``scipy.optimize.minimize(fun, x0, method="L-BFGS-B")`` (a SciPy call runs
+  unchanged), with the gradient from :func:`jax.value_and_grad`, never finite
+  differences, and the whole solve in one jitted ``lax.while_loop``. SciPy's
+  ``options`` dict and our keywords are two spellings of the same settings. It
+  stops when
 
   - ``max_i |proj g_i| <= gtol`` (``CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL``),
   - ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <= ftol``
@@ -312,23 +466,33 @@ def minimize(
       continues that solve with its memory and counters (warm start): a solve
       stopped by ``maxiter`` and continued gives the iterates of one longer
       solve.
+    args: extra arguments passed to ``fun`` (may be traced); a single
+      non-tuple value is passed as one argument, as in SciPy.
+    method: ``None`` or ``"L-BFGS-B"`` (any case); anything else raises.
+    jac: ``None``/``False`` (or SciPy's ``"2-point"``, ``"3-point"``,
+      ``"cs"``): the gradient by :func:`jax.value_and_grad`; ``True``: ``fun``
+      returns ``(f, grad f)``; a callable ``jac(x, *args)``: the gradient.
+    hess, hessp, constraints: not supported by L-BFGS-B; passing one raises.
     bounds: ``None``; ``(lower, upper)`` with scalars (``None`` or ``+-inf``
       for no bound), arrays shaped like ``x0``, or pytrees with the structure
       of ``x0``; for an array ``x0`` also a sequence of ``(lo, hi)`` pairs, one
       per variable, or an object with ``.lb`` and ``.ub`` (``scipy.optimize.Bounds``).
-    args: extra arguments passed to ``fun`` (may be traced); a single
-      non-tuple value is passed as one argument, as in SciPy.
-    jac: whether ``fun`` returns ``(f, grad f)`` itself.
+    tol: as in SciPy: the default of ``ftol`` and ``gtol`` in ``options``.
+    callback: called on the host after each iteration, as in SciPy:
+      ``callback(intermediate_result)`` (that exact parameter name) gets an
+      :class:`IntermediateResult`, any other ``callback(xk)`` a copy of ``x``.
+      Raising ``StopIteration`` stops the solve (status 99); the return value
+      is ignored. When None, no host callback is in the graph.
+    options: SciPy's options dict: ``maxcor, ftol, gtol, maxiter, maxfun,
+      maxls, iprint, disp`` (and any keyword below); ``eps``,
+      ``finite_diff_rel_step`` and ``workers`` configure SciPy's finite
+      differences and are accepted and ignored (gradients here are exact).
     maxcor: number of correction pairs kept (``m``).
     ftol: relative reduction tolerance (SciPy's ``ftol = factr * eps``).
     gtol: projected-gradient tolerance (``pgtol``).
     maxiter: maximum number of iterations.
     maxfun: maximum number of evaluations of ``f`` and ``g``.
     maxls: maximum number of evaluations in one line search.
-    callback: ``callback(intermediate_result) -> bool | None``, called on the
-      host after each iteration with an :class:`IntermediateResult`; returning
-      a true value or raising ``StopIteration`` stops the solve (``STOP:
-      CALLBACK REQUESTED HALT``). When None, no host callback is in the graph.
     history: record the first ``history`` iterates in ``result.history``
       (fixed-size arrays, no host callbacks; costs ``history * n`` floats).
     iprint: progress output of the Fortran L-BFGS-B v3.0 (which SciPy
@@ -342,15 +506,22 @@ def minimize(
       them at 1e-3 and 0.9.
     pgtol_rel: when positive, also stop when ``||proj g||_2 <= pgtol_rel (1 + |f|)``.
     xtol_rel: when positive, also stop when ``||x_k - x_{k-1}||_2 <= xtol_rel (||x_k||_2 + 1)``.
+    has_aux: ``fun`` returns ``(f, aux)`` (with ``jac=True``: ``((f, aux),
+      grad)``); ``result.aux`` is ``aux`` at the solution.
+
+  ``x0`` may also be a list of numbers or an integer array, as in SciPy: it
+  becomes float64 (float32, with a one-time warning, when ``jax_enable_x64``
+  is off).
 
   Returns:
-    :class:`OptimizeResult`; ``status``, ``termination`` and ``message`` say
-    why it stopped.
+    :class:`OptimizeResult`; ``status``, ``message`` (SciPy's text),
+    ``cause`` (plain words) and ``termination`` say why it stopped.
 
   Raises:
-    TypeError: for an unknown option, a non-float ``x0``, or a ``fun`` that
+    TypeError: for an unknown option, a complex ``x0``, or a ``fun`` that
       does not return a scalar.
-    ValueError: for bounds that do not fit ``x0`` or have ``lower > upper``
+    ValueError: for another ``method``, ``hess``, ``hessp`` or
+      ``constraints``, bounds that do not fit ``x0`` or have ``lower > upper``
       (when concrete), ``maxcor < 1`` or ``maxls < 1``.
 
   Examples:
@@ -359,8 +530,8 @@ def minimize(
     >>> def rosen(x):
     ...   return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
     >>> res = minimize(rosen, jnp.array([-1.2, 1.0]), bounds=(-1.5, 0.8))
-    >>> print(res.x.round(4), f"{res.fun:.4f}", int(res.nit), res.message[:11])
-    [0.8  0.64] 0.0400 3 CONVERGENCE
+    >>> print(res.x.round(4), f"{res.fun:.4f}", int(res.nit), res.message)
+    [0.8  0.64] 0.0400 3 CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL
 
   References:
     Byrd, Lu, Nocedal, Zhu, `A limited memory algorithm for bound constrained
@@ -368,10 +539,30 @@ def minimize(
     16(5), 1995. Morales and Nocedal, `Remark on "Algorithm 778"
     <https://doi.org/10.1145/2049662.2049669>`_, ACM TOMS 38(1), 2011.
   """
-  _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history, unknown)
+  if method is not None and (not isinstance(method, str) or method.lower() != "l-bfgs-b"):
+    raise ValueError(
+        f"minimize: method={method!r} is not available; jax_lbfgsb implements L-BFGS-B only"
+        " (method=None or 'L-BFGS-B'). For other methods use scipy.optimize.minimize or optax."
+    )
+  for name, value in (("hess", hess), ("hessp", hessp)):
+    if value is not None:
+      raise ValueError(f"minimize: L-BFGS-B takes no {name} (it builds its own curvature model); drop `{name}`.")
+  if constraints is not None and (not isinstance(constraints, (tuple, list, dict)) or len(constraints)):
+    raise ValueError(
+        "minimize: L-BFGS-B handles bounds only, not constraints; drop `constraints` (SciPy's"
+        " SLSQP, trust-constr or COBYLA take them), or express them as bounds or penalties."
+    )
+  given = dict(maxcor=maxcor, ftol=ftol, gtol=gtol, maxiter=maxiter, maxfun=maxfun, maxls=maxls, history=history,
+               iprint=iprint, ls_ftol=ls_ftol, ls_gtol=ls_gtol, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel,
+               has_aux=has_aux)
+  merged = _merge_options(given, dict(options or {}), tol, unknown)
+  maxcor, ftol, gtol, maxiter, maxfun, maxls, history, iprint, ls_ftol, ls_gtol, pgtol_rel, xtol_rel, has_aux = (
+      merged[k] for k in given)
+  _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history)
   if not isinstance(args, tuple):  # as SciPy: a single extra argument
     args = (args,)
   _check_line_search(ls_ftol, ls_gtol)
+  jac, fun = _gradient_form(jac, fun, has_aux)
   warm = None
   if isinstance(x0, OptimizeResult):
     warm, x0 = x0.state, x0.x
@@ -380,28 +571,7 @@ def minimize(
           "history: continuing a solve needs the same history= as the solve that"
           f" produced x0 (got history={history})."
       )
-  x0 = jax.tree.map(lambda leaf: leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf), x0)
-  leaves = jax.tree.leaves(x0)
-  for path, leaf in jax.tree_util.tree_leaves_with_path(x0):
-    if not jnp.issubdtype(leaf.dtype, jnp.floating):
-      raise TypeError(
-          f"x0{jax.tree_util.keystr(path)} must be a float array; got dtype {leaf.dtype}. Pass"
-          " jnp.asarray(x0, dtype=jnp.float64) (with jax_enable_x64) or jnp.float32."
-      )
-  for path, leaf in jax.tree_util.tree_leaves_with_path(x0):
-    nan = None if isinstance(leaf, jax.core.Tracer) else np.flatnonzero(np.isnan(np.asarray(leaf)))
-    if nan is not None and nan.size:
-      i = int(nan[0])
-      raise ValueError(
-          f"x0{jax.tree_util.keystr(path)} has NaN entries (the first at raveled index {i});"
-          " give a finite starting point inside the bounds."
-      )
-  if sum(leaf.size for leaf in leaves) == 0:
-    raise ValueError("x0 is empty; minimize needs at least one variable.")
-  # Drop weak types, so that e.g. jnp.full(n, 0.1) does not recompile.
-  x0 = jax.tree.map(lambda leaf: leaf.astype(leaf.dtype) if leaf.weak_type else leaf, x0)
-  dtype = jnp.result_type(*leaves)
-  check_precision(dtype, "x0")
+  x0, dtype = prepare_x0(x0)
   l, u = canonicalize_bounds(bounds, x0, dtype)
   options = Options(
       ftol=_scalar(ftol, dtype),
@@ -422,4 +592,5 @@ def minimize(
   # Keyed by fun's jaxpr, not its identity: a new closure of the same code
   # reuses the compiled solve, with the arrays it closes over as inputs.
   traced, consts = traced_fun(fun, x0, args)
-  return _result(*_solve_jit(traced, bool(jac), int(maxcor), hooks, x0, l, u, (*args, *consts), options, warm))
+  return _result(*_solve_jit(traced, bool(jac), bool(has_aux), int(maxcor), hooks, x0, l, u, (*args, *consts),
+                             options, warm))

@@ -38,7 +38,9 @@ from jax_lbfgsb._subspace import (
     Grams, Subspace, formk, init_grams, mark_replaced, reduced_gradient, subspace_minimization, update_grams,
 )
 
-__all__ = ["Box", "Options", "Hooks", "History", "Info", "LbfgsbState", "init", "resume", "step", "run"]
+__all__ = [
+    "Box", "Options", "Hooks", "History", "Info", "LbfgsbState", "init", "resume", "step", "run", "with_termination",
+]
 
 FunAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -91,8 +93,9 @@ class Hooks:
   Attributes:
     history: record the first ``history`` iterates (0: no record).
     callback: host function ``callback(new_iterate, x, f, g, nit, nfev) -> bool``
-      called after each pass; when ``new_iterate``, ``True`` halts the solve
-      (SciPy's ``callback``); otherwise it must return False.
+      called in each pass before the stopping tests; when ``new_iterate``,
+      ``True`` halts the solve (SciPy's ``callback`` raising ``StopIteration``);
+      otherwise it must return False.
     printer: host object with ``start``, ``iterate`` and ``finish`` methods
       (the ``iprint`` output, :class:`~jax_lbfgsb._iprint.IprintPrinter`).
   """
@@ -178,6 +181,13 @@ def _i32(v) -> jax.Array:
   return jnp.asarray(v, jnp.int32)
 
 
+def with_termination(state: LbfgsbState, code: Any) -> LbfgsbState:
+  """The one writer of ``state.termination``: the entry tests, the stopping
+  tests and failure ladder of each pass (callback halt included), and a fresh
+  transformation state all set it here."""
+  return state._replace(termination=_i32(code))
+
+
 def _info(info: Info | None, hooks: Hooks) -> Info | None:
   """``info`` kept, or started, when something prints; else None."""
   if hooks.printer is None:
@@ -222,19 +232,23 @@ def _new_x_tests(s: LbfgsbState, box: Box, options: Options, halt) -> jax.Array:
   ).astype(jnp.int32)
 
 
-def _accepted_tests(s: LbfgsbState, box: Box, options: Options, mismatch) -> jax.Array:
+def _accepted_tests(s: LbfgsbState, box: Box, options: Options, mismatch, halt) -> jax.Array:
   """The tests at a new iterate, where a search that only found ``f`` rising against
   the gradient's prediction (accepted by ``dcsrch`` on rounding) stops as
   ``INCONSISTENT_GRADIENT`` instead of running on or calling that convergence."""
-  code = _new_x_tests(s, box, options, False)
+  code = _new_x_tests(s, box, options, halt)
   stalled = (code == Termination.RUNNING) | (code == Termination.CONVERGED_FTOL) | (code == Termination.CONVERGED_XTOL)
   return jnp.where(mismatch & stalled, Termination.INCONSISTENT_GRADIENT, code).astype(jnp.int32)
 
 
 def _entry_tests(s: LbfgsbState, box: Box, options: Options, continuing=False) -> jax.Array:
-  """Tests before the first pass: bounds, finiteness, then ``||proj g|| <= gtol`` (or, when
+  """Tests before the first pass: bounds, finiteness, every variable fixed (SciPy's
+  ``minimize`` says so instead of running), then ``||proj g|| <= gtol`` (or, when
   ``continuing`` a solve after iterations, the tests of the last new iterate)."""
-  first = jnp.where(s.sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL, Termination.RUNNING)
+  first = jnp.select(
+      [jnp.all(box.fixed), s.sbgnrm <= options.gtol], [Termination.ALL_FIXED, Termination.CONVERGED_PGTOL],
+      Termination.RUNNING,
+  )
   # Traced bad bounds (concrete ones raise in canonicalize_bounds): lower > upper,
   # NaN, a lower bound at +inf or an upper bound at -inf.
   invalid = jnp.any(~(box.l <= box.u) | (box.l == jnp.inf) | (box.u == -jnp.inf))
@@ -278,7 +292,7 @@ def init(
       nit=zero, nfev=_i32(1), stp=jnp.zeros((), x.dtype), xstep=jnp.zeros((), x.dtype),
       termination=_i32(Termination.RUNNING), history=history, info=_info(None, hooks),
   )
-  state = state._replace(termination=_entry_tests(state, box, options))
+  state = with_termination(state, _entry_tests(state, box, options))
   if hooks.printer is not None:
     at_bound = jnp.sum((x == box.l) | (x == box.u), dtype=jnp.int32)
     jax.debug.callback(
@@ -315,7 +329,7 @@ def resume(
       nfev=state.nfev + 1, sbgnrm=jnp.where(same, state.sbgnrm, projected_gradient_norm(x, g, box.l, box.u)),
       info=_info(state.info, hooks),
   )
-  return state._replace(termination=_entry_tests(state, box, options, continuing=same))
+  return with_termination(state, _entry_tests(state, box, options, continuing=same))
 
 
 class _LineSearch(NamedTuple):
@@ -430,9 +444,28 @@ def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspa
   return gcp, sub, grams
 
 
-def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: Box, options: Options
-            ) -> LbfgsbState:
-  """The new iterate where the search succeeded, the counters, and the stopping tests.
+def _callback_halt(hooks: Hooks, state: LbfgsbState, s: LbfgsbState, accepted) -> Any:
+  """The host callback at a new iterate (SciPy calls it before its stopping
+  tests); whether it halts the solve. False when there is none.
+
+  Called in every pass, told whether it made a new iterate, outside any
+  ``lax.cond`` (under vmap a cond runs both branches and finished lanes keep
+  stepping). A ``pure_callback``, since JAX refuses IO effects in a
+  ``while_loop`` with a batched predicate (vmap); its result is used, so it is
+  never elided.
+  """
+  if hooks.callback is None:
+    return False
+  new_iterate = accepted & (state.termination == Termination.RUNNING)
+  return jax.pure_callback(
+      hooks.callback, jax.ShapeDtypeStruct((), bool), new_iterate, s.x, s.f, s.g, s.nit, s.nfev,
+      vmap_method="sequential",
+  )
+
+
+def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: Box, options: Options,
+            hooks: Hooks) -> LbfgsbState:
+  """The new iterate where the search succeeded, the counters, the callback and the stopping tests.
 
   A failed search with a non-empty memory, or a failed direction, ends the
   pass without a new iterate and refreshes the memory (``B = I``).
@@ -460,15 +493,16 @@ def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: B
       xstep=pick(jnp.linalg.norm(ls.x - state.x), state.xstep),
       memory=refresh(state.memory, failed_direction | (failed & ~empty)),
   )
+  halt = _callback_halt(hooks, state, s, accepted)
   # No finite point along steepest descent: NONFINITE; else a failed search is
   # ABNORMAL with an empty memory and a restart otherwise.
   termination = jnp.where(
       failed_direction, state.termination,
       jnp.where(failed, jnp.where(empty, jnp.where(ls.nonfinite, Termination.NONFINITE, abnormal), Termination.RUNNING),
-                _accepted_tests(s, box, options, mismatch)),
-  ).astype(jnp.int32)
+                _accepted_tests(s, box, options, mismatch, halt)),
+  )
   history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
-  return s._replace(termination=termination, history=history)
+  return with_termination(s._replace(history=history), termination)
 
 
 def _update_memory(s: LbfgsbState, old: LbfgsbState, ls: _LineSearch, d, gdold, accepted
@@ -489,9 +523,12 @@ def _update_memory(s: LbfgsbState, old: LbfgsbState, ls: _LineSearch, d, gdold, 
 
 
 def step(
-    fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState
+    fun_and_grad: FunAndGrad, box: Box, options: Options, state: LbfgsbState, hooks: Hooks = Hooks()
 ) -> LbfgsbState:
-  """One pass of the main loop: search direction, line search, accept, update the memory."""
+  """One pass of the main loop: search direction, line search, accept, update the memory.
+
+  Of ``hooks``, only the callback acts here (its halt is a stopping test).
+  """
   # 1. Generalized Cauchy point and 2. subspace minimization.
   gcp, sub, grams = _search_direction(state, box)
   state = state._replace(grams=grams)
@@ -503,7 +540,7 @@ def step(
 
   # 4. The new iterate and the stopping tests, 5. the memory update.
   accepted = ~failed_direction & ls.done
-  s = _accept(state, ls, gdold, failed_direction, box, options)
+  s = _accept(state, ls, gdold, failed_direction, box, options, hooks)
   s, skipped = _update_memory(s, state, ls, d, gdold, accepted)
   if state.info is None:
     return s
@@ -521,24 +558,10 @@ def run(
   """Runs ``step`` in a ``lax.while_loop`` from ``state`` (from :func:`init` or :func:`resume`) until it terminates."""
 
   def body(s: LbfgsbState) -> LbfgsbState:
-    new = step(fun_and_grad, box, options, s)
-    # Host hooks run on every pass, outside any lax.cond (under vmap a cond
-    # runs both branches and finished lanes keep stepping), told whether the
-    # pass made a new iterate; they act only then.
+    new = step(fun_and_grad, box, options, s, hooks)
+    # The printer runs on every pass, outside any lax.cond, told whether the
+    # pass made a new iterate; it prints only then.
     new_iterate = (new.nit > s.nit) & (s.termination == Termination.RUNNING)
-    if hooks.callback is not None:
-      # SciPy calls the callback at each new iterate, after which its maxiter
-      # and maxfun tests take precedence over the halt, and the halt over the
-      # convergence tests.
-      # A pure_callback, since JAX refuses IO effects in a while_loop with a
-      # batched predicate (vmap); its result is used, so it is never elided.
-      halt = jax.pure_callback(
-          hooks.callback, jax.ShapeDtypeStruct((), bool), new_iterate, new.x, new.f, new.g, new.nit, new.nfev,
-          vmap_method="sequential",
-      )
-      limit = (new.termination == Termination.MAXITER) | (new.termination == Termination.MAXFUN)
-      new = new._replace(termination=jnp.where(
-          new_iterate & halt & ~limit, Termination.CALLBACK_HALT, new.termination).astype(jnp.int32))
     if hooks.printer is not None:
       jax.debug.callback(hooks.printer.iterate, new_iterate, new.nit, new.f, new.sbgnrm, new.info.iback, new.xstep)
     return new

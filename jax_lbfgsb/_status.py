@@ -1,22 +1,33 @@
-"""Termination codes and their messages: the only code -> text table.
+"""Termination codes and their records: the only code -> text table.
 
 Host-side only (no jax import). The solver writes one :class:`Termination`
-code into its state; :func:`message` turns it into text that starts with
-SciPy's wording (``scipy/optimize/_lbfgsb_py.py``, ``task_messages``) and then
-says the cause and a fix in plain words.
+code into its state; everything that prints or returns a message reads its
+:class:`Record`: SciPy's exact ``res.message`` and ``status``, the task text
+and ``warnflag`` of SciPy's ``fmin_l_bfgs_b`` (which the iprint table also
+prints), and the cause and a fix in plain words. SciPy's texts are those of
+``scipy/optimize/_lbfgsb_py.py`` (``status_messages``, ``task_messages``) and
+``_minimize.py`` (fixed variables, ``StopIteration``) in SciPy 1.17.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
-__all__ = ["Termination", "MESSAGES", "TASKS", "WARNFLAG", "message"]
+__all__ = ["Termination", "Record", "RECORDS", "STATUS", "WARNFLAG"]
 
 
 class Termination(enum.IntEnum):
   """Why a solve stopped. The numbers are stable API.
 
-  ``RUNNING`` only appears in a state that has not terminated yet.
+  ``RUNNING`` only appears in a state that has not terminated yet. Each code
+  has one :class:`Record` (``Termination(code).record``); ``str`` gives the name.
+
+  Examples:
+    >>> from jax_lbfgsb import Termination
+    >>> code = Termination(1)
+    >>> print(code, "|", code.message, "|", code.status)
+    CONVERGED_FTOL | CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH | 0
   """
 
   RUNNING = -1
@@ -26,106 +37,150 @@ class Termination(enum.IntEnum):
   MAXFUN = 3  # SciPy task 502
   ABNORMAL_LINE_SEARCH = 4  # SciPy ABNORMAL: maxls evaluations without an acceptable step
   ABNORMAL_NOT_DESCENT = 5  # SciPy ABNORMAL: the search direction is not a descent direction
-  NONFINITE = 6  # ours: f or g is NaN or inf
-  INVALID_BOUNDS = 7  # ours: traced bounds with lower > upper
-  CALLBACK_HALT = 8  # SciPy task 505
+  NONFINITE = 6  # SciPy ABNORMAL: f or g is NaN or inf
+  INVALID_BOUNDS = 7  # task 701: traced bounds with lower > upper
+  CALLBACK_HALT = 8  # the callback raised StopIteration (task 505)
   PRECISION_LIMIT = 9  # SciPy ABNORMAL, where f's changes fell below rounding
   CONVERGED_PGTOL_REL = 10  # ours: ||proj g||_2 <= pgtol_rel (1 + |f|)
   CONVERGED_XTOL = 11  # ours: ||x_k - x_{k-1}||_2 <= xtol_rel (||x_k||_2 + 1)
   INCONSISTENT_GRADIENT = 12  # SciPy ABNORMAL, where f rose against the gradient's prediction
+  ALL_FIXED = 13  # every variable fixed by its bounds (lower == upper)
+
+  def __str__(self) -> str:
+    return self.name
+
+  @property
+  def record(self) -> "Record":
+    return RECORDS[self]
+
+  @property
+  def message(self) -> str:
+    """SciPy's ``res.message`` for this code."""
+    return RECORDS[self].message
+
+  @property
+  def cause(self) -> str:
+    """The cause and a fix in plain words."""
+    return RECORDS[self].cause
+
+  @property
+  def status(self) -> int:
+    """SciPy's ``res.status``."""
+    return RECORDS[self].status
 
 
-# One record per code: SciPy's task text (what SciPy and the iprint table
-# print), then the cause and a fix in plain words.
-_RECORDS: dict[Termination, tuple[str, str]] = {
-    Termination.RUNNING: ("RUNNING: the solve has not terminated", ""),
-    Termination.CONVERGED_PGTOL: (
+class Record(NamedTuple):
+  """Everything said about one termination code.
+
+  Attributes:
+    message: SciPy's ``minimize`` ``res.message``, exactly.
+    task: the task text of SciPy's ``fmin_l_bfgs_b`` (its ``d["task"]``) and
+      of the iprint table's last line; equal to ``message`` except where
+      SciPy's ``minimize`` rewrites it (fixed variables, ``StopIteration``).
+    cause: what happened and what to do, in plain words.
+    status: SciPy's ``minimize`` ``res.status`` (0 converged, 1 a limit was
+      reached, 2 anything else, 99 the callback stopped the solve).
+    warnflag: ``fmin_l_bfgs_b``'s ``d["warnflag"]`` (0, 1 or 2).
+  """
+
+  message: str
+  task: str
+  cause: str
+  status: int
+  warnflag: int
+
+
+def _record(task: str, cause: str, warnflag: int, message: str | None = None, status: int | None = None) -> Record:
+  return Record(message=task if message is None else message, task=task, cause=cause,
+                status=warnflag if status is None else status, warnflag=warnflag)
+
+
+_ABNORMAL = "ABNORMAL: "  # SciPy's text for every failed line search (its C port keeps no detail)
+
+RECORDS: dict[Termination, Record] = {
+    Termination.RUNNING: _record("RUNNING: the solve has not terminated", "", 2),
+    Termination.CONVERGED_PGTOL: _record(
         "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
         "The largest component of the projected gradient is at most gtol: x satisfies the "
-        "first-order optimality conditions to that tolerance."
+        "first-order optimality conditions to that tolerance.", 0,
     ),
-    Termination.CONVERGED_FTOL: (
+    Termination.CONVERGED_FTOL: _record(
         "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH",
         "The last iteration reduced f by at most ftol * max(|f|, |f_prev|, 1). This also "
         "fires when f is tiny or badly scaled, or the last step made no progress: if the "
-        "projected gradient (see `jac`) is not small, rescale f or lower ftol."
+        "projected gradient (see `jac`) is not small, rescale f or lower ftol.", 0,
     ),
-    Termination.MAXITER: (
+    Termination.MAXITER: _record(
         "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT",
         "The solve ran maxiter iterations without meeting gtol or ftol; increase maxiter "
-        "or start closer to a solution."
+        "or start closer to a solution.", 1,
     ),
-    Termination.MAXFUN: (
+    Termination.MAXFUN: _record(
         "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
         "More than maxfun evaluations of f and g were made (the limit is checked after "
-        "each iteration, so a line search can overshoot it); increase maxfun."
+        "each iteration, so a line search can overshoot it); increase maxfun.", 1,
     ),
-    Termination.ABNORMAL_LINE_SEARCH: (
-        "ABNORMAL: the line search could not find a step that decreases f enough within"
-        " maxls evaluations, even along the steepest-descent direction",
-        "Usually the gradient does not match f (check `fun`), or f is noisy or not smooth "
-        "at x."
+    Termination.ABNORMAL_LINE_SEARCH: _record(
+        _ABNORMAL,
+        "The line search could not find a step that decreases f enough within maxls "
+        "evaluations, even along the steepest-descent direction. Usually the gradient does "
+        "not match f (check `fun`), or f is noisy or not smooth at x.", 2,
     ),
-    Termination.ABNORMAL_NOT_DESCENT: (
-        "ABNORMAL: the search direction is not a descent direction (g'd >= 0) even along"
-        " the projected steepest descent",
-        "Usually the gradient does not match f, or rounding dominates at x."
+    Termination.ABNORMAL_NOT_DESCENT: _record(
+        _ABNORMAL,
+        "The search direction is not a descent direction (g'd >= 0) even along the projected "
+        "steepest descent. Usually the gradient does not match f, or rounding dominates at x.", 2,
     ),
-    Termination.NONFINITE: (
-        "ERROR: f or its gradient is NaN or inf",
-        "The solve stopped and returns the last iterate where both were finite; check "
-        "`fun` for overflow, log/sqrt of negative values or division by zero inside the "
-        "bounds."
+    Termination.NONFINITE: _record(
+        _ABNORMAL,
+        "f or its gradient is NaN or inf. The solve stopped and returns the last iterate where "
+        "both were finite; check `fun` for overflow, log/sqrt of negative values or division "
+        "by zero inside the bounds.", 2,
     ),
-    Termination.INVALID_BOUNDS: (
+    Termination.INVALID_BOUNDS: _record(
         "ERROR: NO FEASIBLE SOLUTION",
         "Some lower bound is greater than its upper bound, or a bound is NaN, a lower "
         "bound +inf or an upper bound -inf; fix `bounds` so that lower <= upper everywhere "
-        "(-inf and inf for no bound). x is x0, projected where the bounds allow."
+        "(-inf and inf for no bound). x is x0, projected where the bounds allow.", 2,
     ),
-    Termination.PRECISION_LIMIT: (
-        "ABNORMAL: the line search could not decrease f beyond rounding error: along the"
-        " search direction the changes in f fell below the precision of the"
-        " floating-point type (common in float32)",
-        "x is as accurate as that precision allows; for tighter tolerances use float64 "
-        "(jax_enable_x64) or rescale f and x."
+    Termination.CALLBACK_HALT: _record(
+        "STOP: CALLBACK REQUESTED HALT",
+        "The callback raised StopIteration after this iteration.", 2,
+        message="`callback` raised `StopIteration`.", status=99,
     ),
-    Termination.INCONSISTENT_GRADIENT: (
-        "ABNORMAL: the gradient is probably inconsistent with f: along the search direction"
-        " f rose where the gradient predicted a decrease, by more than rounding error, and no"
-        " step decreased f",
-        "Check the gradient: jax.test_util.check_grads(f, (x,), order=1), or compare it with "
-        "jax.grad(f)(x) (with jac=True the gradient is the one `fun` returns). Otherwise f is "
-        "noisy or not smooth at x."
+    Termination.PRECISION_LIMIT: _record(
+        _ABNORMAL,
+        "The line search could not decrease f beyond rounding error: along the search "
+        "direction the changes in f fell below the precision of the floating-point type "
+        "(common in float32). x is as accurate as that precision allows; for tighter "
+        "tolerances use float64 (jax_enable_x64) or rescale f and x.", 2,
     ),
-    Termination.CONVERGED_PGTOL_REL: (
+    Termination.CONVERGED_PGTOL_REL: _record(
         "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL_REL*(1+|F|)",
-        "The Euclidean norm of the projected gradient is at most pgtol_rel (1 + |f|)."
+        "The Euclidean norm of the projected gradient is at most pgtol_rel (1 + |f|).", 0,
     ),
-    Termination.CONVERGED_XTOL: (
+    Termination.CONVERGED_XTOL: _record(
         "CONVERGENCE: NORM OF STEP <= XTOL_REL*(1+||X||)",
         "The last step moved x by at most xtol_rel (1 + ||x||) in Euclidean norm; if the "
         "projected gradient is not small, the solve may have stalled rather than "
-        "converged."
+        "converged.", 0,
     ),
-    Termination.CALLBACK_HALT: (
-        "STOP: CALLBACK REQUESTED HALT",
-        "The callback returned True after this iteration."
+    Termination.INCONSISTENT_GRADIENT: _record(
+        _ABNORMAL,
+        "The gradient is probably inconsistent with f: along the search direction f rose "
+        "where the gradient predicted a decrease, by more than rounding error, and no step "
+        "decreased f. Check the gradient: jax.test_util.check_grads(f, (x,), order=1), or "
+        "compare it with jax.grad(f)(x) (with jac=True the gradient is the one `fun` "
+        "returns). Otherwise f is noisy or not smooth at x.", 2,
+    ),
+    Termination.ALL_FIXED: _record(
+        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
+        "Every variable is fixed by its bounds (lower == upper): there is nothing to "
+        "minimize, and x is x0 projected onto the bounds.", 0,
+        message="All independent variables were fixed by bounds.",
     ),
 }
 
-# SciPy's task text for each code (the iprint table's last line), and the full message.
-TASKS: dict[Termination, str] = {code: task for code, (task, _) in _RECORDS.items()}
-MESSAGES: dict[Termination, str] = {
-    code: f"{task}. {cause}" if cause else f"{task}." for code, (task, cause) in _RECORDS.items()
-}
-
-
-def message(code: int) -> str:
-  """Returns the message for a termination code (an int or a 0-d array)."""
-  return MESSAGES[Termination(int(code))]
-
-
-# SciPy's ``status`` (its warnflag) for each code, indexed by ``code``:
-# 0 converged, 1 an iteration or evaluation limit was reached, 2 anything else.
-WARNFLAG: tuple[int, ...] = (0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 0, 0, 2)
+# Indexed by code (under jit): SciPy's minimize status and fmin_l_bfgs_b's warnflag.
+STATUS: tuple[int, ...] = tuple(RECORDS[Termination(c)].status for c in range(len(RECORDS) - 1))
+WARNFLAG: tuple[int, ...] = tuple(RECORDS[Termination(c)].warnflag for c in range(len(RECORDS) - 1))

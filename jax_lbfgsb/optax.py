@@ -270,7 +270,7 @@ def lbfgsb(
     return LbfgsbTransformState(
         value=jnp.full((), jnp.inf, p.dtype), grad=jax.tree.map(jnp.zeros_like, params),
         landed=jnp.full_like(p, jnp.nan),
-        solver=solver._replace(termination=jnp.asarray(Termination.RUNNING, jnp.int32)),
+        solver=_solver.with_termination(solver, Termination.RUNNING),
     )
 
   def update_fn(

@@ -343,7 +343,7 @@ def _notes(s: _Solve, x0: Any) -> list[str]:
         " converged. Lower xtol_rel or rescale x and f."
     )
   elif code == Termination.CALLBACK_HALT:
-    notes.append(f"Your callback returned True after iteration {s.nit}.")
+    notes.append(f"Your callback raised StopIteration after iteration {s.nit}.")
   return notes
 
 
@@ -427,7 +427,7 @@ def report(
     lines += _wrap("problem", f"{problem.name}: {problem.description}")
   status = int(result.status)
   lines.append(f"{'termination':<12}{s.code.name} (status {status}, {'success' if status == 0 else 'no success'})")
-  lines += _wrap("message", result.message)
+  lines += _wrap("message", result.message) + _wrap("cause", result.cause)
   f_line = f"{s.f:.12e}"
   f_opt = getattr(problem, "f_opt", None)
   if f_opt is not None:

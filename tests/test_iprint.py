@@ -74,11 +74,11 @@ def test_last_line_is_the_whole_task_text_for_every_code(capsys):
   # The final line is SciPy's task text in full ("STOP: TOTAL NO. OF ..." was
   # once cut at its first period).
   from jax_lbfgsb._iprint import IprintPrinter
-  from jax_lbfgsb._status import TASKS, Termination
+  from jax_lbfgsb._status import Termination
 
   res, out = _run(capsys, iprint=0, maxiter=3)
   assert out.rstrip().endswith("STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT")
   for code in Termination:
     IprintPrinter(0).finish(2, 3, 4, 5, 0, 1, 1e-3, 1.5, int(code))
     out = capsys.readouterr().out
-    assert TASKS[code] in out.splitlines(), code
+    assert code.record.task in out.splitlines(), code

@@ -54,7 +54,8 @@ def test_timed_minimize_and_report():
   assert lines[0] == "problem     rosenbrock_10_box: chained Rosenbrock, n=10, box bounds"
   assert lines[1] == "termination CONVERGED_FTOL (status 0, success)"
   assert f"nit         {int(result.nit)}" in lines and f"nfev        {int(result.nfev)}" in lines
-  assert "message     CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH." in text
+  assert "message     CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH" in lines
+  assert "cause       The last iteration reduced f by at most ftol" in text
   assert f"f           {float(result.fun):.12e}   (known f* = 6.00101639461" in text
   assert "compile ~" in text and "CPU" in text
   assert "1 at an upper bound, 0 fixed" in text
@@ -167,7 +168,7 @@ def test_nonfinite_names_the_iteration():
     (Termination.ABNORMAL_NOT_DESCENT, "The line search failed in iteration 2"),
     (Termination.INCONSISTENT_GRADIENT, "In iteration 2 every trial step raised f although the gradient"),
     (Termination.CONVERGED_XTOL, "The last step was tiny while the largest projected-gradient component is still 12"),
-    (Termination.CALLBACK_HALT, "Your callback returned True after iteration 1."),
+    (Termination.CALLBACK_HALT, "Your callback raised StopIteration after iteration 1."),
 ])
 def test_other_stops(code, start):
   offset = solve_family([-1.2, 1.0], offset=1e10)  # nit 1, projected gradient 12

@@ -1,0 +1,101 @@
+"""The input layer shared by every entry point: the variables as the solver takes them.
+
+:func:`prepare_x0` turns what SciPy and JAX users pass as ``x0`` (a NumPy or
+JAX array, a Python list of numbers, integers, a pytree of arrays) into a
+pytree of float arrays without weak types, and names the dtype of the solve.
+``minimize`` (and so ``fmin_l_bfgs_b`` and ``LBFGSB``) and the optax
+transformation call it; the bounds go through
+:func:`jax_lbfgsb._bounds.canonicalize_bounds`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_lbfgsb._bounds import check_precision
+
+__all__ = ["prepare_x0"]
+
+_warned_x64 = False
+
+
+def _warn_float32(name: str, what: str) -> None:
+  """Once per process: the solve runs in float32 because float64 is off."""
+  global _warned_x64
+  if not _warned_x64:
+    _warned_x64 = True
+    warnings.warn(
+        f"{name} is {what}, but float64 is disabled in JAX, so the solve runs in float32"
+        " (SciPy solves in float64). Call jax.config.update('jax_enable_x64', True) at startup"
+        " for float64, or pass float32 arrays to silence this warning.",
+        UserWarning, stacklevel=4,
+    )
+
+
+def _is_number_list(x0: Any) -> bool:
+  leaves = jax.tree.leaves(x0)
+  return isinstance(x0, (list, tuple)) and bool(leaves) and all(
+      isinstance(v, (numbers.Number, np.generic)) for v in leaves)
+
+
+def _as_float_leaf(leaf: Any, path: str, name: str) -> Any:
+  if not isinstance(leaf, (jax.Array, np.ndarray, numbers.Number, np.generic)):
+    raise TypeError(
+        f"{name}{path} must be a float array (or a pytree of them); got {type(leaf).__name__}.")
+  dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+  if jnp.issubdtype(dtype, jnp.complexfloating) or not (
+      jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == bool):
+    raise TypeError(
+        f"{name}{path} must be real (float or integer); got dtype {dtype}. L-BFGS-B minimizes over"
+        " real variables: split a complex x into its real and imaginary parts.")
+  x64 = jax.config.jax_enable_x64
+  if not jnp.issubdtype(dtype, jnp.floating):  # integers and bools become floats, as in SciPy
+    if not x64:
+      _warn_float32(name, f"of dtype {dtype}")
+    return jnp.asarray(leaf, jnp.float64 if x64 else jnp.float32)
+  if isinstance(leaf, jax.Array):
+    return leaf.astype(leaf.dtype) if leaf.weak_type else leaf  # no weak types: no recompiles
+  if not x64 and np.dtype(dtype) == np.float64 and not isinstance(leaf, float):
+    _warn_float32(name, "a float64 NumPy array")
+  return jnp.asarray(leaf, jnp.dtype(dtype) if x64 or np.dtype(dtype).itemsize <= 4 else jnp.float32)
+
+
+def prepare_x0(x0: Any, name: str = "x0") -> tuple[Any, Any]:
+  """``(x0, dtype)``: ``x0`` as a pytree of float JAX arrays (no weak types), and its solve dtype.
+
+  A list or tuple of numbers (nested or not) is one array, as in SciPy; any
+  other list, tuple or dict is a pytree. Integer and bool arrays become
+  float64 (float32, with a one-time warning, when ``jax_enable_x64`` is off;
+  so do float64 NumPy arrays). Leaves of different float dtypes solve in
+  their promoted dtype. Tracers pass through.
+
+  Raises:
+    TypeError: for complex or non-numeric leaves, or a dtype narrower than float32.
+    ValueError: for an empty ``x0``, or NaN entries (when concrete).
+
+  >>> x0, dtype = prepare_x0([1, 2, 3])
+  >>> x0.shape, str(dtype) in ("float32", "float64")
+  ((3,), True)
+  """
+  if _is_number_list(x0):
+    x0 = np.asarray(x0)
+  with_paths, treedef = jax.tree_util.tree_flatten_with_path(x0)
+  leaves = [_as_float_leaf(leaf, jax.tree_util.keystr(path), name) for path, leaf in with_paths]
+  if sum(leaf.size for leaf in leaves) == 0:
+    raise ValueError(f"{name} is empty; L-BFGS-B needs at least one variable.")
+  for (path, _), leaf in zip(with_paths, leaves):
+    if not isinstance(leaf, jax.core.Tracer):
+      nan = np.flatnonzero(np.isnan(np.asarray(leaf)))
+      if nan.size:
+        raise ValueError(
+            f"{name}{jax.tree_util.keystr(path)} has NaN entries (the first at raveled index"
+            f" {int(nan[0])}); give a finite starting point inside the bounds.")
+  dtype = jnp.result_type(*leaves)
+  check_precision(dtype, name)
+  return jax.tree.unflatten(treedef, leaves), dtype
