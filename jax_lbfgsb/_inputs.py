@@ -44,7 +44,7 @@ def _is_number_list(x0: Any) -> bool:
       isinstance(v, (numbers.Number, np.generic)) for v in leaves)
 
 
-def _as_float_leaf(leaf: Any, path: str, name: str) -> Any:
+def _as_float_leaf(leaf: Any, path: str, name: str, int_dtype: Any) -> Any:
   if not isinstance(leaf, (jax.Array, np.ndarray, numbers.Number, np.generic)):
     raise TypeError(
         f"{name}{path} must be a float array (or a pytree of them); got {type(leaf).__name__}.")
@@ -56,9 +56,9 @@ def _as_float_leaf(leaf: Any, path: str, name: str) -> Any:
         " real variables: split a complex x into its real and imaginary parts.")
   x64 = jax.config.jax_enable_x64
   if not jnp.issubdtype(dtype, jnp.floating):  # integers and bools become floats, as in SciPy
-    if not x64:
+    if int_dtype is None and not x64:
       _warn_float32(name, f"of dtype {dtype}")
-    return jnp.asarray(leaf, jnp.float64 if x64 else jnp.float32)
+    return jnp.asarray(leaf, int_dtype or (jnp.float64 if x64 else jnp.float32))
   if isinstance(leaf, jax.Array):
     return leaf.astype(leaf.dtype) if leaf.weak_type else leaf  # no weak types: no recompiles
   if not x64 and np.dtype(dtype) == np.float64 and not isinstance(leaf, float):
@@ -66,17 +66,19 @@ def _as_float_leaf(leaf: Any, path: str, name: str) -> Any:
   return jnp.asarray(leaf, jnp.dtype(dtype) if x64 or np.dtype(dtype).itemsize <= 4 else jnp.float32)
 
 
-def prepare_x0(x0: Any, name: str = "x0") -> tuple[Any, Any]:
+def prepare_x0(x0: Any, name: str = "x0", check_nan: bool = True) -> tuple[Any, Any]:
   """``(x0, dtype)``: ``x0`` as a pytree of float JAX arrays (no weak types), and its solve dtype.
 
   A list or tuple of numbers (nested or not) is one array, as in SciPy; any
   other list, tuple or dict is a pytree. Integer and bool arrays become
   float64 (float32, with a one-time warning, when ``jax_enable_x64`` is off;
-  so do float64 NumPy arrays). Leaves of different float dtypes solve in
-  their promoted dtype. Tracers pass through.
+  so do float64 NumPy arrays), or the dtype of the float leaves beside them.
+  The float leaves must share one dtype: the solution cast back to a
+  narrower leaf dtype could leave the bounds. Tracers pass through.
 
   Raises:
-    TypeError: for complex or non-numeric leaves, or a dtype narrower than float32.
+    TypeError: for complex or non-numeric leaves, float leaves of different
+      dtypes, or a dtype narrower than float32.
     ValueError: for an empty ``x0``, or NaN entries (when concrete).
 
   >>> x0, dtype = prepare_x0([1, 2, 3])
@@ -86,11 +88,20 @@ def prepare_x0(x0: Any, name: str = "x0") -> tuple[Any, Any]:
   if _is_number_list(x0):
     x0 = np.asarray(x0)
   with_paths, treedef = jax.tree_util.tree_flatten_with_path(x0)
-  leaves = [_as_float_leaf(leaf, jax.tree_util.keystr(path), name) for path, leaf in with_paths]
+  floats = {jnp.dtype(getattr(leaf, "dtype", None)) for _, leaf in with_paths
+            if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)}
+  if len(floats) > 1:
+    raise TypeError(
+        f"{name} has leaves of dtypes {sorted(d.name for d in floats)}; L-BFGS-B solves in one dtype"
+        f" (a solution cast back to the narrower one could leave the bounds). Cast them first, e.g."
+        f" jax.tree.map(lambda a: a.astype(jnp.float32), {name.split(': ')[-1]})."
+    )
+  int_dtype = next(iter(floats)) if floats else None
+  leaves = [_as_float_leaf(leaf, jax.tree_util.keystr(path), name, int_dtype) for path, leaf in with_paths]
   if sum(leaf.size for leaf in leaves) == 0:
     raise ValueError(f"{name} is empty; L-BFGS-B needs at least one variable.")
   for (path, _), leaf in zip(with_paths, leaves):
-    if not isinstance(leaf, jax.core.Tracer):
+    if check_nan and not isinstance(leaf, jax.core.Tracer):
       nan = np.flatnonzero(np.isnan(np.asarray(leaf)))
       if nan.size:
         raise ValueError(

@@ -20,7 +20,8 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _solver
-from jax_lbfgsb._bounds import canonicalize_bounds, check_precision, project
+from jax_lbfgsb._bounds import canonicalize_bounds, project
+from jax_lbfgsb._inputs import prepare_x0
 from jax_lbfgsb._minimize import fast_compile_jit
 from jax_lbfgsb._solver import Box, LbfgsbState, Options
 from jax_lbfgsb._status import Termination
@@ -65,18 +66,10 @@ def _strong(tree: Any) -> Any:
   return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.asarray(leaf).dtype), tree)
 
 
-def _ravel_dtype(params: Any) -> Any:
-  """The one float dtype of the leaves of ``params``."""
-  dtypes = {leaf.dtype for leaf in jax.tree.leaves(params)}
-  if len(dtypes) != 1 or not jnp.issubdtype(next(iter(dtypes)), jnp.floating):
-    raise TypeError(
-        "lbfgsb: params must be float arrays of one dtype (float32 or float64);"
-        f" got {sorted(str(d) for d in dtypes)}. Cast them, e.g. with"
-        " jax.tree.map(lambda a: a.astype(jnp.float32), params)."
-    )
-  dtype = next(iter(dtypes))
-  check_precision(dtype, "lbfgsb: params")
-  return dtype
+def _params(params: Any) -> tuple[Any, Any]:
+  """``(params, dtype)`` through minimize's input layer (one float dtype, no weak types);
+  NaN params are left to the solver (``NONFINITE``), so no host sync per update."""
+  return prepare_x0(params, "lbfgsb: params", check_nan=False)
 
 
 def _landing_update(p: jax.Array, x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
@@ -246,8 +239,7 @@ def lbfgsb(
     if not value >= 0:
       raise ValueError(f"lbfgsb: {name} must be >= 0; got {value!r}.")
 
-  def box_and_options(params: Any) -> tuple[Box, Options]:
-    dtype = _ravel_dtype(params)
+  def box_and_options(params: Any, dtype: Any) -> tuple[Box, Options]:
     l, u = _flat_bounds(lower, upper, params, dtype)
     options = Options(
         ftol=jnp.asarray(ftol, dtype), gtol=jnp.asarray(gtol, dtype), maxiter=jnp.asarray(_NO_LIMIT, jnp.int32),
@@ -258,8 +250,8 @@ def lbfgsb(
     return Box.of(l, u), options
 
   def init_fn(params: Any) -> LbfgsbTransformState:
-    params = _strong(params)
-    box, options = box_and_options(params)
+    params, dtype = _params(params)
+    box, options = box_and_options(params, dtype)
     p = ravel_pytree(params)[0]
     # Zeros of the solver state's shapes, a placeholder that evaluates
     # nothing: the first update starts the solve at its params (landed is NaN).
@@ -284,8 +276,8 @@ def lbfgsb(
       **extra_args: Any,
   ) -> tuple[Any, LbfgsbTransformState]:
     del updates  # the gradient, by convention; ``grad`` is the same
-    params, value, grad = _strong((params, value, grad))
-    box, options = box_and_options(params)
+    (params, dtype), (value, grad) = _params(params), _strong((value, grad))
+    box, options = box_and_options(params, dtype)
     return _update_jit(value_fn, params, state, value, grad, box, options, extra_args)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

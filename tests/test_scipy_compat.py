@@ -99,6 +99,19 @@ def test_lists_and_integers_become_float64():
     minimize(rosen, jnp.zeros(4, jnp.complex64))
 
 
+def test_one_input_layer_for_minimize_and_optax():
+  from jax_lbfgsb.optax import lbfgsb
+
+  mixed = {"a": jnp.zeros(2, jnp.float32), "b": jnp.zeros(2, jnp.float64)}
+  for call in (lambda: minimize(lambda p: jnp.sum(p["a"] ** 2), mixed), lambda: lbfgsb().init(mixed)):
+    with pytest.raises(TypeError, match=r"leaves of dtypes \['float32', 'float64'\]; L-BFGS-B solves in one"):
+      call()
+  tree, dtype = _inputs.prepare_x0({"a": jnp.zeros(2, jnp.float32), "n": np.arange(2)})
+  assert dtype == jnp.float32 and tree["n"].dtype == jnp.float32  # integers join the float leaves
+  assert not jnp.full(3, 0.5).astype(jnp.float64).weak_type
+  assert not _inputs.prepare_x0(jnp.asarray(0.5))[0].weak_type  # no recompile per weak type
+
+
 def test_float32_without_x64_warns_once(monkeypatch):
   monkeypatch.setattr(_inputs, "_warned_x64", False)
   with jax.enable_x64(False):
