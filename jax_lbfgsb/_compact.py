@@ -257,8 +257,12 @@ class InverseHessian(NamedTuple):
   is wrong once the buffer has wrapped (more than ``maxcor`` updates; see
   REFERENCE.md c.8). This operator is the L-BFGS-B matrix, exact.
 
+  With ``scale`` (``x_scale``: the memory holds pairs in ``y = x / s``) it is
+  ``S H_y S`` with ``S = diag(s)``, the inverse Hessian in the caller's variables.
+
   Attributes:
     memory: the limited memory.
+    scale: ``(n,)`` variable scales, or None.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -270,6 +274,7 @@ class InverseHessian(NamedTuple):
   """
 
   memory: Memory
+  scale: Any = None
 
   @property
   def shape(self) -> tuple[int, int]:
@@ -292,13 +297,16 @@ class InverseHessian(NamedTuple):
     """``H v`` for ``v`` of shape ``(n,)``, ``(n, 1)`` or ``(n, k)``."""
     v = jnp.asarray(v, self.dtype)
     if v.ndim == 1 and v.shape[0] == self.shape[0]:
-      return self._matvec(v)
+      return self._scaled_matvec(v)
     if v.ndim == 2 and v.shape[0] == self.shape[0]:
-      return jax.vmap(self._matvec, in_axes=1, out_axes=1)(v)
+      return jax.vmap(self._scaled_matvec, in_axes=1, out_axes=1)(v)
     raise ValueError(f"InverseHessian: expected an array of shape ({self.shape[0]},) or ({self.shape[0]}, k);"
                      f" got {v.shape}.")
 
   __call__ = __matmul__ = matvec = rmatvec = matmat = dot
+
+  def _scaled_matvec(self, v: jax.Array) -> jax.Array:
+    return self._matvec(v) if self.scale is None else self.scale * self._matvec(self.scale * v)
 
   def _matvec(self, v: jax.Array) -> jax.Array:
     """``H v`` for an ``(n,)`` vector (the raveled variables)."""

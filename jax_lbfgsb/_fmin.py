@@ -31,6 +31,8 @@ def fmin_l_bfgs_b(
     disp: int | None = None,
     callback: Callable[..., Any] | None = None,
     maxls: int = 20,
+    *,
+    x_scale: Any = None,
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
   """Minimizes ``func`` subject to bounds: ``scipy.optimize.fmin_l_bfgs_b``, call for call.
 
@@ -65,6 +67,8 @@ def fmin_l_bfgs_b(
     disp: when not None, overrides ``iprint`` (0: silent), as in SciPy.
     callback: ``callback(xk)`` after each iteration; raising
       ``StopIteration`` stops the solve.
+    x_scale: ours, not SciPy's: variable scales or ``"auto"`` (see
+      :func:`~jax_lbfgsb.minimize`).
 
   Returns:
     ``(x, f, d)``: the solution (a NumPy array), ``f(x)`` (a float) and SciPy's
@@ -92,7 +96,7 @@ def fmin_l_bfgs_b(
   res = minimize(
       func, x0, args=args, jac=jac, bounds=bounds,
       callback=callback, maxcor=m, ftol=factr * _EPSMCH, gtol=pgtol, maxiter=maxiter, maxfun=maxfun,
-      maxls=maxls, iprint=iprint,
+      maxls=maxls, iprint=iprint, x_scale=x_scale,
   )
   code = Termination(int(res.termination))
   d = {

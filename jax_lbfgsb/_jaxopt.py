@@ -172,6 +172,9 @@ class LBFGSB:
     jit, unroll: ignored: each solve is one jitted ``lax.while_loop``.
     verbose: True or 1 prints ``f`` and ``|proj g|`` at each iteration
       (``minimize``'s ``iprint=1``), 2 also the line searches (``iprint=99``).
+    x_scale: ours, not jaxopt's: variable scales or ``"auto"`` (see
+      :func:`~jax_lbfgsb.minimize`); ``update`` and a continued ``run`` keep
+      the scales of the solve they continue.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -214,6 +217,7 @@ class LBFGSB:
   unroll: Union[str, bool] = "auto"
 
   verbose: Union[bool, int] = False
+  x_scale: Any = None
 
   def __post_init__(self):
     search = "the line search is SciPy's L-BFGS-B search (MINPACK-2 dcsrch, Moré–Thuente)"
@@ -276,6 +280,7 @@ class LBFGSB:
         fun, x0, bounds=bounds, args=tuple(args), jac=jac, has_aux=self.has_aux, maxcor=self.history_size, ftol=0.0,
         gtol=self.tol if gtol is None else gtol, maxiter=maxiter, maxfun=_MAXFUN, maxls=self.maxls,
         iprint=-1 if verbose <= 0 else (1 if verbose == 1 else 99),
+        x_scale=None if isinstance(x0, OptimizeResult) else self.x_scale,
     )
 
   def _state(self, result: OptimizeResult, aux: Any, previous: LbfgsbState | None) -> LbfgsbState:

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb import _status
-from jax_lbfgsb._bounds import canonicalize_bounds
+from jax_lbfgsb import _scaling, _status
+from jax_lbfgsb._bounds import canonicalize_bounds, project
 from jax_lbfgsb._compact import InverseHessian
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
@@ -27,7 +27,7 @@ __all__ = ["OptimizeResult", "IntermediateResult", "minimize"]
 
 _OPTIONS = (
     "maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "iprint", "history", "ls_ftol", "ls_gtol",
-    "pgtol_rel", "xtol_rel", "has_aux",
+    "pgtol_rel", "xtol_rel", "has_aux", "x_scale",
 )
 # SciPy's options for finite differences (gradients here are exact) and its
 # deprecated ``disp``: accepted in ``options``; ``disp`` sets ``iprint`` as in SciPy.
@@ -57,6 +57,8 @@ class OptimizeResult(NamedTuple):
       (``x`` raveled); else None.
     state: the solver state; pass the result as ``x0`` to continue the solve.
     aux: with ``has_aux=True``, the auxiliary output of ``fun`` at ``x``; else None.
+    x_scale: with ``x_scale``, the ``(n,)`` scales the solver used (``state``
+      holds the scaled variables ``x / x_scale``); else None.
 
   As SciPy's result, it reads by key too (``res["x"]``, ``res.keys()``), and
   its ``repr`` lists the fields (large arrays elided), not the solver state.
@@ -75,6 +77,7 @@ class OptimizeResult(NamedTuple):
   history: History | None
   state: LbfgsbState
   aux: Any = None
+  x_scale: Any = None
 
   def _text(self, field: str) -> Any:
     if isinstance(self.termination, jax.core.Tracer):
@@ -319,10 +322,11 @@ class _HostCallback:
     return isinstance(other, _HostCallback) and hash(self) == hash(other) and self.callback is other.callback
 
 
-def _solve(fun, jac, has_aux, maxcor, hooks, x0, l, u, args, options, warm):
+def _solve(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, options, warm):
   """The jitted solve. ``fun`` is a :class:`TracedFun`; ``args`` end with its
   constants (the arrays it closes over), so the implicit derivatives reach
-  them; ``x0``, the options and a warm state get none."""
+  them; ``x0``, the options and a warm state get none. With ``scale`` (or
+  ``auto_scale``) the solver works on ``y = x / scale`` (:mod:`._scaling`)."""
   x0_flat, unravel = ravel_pytree(x0)
   _check_fun_output(fun, jac, has_aux, x0, args)
   value = lambda *inputs: _parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
@@ -332,28 +336,48 @@ def _solve(fun, jac, has_aux, maxcor, hooks, x0, l, u, args, options, warm):
     f, g = _parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
     return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
 
-  def solve(l, u, params, start):
-    x0_flat, options, warm = start
-    fg = functools.partial(fun_and_grad, params=params)
-    box = Box.of(l, u)
-    state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(fg, warm, box, options, hooks)
-    return run(fg, state, box, options, hooks)
+  def solve_with(fg_params):
+    def solve(l, u, params, start):
+      x0_flat, options, warm = start
+      fg = functools.partial(fg_params, params=params)
+      box = Box.of(l, u)
+      state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(fg, warm, box, options, hooks)
+      return run(fg, state, box, options, hooks)
+    return solve
+
+  solve = solve_with(fun_and_grad)
 
   params = tuple(args)
-  state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
+  if auto_scale:
+    scale = _scaling.auto_scale(
+        lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u) if warm is None else x0_flat, l, u)
+  if scale is None:
+    state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
+    x_flat, g_flat = state.x, state.g
+  else:  # the solver sees f(s y), s g and the box [l/s, u/s]; the scale reaches fun_and_grad as a param
+    def scaled(y, params):
+      f, g = fun_and_grad(y * params[-1], params[:-1])
+      return f, g * params[-1]
+
+    start = (x0_flat / scale if warm is None else x0_flat, options, warm)
+    state = differentiable_solve(solve_with(scaled), scaled, l / scale, u / scale, (*params, scale), start)
+    x_flat, g_flat = jnp.clip(state.x * scale, l, u), state.g / scale  # inside the caller's box
   status = jnp.asarray(_status.STATUS, jnp.int32)[state.termination]
-  x = unravel(state.x)
+  x = unravel(x_flat)
   aux = _parts(fun(x, *params), jac, True)[2] if has_aux else None  # fun's aux at the solution
   # The result's other fields are the state's arrays, put together outside
   # the jit: each output of a jitted function costs ~1-2 us per call.
-  return x, unravel(state.g), status, status == 0, state, aux
+  return x, unravel(g_flat), status, status == 0, state, aux, scale
 
 
-def _result(x, jac, status, success, state: LbfgsbState, aux) -> OptimizeResult:
+def _result(x, jac, status, success, state: LbfgsbState, aux, scale) -> OptimizeResult:
+  history = state.history
+  if scale is not None and history is not None:
+    history = history._replace(x=history.x * scale[..., None, :])
   return OptimizeResult(
       x=x, fun=state.f, jac=jac, nit=state.nit, nfev=state.nfev, njev=state.nfev, status=status, success=success,
-      termination=state.termination, hess_inv=InverseHessian(state.memory), history=state.history, state=state,
-      aux=aux,
+      termination=state.termination, hess_inv=InverseHessian(state.memory, scale), history=history, state=state,
+      aux=aux, x_scale=scale,
   )
 
 
@@ -385,7 +409,7 @@ def fast_compile_jit(fun: Callable[..., Any], static_argnames: tuple[str, ...]) 
   return call
 
 
-_solve_jit = fast_compile_jit(_solve, ("fun", "jac", "has_aux", "maxcor", "hooks"))
+_solve_jit = fast_compile_jit(_solve, ("fun", "jac", "has_aux", "maxcor", "hooks", "auto_scale"))
 
 
 def minimize(
@@ -415,6 +439,7 @@ def minimize(
     pgtol_rel: float = 0.0,
     xtol_rel: float = 0.0,
     has_aux: bool = False,
+    x_scale: Any = None,
     **unknown: Any,
 ) -> OptimizeResult:
   """Minimizes ``fun`` subject to ``lower <= x <= upper`` with L-BFGS-B.
@@ -508,6 +533,19 @@ def minimize(
     xtol_rel: when positive, also stop when ``||x_k - x_{k-1}||_2 <= xtol_rel (||x_k||_2 + 1)``.
     has_aux: ``fun`` returns ``(f, aux)`` (with ``jac=True``: ``((f, aux),
       grad)``); ``result.aux`` is ``aux`` at the solution.
+    x_scale: the variables' scales ``s`` (a positive scalar, or an array or
+      pytree like ``x0``, may be traced), or ``"auto"``: the solver works on
+      ``y = x / s`` and the result (``x``, ``jac``, ``hess_inv``,
+      ``history.x``) is in the caller's variables; ``gtol`` then applies to
+      the scaled projected gradient ``s * proj g`` (the variables the solver
+      sees; SciPy's users comparing runs: ``x_scale=None`` is SciPy's test),
+      ``ftol`` to ``f`` as before. ``"auto"`` takes ``s_i`` from the box width
+      ``u_i - l_i`` where both bounds are finite and from the curvature at
+      ``x0``, ``1 / sqrt(|H_ii|)``, elsewhere; as powers of two relative to
+      each group's geometric mean, leaving variables within a factor 16 of it
+      at 1, so a well-scaled problem is solved as without scaling
+      (:mod:`jax_lbfgsb._scaling`, ``benchmarks/RESULTS_scaling.md``). ``None``
+      or ``1``: no scaling.
 
   ``x0`` may also be a list of numbers or an integer array, as in SciPy: it
   becomes float64 (float32, with a one-time warning, when ``jax_enable_x64``
@@ -554,18 +592,21 @@ def minimize(
     )
   given = dict(maxcor=maxcor, ftol=ftol, gtol=gtol, maxiter=maxiter, maxfun=maxfun, maxls=maxls, history=history,
                iprint=iprint, ls_ftol=ls_ftol, ls_gtol=ls_gtol, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel,
-               has_aux=has_aux)
+               has_aux=has_aux, x_scale=x_scale)
   merged = _merge_options(given, dict(options or {}), tol, unknown)
-  maxcor, ftol, gtol, maxiter, maxfun, maxls, history, iprint, ls_ftol, ls_gtol, pgtol_rel, xtol_rel, has_aux = (
-      merged[k] for k in given)
+  (maxcor, ftol, gtol, maxiter, maxfun, maxls, history, iprint, ls_ftol, ls_gtol, pgtol_rel, xtol_rel, has_aux,
+   x_scale) = (merged[k] for k in given)
   _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history)
   if not isinstance(args, tuple):  # as SciPy: a single extra argument
     args = (args,)
   _check_line_search(ls_ftol, ls_gtol)
   jac, fun = _gradient_form(jac, fun, has_aux)
-  warm = None
+  warm, scale = None, None
   if isinstance(x0, OptimizeResult):
-    warm, x0 = x0.state, x0.x
+    if x_scale is not None:
+      raise ValueError("x_scale: a warm start keeps the scales of the solve it continues (result.x_scale);"
+                       " leave x_scale out.")
+    warm, scale, x0 = x0.state, x0.x_scale, x0.x
     if (warm.history.f.shape[0] if warm.history is not None else 0) != history:
       raise ValueError(
           "history: continuing a solve needs the same history= as the solve that"
@@ -573,6 +614,11 @@ def minimize(
       )
   x0, dtype = prepare_x0(x0)
   l, u = canonicalize_bounds(bounds, x0, dtype)
+  auto_scale = isinstance(x_scale, str)
+  if auto_scale and x_scale != "auto":
+    raise ValueError(f"x_scale must be 'auto', a positive scalar, or an array or pytree like x0; got {x_scale!r}.")
+  if x_scale is not None and not auto_scale:
+    scale = _scaling.flat_scale(x_scale, x0, dtype)
   options = Options(
       ftol=_scalar(ftol, dtype),
       gtol=_scalar(gtol, dtype),
@@ -592,5 +638,5 @@ def minimize(
   # Keyed by fun's jaxpr, not its identity: a new closure of the same code
   # reuses the compiled solve, with the arrays it closes over as inputs.
   traced, consts = traced_fun(fun, x0, args)
-  return _result(*_solve_jit(traced, bool(jac), bool(has_aux), int(maxcor), hooks, x0, l, u, (*args, *consts),
-                             options, warm))
+  return _result(*_solve_jit(traced, bool(jac), bool(has_aux), int(maxcor), hooks, auto_scale, x0, l, u,
+                             (*args, *consts), scale, options, warm))

@@ -4,34 +4,51 @@
 
   jax-lbfgsb list                                   the predefined functions
   jax-lbfgsb solve NAME|NUMBER [options]            solve one of them
-  jax-lbfgsb solve --expr "TEXT" --n N [options]    solve your own f(x(1..n))
+  jax-lbfgsb solve --expr "TEXT" [--n N] [options]  solve your own f(x(1..n))
   jax-lbfgsb demo [--out DIR]                       bounded Rosenbrock: report, iprint table, 3 plots
+  jax-lbfgsb --version
 
 ``solve`` prints the report of :func:`jax_lbfgsb.report.report` (termination
 reason, f, nit, nfev, CPU/wall/compile times, every x(i) and g(i), bound
 activity, diagnosis), or JSON with ``--json``, and writes the plots with
-``--plots DIR``. Two presets set the stopping rule and defaults:
+``--plots DIR``. Two presets set the stopping rule and defaults (see
+:data:`PRESET_RULES`, also shown by ``jax-lbfgsb solve --help``):
 
 * ``scipy`` (default): ``minimize``'s own defaults; ``--eps`` is ``gtol``.
-* ``page``: the page's rule, stop when ``||proj g||_2 <= eps (1 + |f|)`` or
-  ``||x - x_prev||_2 <= eps (||x||_2 + 1)``; eps 1e-7, maxiter 4000, maxfun
-  40000, m = min(n/2 + 1, 10), delta 0.01, kappa 0.9.
+* ``page``: the page's rules, stop when ``||proj g||_2 <= eps (1 + |f|)``, or
+  ``||x - x_prev||_2 <= eps (||x||_2 + 1)``, or f decreased by at most 1e-12
+  relative, ``(f_prev - f) / max(|f_prev|, |f|, 1) <= ftol``; eps 1e-7, ftol
+  1e-12, maxiter 4000, maxfun 40000, m = min(n/2 + 1, 10), delta 0.01, kappa 0.9.
+
+``--expr`` without ``--n`` takes n from ``--x0`` when that lists several
+values, else from the expression's largest index (:func:`jax_lbfgsb.expr.infer_n`).
+Bounds given with ``--lower``/``--upper`` that change a predefined problem
+make it another problem: its description says so, and its known f* is
+dropped unless the factory knows f* for those bounds.
 
 Compiled solves are kept in JAX's persistent compilation cache (see
 :func:`_compilation_cache`), so a repeated ``jax-lbfgsb solve NAME`` skips
 compilation. Host-side only: argparse and printing live here, never on the
 jitted path.
-Bad arguments exit with status 2 and an argparse-style one-line reason.
+Bad arguments exit with status 2 and an argparse-style one-line reason,
+before any solve. When the reader of stdout goes away (``| head``), the rest
+of the output is dropped quietly and the exit status is 141, as for a
+command killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import functools
+import importlib.util
 import inspect
 import json
+import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,8 +59,18 @@ import numpy as np
 _SCIPY_FTOL = 2.220446049250313e-09
 _PRESETS = {  # m=None: min(n // 2 + 1, 10)
     "scipy": dict(eps=1e-5, ftol=_SCIPY_FTOL, m=10, delta=1e-3, kappa=0.9, maxiter=15000, maxfun=15000),
-    "page": dict(eps=1e-7, ftol=0.0, m=None, delta=0.01, kappa=0.9, maxiter=4000, maxfun=40000),
+    "page": dict(eps=1e-7, ftol=1e-12, m=None, delta=0.01, kappa=0.9, maxiter=4000, maxfun=40000),
 }
+PRESET_RULES = """\
+presets (the stopping rules and defaults; the flags above override them):
+  scipy  minimize's defaults: stop when max_i |proj g_i| <= eps (1e-5), or when
+         (f_prev - f) / max(|f_prev|, |f|, 1) <= ftol (2.2e-9); maxiter 15000,
+         maxfun 15000, m 10, delta 1e-3, kappa 0.9
+  page   the classic page's rules: stop when ||proj g||_2 <= eps (1 + |f|), or
+         ||x - x_prev||_2 <= eps (||x||_2 + 1), or f decreased by at most 1e-12
+         relative, (f_prev - f) / max(|f_prev|, |f|, 1) <= ftol (1e-12);
+         eps 1e-7, maxiter 4000, maxfun 40000, m = min(n/2 + 1, 10),
+         delta 0.01, kappa 0.9"""
 # Factories without defaults for every argument get these in `list` and `solve`.
 _DEFAULT_PARAMS = {"ept": {"nx": 10, "ny": 10}, "pjb": {"nx": 10, "ny": 10}, "nnls": {"m": 30, "n": 10}}
 DEMO_DIR = "jax_lbfgsb_demo"
@@ -107,54 +134,94 @@ def _params(parser, items: Sequence[str]) -> dict:
 
 def _problem(parser: argparse.ArgumentParser, args: argparse.Namespace):
   """The problem to solve, with --x0, --lower and --upper applied."""
-  from jax_lbfgsb import problems
-  from jax_lbfgsb.expr import ExpressionError, parse
-
   if (args.name is None) == (args.expr is None):
     parser.error("give either a problem NAME (see `jax-lbfgsb list`) or --expr TEXT")
   if args.n is not None and args.n < 1:
     parser.error(f"--n must be >= 1, got {args.n}")
   if args.expr is not None:
-    if args.param:
-      parser.error("--param applies to predefined problems, not to --expr")
-    n = args.n if args.n is not None else (len(args.x0.split(",")) if args.x0 else None)
-    if n is None:
-      parser.error("--expr needs --n N or --x0 v1,...,vN to know the number of variables")
-    try:
-      expression = parse(args.expr, n)
-    except ExpressionError as err:
-      parser.error(f"--expr: {err}")
-    inf = np.full(n, np.inf)
-    p = problems.Problem("expression", expression.fun, np.zeros(n), -inf, inf, None, args.expr)
+    p, factory = _expression(parser, args), None
   else:
-    catalog = _catalog()
-    name = catalog[int(args.name) - 1] if args.name.isdigit() and 1 <= int(args.name) <= len(catalog) else args.name
-    if name not in problems.PROBLEMS:
-      parser.error(f"unknown problem {args.name!r}; `jax-lbfgsb list` shows the names and numbers")
-    kwargs = {**_DEFAULT_PARAMS.get(name, {}), **_params(parser, args.param)}
-    if args.n is not None:
-      kwargs["n"] = args.n
-    accepted = inspect.signature(problems.PROBLEMS[name]).parameters
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-      parser.error(f"{name} takes no parameter {', '.join(unknown)}; its parameters: {', '.join(accepted) or 'none'}")
-    try:
-      p = problems.get(name, **kwargs)
-    except ValueError as err:
-      parser.error(f"{name}: {err}")
+    p, factory = _predefined(parser, args)
   n = p.x0.size
-  if args.x0 is not None:
-    p = p._replace(x0=_floats(parser, "--x0", args.x0, n))
-  if args.lower is not None:
-    p = p._replace(lower=_floats(parser, "--lower", args.lower, n, none=-np.inf))
-  if args.upper is not None:
-    p = p._replace(upper=_floats(parser, "--upper", args.upper, n, none=np.inf))
-  if np.isnan(p.x0).any() or np.isnan(p.lower).any() or np.isnan(p.upper).any():
+  x0 = p.x0 if args.x0 is None else _floats(parser, "--x0", args.x0, n)
+  lower = p.lower if args.lower is None else _floats(parser, "--lower", args.lower, n, none=-np.inf)
+  upper = p.upper if args.upper is None else _floats(parser, "--upper", args.upper, n, none=np.inf)
+  if np.isnan(x0).any() or np.isnan(lower).any() or np.isnan(upper).any():
     parser.error("--x0, --lower and --upper take numbers (none only in the bounds)")
-  bad = np.flatnonzero(p.lower > p.upper)
+  bad = np.flatnonzero(lower > upper)
   if bad.size:
-    parser.error(f"lower > upper at x({bad[0] + 1}): {p.lower[bad[0]]} > {p.upper[bad[0]]}")
-  return p
+    parser.error(f"lower > upper at x({bad[0] + 1}): {lower[bad[0]]} > {upper[bad[0]]}")
+  if factory is not None and not (np.array_equal(lower, p.lower) and np.array_equal(upper, p.upper)):
+    p = _rebounded(p, factory, lower, upper)
+  return p._replace(x0=x0, lower=lower, upper=upper)
+
+
+def _expression(parser: argparse.ArgumentParser, args: argparse.Namespace):
+  """The ``--expr`` problem; n from --n, else from a --x0 of several values, else from the text."""
+  from jax_lbfgsb import problems
+  from jax_lbfgsb.expr import ExpressionError, infer_n, parse
+
+  if args.param:
+    parser.error("--param applies to predefined problems, not to --expr")
+  n = args.n
+  if n is None and args.x0 is not None and "," in args.x0:
+    n = len(args.x0.split(","))
+  if n is None:
+    try:
+      n = infer_n(args.expr)
+    except ExpressionError as err:
+      reason = str(err).splitlines()[0]
+      if not reason.startswith("n cannot be inferred"):
+        parser.error(f"--expr: {err}")
+      parser.error(f"--expr needs --n N (or --x0 v1,...,vN) here: {reason}")
+  try:
+    expression = parse(args.expr, n)
+  except ExpressionError as err:
+    parser.error(f"--expr: {err}")
+  inf = np.full(n, np.inf)
+  return problems.Problem("expression", expression.fun, np.zeros(n), -inf, inf, None, args.expr)
+
+
+def _predefined(parser: argparse.ArgumentParser, args: argparse.Namespace):
+  """The predefined problem NAME (or number), and its factory with the arguments it was built with."""
+  from jax_lbfgsb import problems
+
+  catalog = _catalog()
+  name = catalog[int(args.name) - 1] if args.name.isdigit() and 1 <= int(args.name) <= len(catalog) else args.name
+  if name not in problems.PROBLEMS:
+    close = difflib.get_close_matches(name, list(problems.PROBLEMS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    parser.error(f"unknown problem {args.name!r}{hint}; `jax-lbfgsb list` shows the names and numbers")
+  kwargs = {**_DEFAULT_PARAMS.get(name, {}), **_params(parser, args.param)}
+  if args.n is not None:
+    kwargs["n"] = args.n
+  accepted = inspect.signature(problems.PROBLEMS[name]).parameters
+  unknown = sorted(set(kwargs) - set(accepted))
+  if unknown:
+    parser.error(f"{name} takes no parameter {', '.join(unknown)}; its parameters: {', '.join(accepted) or 'none'}")
+  try:
+    return problems.get(name, **kwargs), functools.partial(problems.PROBLEMS[name], **kwargs)
+  except ValueError as err:
+    parser.error(f"{name}: {err}")
+
+
+def _rebounded(p, factory, lower: np.ndarray, upper: np.ndarray):
+  """``p`` with the bounds given, which make it another problem: the description names them,
+  and f* is the factory's for those bounds where the factory takes bounds, else unknown."""
+  f_opt = None
+  if {"lower", "upper"} <= set(inspect.signature(factory).parameters):
+    p = factory(lower=lower, upper=upper)
+    f_opt = p.f_opt
+  description = f"{p.description}; here with the bounds given, lower {_values(lower)}, upper {_values(upper)}"
+  return p._replace(f_opt=f_opt, description=description)
+
+
+def _values(values: np.ndarray, first: int = 4) -> str:
+  """``-2`` when all values are equal, else ``(-2, -inf, 0, 1, ...)``."""
+  if np.all(values == values[0]):
+    return f"{values[0]:g}"
+  shown = ", ".join(f"{v:g}" for v in values[:first])
+  return f"({shown}{', ...' if values.size > first else ''})"
 
 
 def _options(parser: argparse.ArgumentParser, preset: str, n: int, iprint: int, **flags) -> dict:
@@ -176,14 +243,17 @@ def _options(parser: argparse.ArgumentParser, preset: str, n: int, iprint: int, 
 
 @contextlib.contextmanager
 def _progress(stream):
-  """Writes ``solving... Ns`` to ``stream`` every second while the block runs longer than one."""
+  """Rewrites ``solving... Ns`` on ``stream`` every second while the block runs longer than one,
+  when ``stream`` is a terminal (a log file or pipe gets nothing)."""
+  if not stream.isatty():
+    yield
+    return
   stop = threading.Event()
   start = time.perf_counter()
-  end = "\r" if stream.isatty() else "\n"
 
   def tick():
     while not stop.wait(1.0):
-      stream.write(f"solving... {time.perf_counter() - start:.0f}s{end}")
+      stream.write(f"solving... {time.perf_counter() - start:.0f}s\r")
       stream.flush()
 
   thread = threading.Thread(target=tick, daemon=True)
@@ -193,7 +263,7 @@ def _progress(stream):
   finally:
     stop.set()
     thread.join()
-    if end == "\r" and time.perf_counter() - start >= 1.0:
+    if time.perf_counter() - start >= 1.0:
       stream.write(" " * 20 + "\r")
 
 
@@ -212,6 +282,18 @@ def _run(p, options: dict, quiet_iprint: bool):
     return timed_minimize(p.fun, jnp.asarray(p.x0, jnp.float64), bounds=(p.lower, p.upper), **options)
 
 
+def _check_plots(parser: argparse.ArgumentParser, folder: str) -> None:
+  """Exits now, before the solve, if the plots could not be written into ``folder`` (created here)."""
+  if importlib.util.find_spec("matplotlib") is None:
+    parser.error('--plots needs matplotlib: pip install "jax-lbfgsb[plot]"')
+  try:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+      pass
+  except OSError as err:
+    parser.error(f"--plots {folder}: cannot write there ({err.strerror or err}); give a writable folder")
+
+
 def _plots(p, result, folder: str, contour) -> list[str]:
   """Writes convergence.png, gradient_norm.png and, with ``contour = (i, j, r)`` (1-based), contour.png."""
   from jax_lbfgsb import plotting
@@ -224,7 +306,8 @@ def _plots(p, result, folder: str, contour) -> list[str]:
   if contour is not None:
     i, j, radius = contour
     written.append(out / "contour.png")
-    plotting.plot_contour(p.fun, result.x, i - 1, j - 1, radius, written[2], history=result.history)
+    plotting.plot_contour(p.fun, result.x, i - 1, j - 1, radius, written[2], history=result.history,
+                          bounds=(p.lower, p.upper))
   return [str(path) for path in written]
 
 
@@ -252,6 +335,10 @@ def _solve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
   if args.max_rows < 1:
     parser.error(f"--max-rows must be >= 1, got {args.max_rows}")
   options = _options(parser, args.preset, n, args.iprint, **{key: getattr(args, key) for key in _PRESETS["scipy"]})
+  if args.scale is not None:
+    options["x_scale"] = "auto" if args.scale == "auto" else _floats(parser, "--scale", args.scale, n)
+    if args.scale != "auto" and not np.all(options["x_scale"] > 0):
+      parser.error(f"--scale: scales must be positive numbers or 'auto', got {args.scale}")
   contour = None
   if args.contour is not None:
     i, j = args.contour
@@ -260,6 +347,8 @@ def _solve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.radius > 0:
       parser.error(f"--radius must be > 0, got {args.radius}")
     contour = (i, j, args.radius)
+  if args.plots or contour:
+    _check_plots(parser, args.plots or ".")
   from jax_lbfgsb.report import diagnose, report
 
   result, timing = _run(p, options, quiet_iprint=args.json)
@@ -300,18 +389,24 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+  from jax_lbfgsb import __version__
+
   parser = argparse.ArgumentParser(
       prog="jax-lbfgsb", description="L-BFGS-B in JAX: the classic interactive L-BFGS-B page as a command.")
+  parser.add_argument("--version", action="version", version=f"jax-lbfgsb {__version__}")
   sub = parser.add_subparsers(dest="command", required=True)
 
   listing = sub.add_parser("list", help="the predefined functions: name, n, f*, description")
   listing.set_defaults(func=_list, parser=listing)
 
   solve = sub.add_parser("solve", help="solve a predefined function or your own expression",
-                         description="Solve a predefined function (NAME or its number in `list`) or --expr.")
+                         description="Solve a predefined function (NAME or its number in `list`) or --expr.",
+                         epilog=PRESET_RULES, formatter_class=argparse.RawDescriptionHelpFormatter)
   solve.add_argument("name", nargs="?", help="a name or number from `jax-lbfgsb list`")
-  solve.add_argument("--expr", help='your own f, e.g. "(1-x(1))^2 + 100*(x(2)-x(1)^2)^2" (see jax_lbfgsb.expr)')
-  solve.add_argument("--n", type=int, help="number of variables (predefined problems that take n, or --expr)")
+  solve.add_argument("--expr", help='your own f, e.g. "(1-x(1))^2 + 100*(x(2)-x(1)^2)^2" or'
+                                    ' "sum((x(i)-i)^2, i=1..5)" (see jax_lbfgsb.expr)')
+  solve.add_argument("--n", type=int, help="number of variables (predefined problems that take n, or --expr;"
+                                           " for --expr, default: the largest x index)")
   solve.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="a setting of the problem's factory, e.g. --param saturate=true (repeatable)")
   solve.add_argument("--x0", help="start: v1,v2,...,vn or one value for all")
@@ -320,16 +415,18 @@ def _parser() -> argparse.ArgumentParser:
   solve.add_argument("--preset", choices=sorted(_PRESETS), default="scipy",
                      help="stopping rule and defaults: scipy (minimize's) or page (the classic page's)")
   solve.add_argument("--eps", type=float, help="tolerance: gtol (scipy) or the page's relative eps (page)")
-  solve.add_argument("--ftol", type=float, help="relative-reduction tolerance (scipy 2.2e-9, page 0: off)")
+  solve.add_argument("--ftol", type=float, help="relative-reduction tolerance (scipy 2.2e-9, page 1e-12; 0: off)")
   solve.add_argument("--delta", type=float, help="line search sufficient decrease (scipy 1e-3, page 0.01)")
   solve.add_argument("--kappa", type=float, help="line search curvature (0.9); 0 < delta < kappa < 1")
   solve.add_argument("--m", type=int, help="memory: correction pairs kept (scipy 10, page min(n/2+1, 10))")
   solve.add_argument("--maxiter", type=int, help="iteration limit (scipy 15000, page 4000)")
   solve.add_argument("--maxfun", type=int, help="evaluation limit (scipy 15000, page 40000)")
+  solve.add_argument("--scale", metavar="S",
+                     help="variable scales: s1,...,sn, one value for all, or auto (the solver works on x/s)")
   solve.add_argument("--iprint", type=int, default=-1,
                      help="Fortran progress output: -1 none, 0 summary, k every k iterations")
   solve.add_argument("--plots", metavar="DIR",
-                     help="write convergence.png and gradient_norm.png (and contour.png) here")
+                     help="write convergence.png and gradient_norm.png (and contour.png) here (created)")
   solve.add_argument("--contour", type=int, nargs=2, metavar=("I", "J"),
                      help="also plot f around the best point in x(I), x(J) (1-based), the others fixed,"
                           " into --plots DIR (default .)")
@@ -387,12 +484,56 @@ def _compilation_cache() -> str | None:
   return folder
 
 
+class _ClosedPipeSafe:
+  """A text stream whose reader may go away (``jax-lbfgsb ... | head``): from the first
+  BrokenPipeError on, output is dropped quietly and the file descriptor points at os.devnull
+  (so that Python's flush at exit does not fail either). Writes from JAX's callback thread
+  (``--iprint``) go through it too, as they use ``sys.stdout``."""
+
+  def __init__(self, stream):
+    self.stream = stream
+    self.closed_pipe = False
+
+  def write(self, text: str) -> int:
+    if not self.closed_pipe:
+      try:
+        return self.stream.write(text)
+      except BrokenPipeError:
+        self._drop()
+    return len(text)
+
+  def flush(self) -> None:
+    if not self.closed_pipe:
+      try:
+        self.stream.flush()
+      except BrokenPipeError:
+        self._drop()
+
+  def _drop(self) -> None:
+    self.closed_pipe = True
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+      devnull = os.open(os.devnull, os.O_WRONLY)
+      os.dup2(devnull, self.stream.fileno())
+      os.close(devnull)
+
+  def __getattr__(self, name):
+    return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  """Entry point of the ``jax-lbfgsb`` console script."""
-  args = _parser().parse_args(_glue_negative_vectors(sys.argv[1:] if argv is None else argv))
-  if args.command != "list":
-    _compilation_cache()
-  return args.func(args.parser, args)
+  """Entry point of the ``jax-lbfgsb`` console script; returns the exit status (141: stdout closed)."""
+  streams = sys.stdout, sys.stderr
+  sys.stdout, sys.stderr = out, err = _ClosedPipeSafe(sys.stdout), _ClosedPipeSafe(sys.stderr)
+  try:
+    args = _parser().parse_args(_glue_negative_vectors(sys.argv[1:] if argv is None else argv))
+    if args.command != "list":
+      _compilation_cache()
+    status = args.func(args.parser, args)
+  finally:
+    out.flush()
+    err.flush()
+    sys.stdout, sys.stderr = streams
+  return 141 if out.closed_pipe else status
 
 
 if __name__ == "__main__":

@@ -19,12 +19,14 @@ Grammar (maths/Fortran style; spaces and newlines are free)::
           | "atan2(" expr "," expr ")"
           | ("min" | "max") "(" expr "," expr {"," expr} ")"
           | ("sum" | "prod") "(" expr "," index "," int "," int ")"
+          | ("sum" | "prod") "(" expr "," index "=" int ".." int ")"
   int    := an expr of integers, n and sum indices, using + - * ^, exact "/"
             and abs/min/max; worked out when parsing
   number := 3 | 2.5 | .5 | 1e-3 | 1d-3 | 1D3     (Fortran "d" exponents too)
 
-``sum(body, i, lo, hi)`` adds ``body`` for ``i = lo, ..., hi`` (``prod``
-multiplies); ``lo > hi`` gives the empty sum 0 (product 1). The index ``i`` is
+``sum(body, i, lo, hi)``, or ``sum(body, i=lo..hi)``, adds ``body`` for
+``i = lo, ..., hi`` (``prod`` multiplies); ``lo > hi`` gives the empty sum 0
+(product 1). The index ``i`` is
 an integer inside the body, in ``x(2*i-1)`` as in arithmetic. Sums are
 vectorized: the body is evaluated once over the array of all ``i``, gathering
 ``x`` at precomputed indices, so ``n = 10^4`` stays fast under ``jax.jit``.
@@ -33,6 +35,8 @@ its index (``sum(sum(x(i)*x(j), j, i+1, n), i, 1, n-1)``) is unrolled instead.
 
 Every ``x`` index is checked against ``1..n`` when parsing, and every mistake
 raises :class:`ExpressionError` with a caret under the offending text.
+:func:`infer_n` finds ``n`` from the text itself: its largest ``x`` index,
+when the text does not use ``n``.
 
 Example:
   >>> import jax.numpy as jnp
@@ -42,6 +46,8 @@ Example:
   0.0
   >>> rosen.variables_used
   (1, 2, 3, 4)
+  >>> float(parse("sum((x(i)-i)^2, i=1..n)", n=3).fun(jnp.array([1.0, 2.0, 3.0])))
+  0.0
   >>> try:
   ...   parse("x(1) + foo(x(2))", n=2)
   ... except ExpressionError as err:
@@ -65,7 +71,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Expression", "ExpressionError", "parse"]
+__all__ = ["Expression", "ExpressionError", "infer_n", "parse"]
 
 
 def _fold(binary: Callable) -> Callable:
@@ -113,6 +119,13 @@ _INT_LIMIT = 2.0**62  # integer arithmetic beyond this becomes floating point
 _MAX_TERMS = 10**8  # terms of all nested sums together
 _MAX_UNROLLED = 10**5  # copies of a body made by unrolled sums
 _FORTRAN_EXPONENT = re.compile(r"(?<![\w.])(\d+\.?\d*|\.\d+)[dD](?=[+-]?\d)")
+_REDUCTION_PAREN = re.compile(r"(?<![\w.])(sum|prod)\s*\(")
+_INFER_N = 2**62  # the n that parses a text using no n: every index >= 1 is in range
+
+
+def _usage(name: str) -> str:
+  """The accepted forms of a sum (or product), for error messages."""
+  return f"{name}(body, i, lo, hi) or {name}(body, i=lo..hi)"
 
 
 class ExpressionError(ValueError):
@@ -162,12 +175,52 @@ class _Source(NamedTuple):
 
 
 def _translate(text: str) -> _Source:
-  """Python text for ``text``, position by position: ``^`` -> ``**``, ``1d3`` -> ``1e3``, one line."""
+  """Python text for ``text``, position by position: ``^`` -> ``**``, ``1d3`` -> ``1e3``, one line,
+  and ``sum(body, i=lo..hi)`` -> ``sum(body, i, lo, hi)``."""
   code = _FORTRAN_EXPONENT.sub(lambda m: m[1] + "e", text)
-  pieces = ["**" if c == "^" else " " if c.isspace() else c for c in code]
+  pieces = ["**" if c == "^" else " " if c.isspace() else c for c in _ranges(code)]
   origin = [i for i, piece in enumerate(pieces) for _ in piece] + [len(text)]
   skip = len(text) - len(text.lstrip())  # ast.parse rejects leading spaces as an indent
   return _Source(text, "".join(pieces)[skip:], tuple(origin[skip:]))
+
+
+def _ranges(code: str) -> str:
+  """``code`` with each ``i=lo..hi`` of a sum or prod as ``i, lo, hi``, character for character.
+
+  Example:
+    >>> _ranges("sum(x(i), i = 1..n-1)")
+    'sum(x(i), i , 1, n-1)'
+  """
+  reductions = {m.end() - 1 for m in _REDUCTION_PAREN.finditer(code)}
+  chars = list(code)
+  open_ = [(False, None)]  # per open bracket: (a sum's or prod's?, where its current argument's "=" is)
+  for k, c in enumerate(code):
+    if c in "([":
+      open_.append((k in reductions, None))
+    elif c in ")]" and len(open_) > 1:
+      open_.pop()
+    elif c == ",":
+      open_[-1] = (open_[-1][0], None)
+    elif c == "=" and code[k - 1:k] not in ("=", "<", ">", "!", ":") and code[k + 1:k + 2] != "=":
+      open_[-1] = (open_[-1][0], k)
+    elif code[k:k + 2] == ".." and "." not in code[k - 1:k] + code[k + 2:k + 3] and open_[-1][0] \
+        and open_[-1][1] is not None:
+      chars[open_[-1][1]], chars[k], chars[k + 1] = ",", ",", " "
+      open_[-1] = (True, None)
+  return "".join(chars)
+
+
+def _enclosing_reduction(code: str, position: int) -> str | None:
+  """``"sum"`` or ``"prod"`` when ``code[position]`` is inside (or opens or closes) one's
+  parentheses, else None."""
+  reductions = {m.end() - 1: m[1] for m in _REDUCTION_PAREN.finditer(code)}
+  open_ = []
+  for k, c in enumerate(code[:position + 1]):
+    if c in "([":
+      open_.append(reductions.get(k))
+    elif c in ")]" and open_ and k < position:
+      open_.pop()
+  return next((name for name in reversed(open_) if name), None)
 
 
 class _Int(NamedTuple):
@@ -237,6 +290,8 @@ def _validate(node: ast.AST, parent: ast.AST, source: _Source) -> None:
   if isinstance(node, ast.Constant) and type(node.value) not in (int, float):
     raise source.at(node, f"{type(node.value).__name__} constants are not allowed, only numbers")
   if isinstance(node, ast.Call) and node.keywords:
+    if isinstance(node.func, ast.Name) and node.func.id in _REDUCTIONS:
+      raise source.at(node.keywords[0], f"a keyword argument is not allowed; write {_usage(node.func.id)}")
     node = node.keywords[0]  # reported below: keywords are not in _ALLOWED
   if not isinstance(node, _ALLOWED):
     where = node if hasattr(node, "col_offset") else parent
@@ -316,7 +371,7 @@ def _call(node: ast.Call, scope: _Scope) -> _Value:
   low, high = _ARITY[name]
   if not low <= len(node.args) <= (high or len(node.args)):
     count = f"{low} argument{'s' * (low > 1)}" if low == high else f"at least {low} arguments"
-    usage = " (sum(body, i, lo, hi))" if name in _REDUCTIONS else ""
+    usage = f" ({_usage(name)})" if name in _REDUCTIONS else ""
     raise scope.source.at(node, f"`{name}` takes {count}{usage}, got {len(node.args)}")
   if name == "x":
     return _variable(node.args[0], scope)
@@ -365,7 +420,8 @@ def _reduction(node: ast.Call, scope: _Scope) -> _Real:
   """``sum``/``prod``: vectorized over a new trailing axis, or unrolled if inner bounds need it."""
   name, (body, var, lo, hi) = node.func.id, node.args
   if not isinstance(var, ast.Name):
-    raise scope.source.at(var, f"the second argument of {name} must be a name, as in {name}(x(i), i, 1, n)")
+    raise scope.source.at(var, f"the second argument of {name} must be a name, as in {name}(x(i), i, 1, n)"
+                          f" or {name}(x(i), i=1..n)")
   if var.id in _RESERVED or var.id in scope.index:
     taken = "an enclosing sum's index" if var.id in scope.index else "a reserved name"
     raise scope.source.at(var, f"`{var.id}` cannot be a sum index: it is {taken}")
@@ -486,6 +542,42 @@ def parse(text: str, n: int) -> Expression:
   """
   if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
     raise ValueError(f"n must be an int >= 1; got {n!r}.")
+  source, tree = _checked_tree(text)
+  used = set()
+  try:
+    fn = _real(_compile(tree.body, _Scope(int(n), source, used, {}, 0, 1, 1)))
+  except RecursionError:
+    raise ExpressionError("the expression is nested too deeply", text, 0, len(text)) from None
+  return Expression(text, int(n), tuple(sorted(used)), fn)
+
+
+def infer_n(text: str) -> int:
+  """The number of variables of ``text``: its largest ``x`` index, found without knowing ``n``.
+
+  Indices inside sums count with the sums' bounds, which must then be
+  constants (``sum(x(i)^2, i=1..5)`` reads ``x(5)``).
+
+  Raises:
+    ExpressionError: for any mistake :func:`parse` reports, and when ``n``
+      cannot be inferred: ``text`` uses ``n``, or reads no ``x``.
+
+  Example:
+    >>> infer_n("(1-x(1))^2 + 100*(x(2)-x(1)^2)^2"), infer_n("sum((x(i)-i)^2, i=1..5)")
+    (2, 5)
+  """
+  source, tree = _checked_tree(text)
+  called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Name) and node.id == "n" and id(node) not in called:
+      raise source.at(node, "n cannot be inferred from an expression that uses n itself")
+  used = parse(text, _INFER_N).variables_used
+  if not used:
+    raise ExpressionError("n cannot be inferred from an expression that reads no x", text, 0, len(text))
+  return used[-1]
+
+
+def _checked_tree(text: str) -> tuple[_Source, ast.Expression]:
+  """``text`` translated, and its syntax tree checked against the grammar's node types."""
   if not text.strip():
     raise ExpressionError("the expression is empty", text, 0, len(text))
   for k, c in enumerate(text):
@@ -493,13 +585,11 @@ def parse(text: str, n: int) -> Expression:
       raise ExpressionError(f"unexpected character {c!r}", text, k, k + 1)
   source = _translate(text)
   tree = _syntax_tree(source)
-  used = set()
   try:
     _validate(tree, tree, source)
-    fn = _real(_compile(tree.body, _Scope(int(n), source, used, {}, 0, 1, 1)))
   except RecursionError:
     raise ExpressionError("the expression is nested too deeply", text, 0, len(text)) from None
-  return Expression(text, int(n), tuple(sorted(used)), fn)
+  return source, tree
 
 
 def _syntax_tree(source: _Source) -> ast.Expression:
@@ -508,6 +598,10 @@ def _syntax_tree(source: _Source) -> ast.Expression:
     return ast.parse(source.code, mode="eval")
   except SyntaxError as err:
     start = err.offset - 1 if err.lineno == 1 and err.offset else len(source.code)
-    raise source.error(f"syntax error: {err.msg}", start, start + 1) from None
+    message = f"syntax error: {err.msg}"
+    reduction = _enclosing_reduction(source.code, start)
+    if reduction:
+      message += f" (inside {reduction}: write {_usage(reduction)})"
+    raise source.error(message, start, start + 1) from None
   except (RecursionError, MemoryError):  # how CPython's parser fails on deep nesting
     raise ExpressionError("the expression is nested too deeply", source.text, 0, len(source.text)) from None

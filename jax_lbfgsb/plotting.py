@@ -1,13 +1,13 @@
 """The classic page's plots of a solve, saved as PNG files.
 
-* :func:`plot_convergence`: ``f_k - f*`` per iteration, half-log.
+* :func:`plot_convergence`: ``f_k - f*`` per iteration, half-log (values <= 0 at a floor).
 * :func:`plot_gradient_norm`: the largest projected-gradient component per iteration, half-log.
 * :func:`plot_contour`: ``f`` around the best point in two variables, the others
-  fixed, with the iterates' path.
+  fixed, with the iterates' path and the bounds.
 
 The first two read a :class:`~jax_lbfgsb._solver.History` (``minimize(...,
 history=K)``); entries past the last iteration (NaN) are left out. Each
-function saves a PNG and returns the arrays it plotted.
+function saves a PNG (at ``dpi``, default 100) and returns the arrays it plotted.
 
 Host-side only. matplotlib (the ``plot`` extra) is imported inside the
 functions and draws on a bare Agg canvas: no pyplot and no global backend
@@ -28,10 +28,18 @@ __all__ = ["Series", "ContourData", "plot_convergence", "plot_gradient_norm", "p
 
 
 class Series(NamedTuple):
-  """A half-log curve: ``y[k]`` at iteration ``k[k]``; NaN where ``y <= 0`` (off a log axis)."""
+  """A half-log curve: ``y[m]`` at iteration ``k[m]``.
+
+  Attributes:
+    k: the iterations.
+    y: the plotted values; a value that is not positive (off a log axis) is
+      NaN, or a floor where ``floored``.
+    floored: where ``y`` is the floor instead of the value (its own marker).
+  """
 
   k: np.ndarray
   y: np.ndarray
+  floored: np.ndarray
 
 
 class ContourData(NamedTuple):
@@ -43,12 +51,14 @@ class ContourData(NamedTuple):
     z: ``(n_grid, n_grid)`` values of ``f``: ``z[a, b]`` is ``f`` at ``x_i = u[b]``,
       ``x_j = v[a]`` and the other variables at ``x_best``.
     path: ``(m, 2)`` the recorded iterates' ``(x_i, x_j)``; empty without a history.
+    box: ``(2, 2)`` the bounds ``[[l_i, u_i], [l_j, u_j]]`` (``+-inf`` where none).
   """
 
   u: np.ndarray
   v: np.ndarray
   z: np.ndarray
   path: np.ndarray
+  box: np.ndarray
 
 
 def _recorded(history) -> np.ndarray:
@@ -63,57 +73,64 @@ def _figure():
   return fig, fig.add_subplot()
 
 
-def _half_log(ax, k: np.ndarray, y: np.ndarray, ylabel: str) -> None:
+def _half_log(ax, series: Series, ylabel: str, floor_label: str = "") -> None:
   ax.set_xlabel("iteration k")
   ax.set_ylabel(ylabel)
   ax.grid(True, which="both", alpha=0.3)
-  if np.isfinite(y).any():
+  if np.isfinite(series.y).any():
     ax.set_yscale("log")
-    ax.plot(k, y, marker=".", markersize=4)
+    ax.plot(series.k, series.y, marker=".", markersize=4)
+    if series.floored.any():
+      ax.plot(series.k[series.floored], series.y[series.floored], "rv", markersize=7, label=floor_label)
+      ax.legend(loc="upper right", fontsize="small")
   else:
     ax.text(0.5, 0.5, "no positive values to plot", ha="center", va="center", transform=ax.transAxes)
 
 
-def _positive(y: np.ndarray) -> np.ndarray:
-  return np.where(y > 0, y, np.nan)
-
-
-def plot_convergence(history, path: str | os.PathLike, f_opt: float | None = None) -> Series:
+def plot_convergence(history, path: str | os.PathLike, f_opt: float | None = None, dpi: int = 100) -> Series:
   """Plots ``f_k - f_opt`` against the iteration ``k`` on a log axis and saves it as a PNG.
 
   Args:
     history: ``result.history`` of a solve with ``history=K``.
     path: where to write the PNG.
-    f_opt: the known optimal value; default the best ``f`` recorded (whose own
-      point, at 0, is then off the log axis).
+    f_opt: the known optimal value; default the best ``f`` recorded.
+    dpi: the PNG's dots per inch.
 
   Returns:
-    The plotted :class:`Series`: ``y = f_k - f_opt``, NaN where not positive.
+    The plotted :class:`Series`: ``y = f_k - f_opt``; where that is not
+    positive (the best point when ``f_opt`` is the best ``f``, or rounding
+    below a known ``f*``), ``y`` is the floor ``eps * max(|f_opt|, 1)`` of
+    ``f``'s dtype and ``floored`` is set, so every iterate is drawn.
   """
   k = _recorded(history)
-  f = np.asarray(history.f, np.float64)[k]
+  f = np.asarray(history.f)[k]
   reference = float(np.min(f)) if f_opt is None else float(f_opt)
-  series = Series(k, _positive(f - reference))
+  floor = float(np.finfo(f.dtype).eps) * max(abs(reference), 1.0)
+  gap = f.astype(np.float64) - reference
+  floored = gap <= 0
+  series = Series(k, np.where(floored, floor, gap), floored)
   fig, ax = _figure()
   what = "known f*" if f_opt is not None else "best f found"
-  _half_log(ax, series.k, series.y, f"f_k - f_opt  (f_opt = {reference:.6g}, {what})")
+  _half_log(ax, series, f"f_k - f_opt  (f_opt = {reference:.6g}, {what})",
+            f"f_k - f_opt <= 0: drawn at eps max(|f_opt|, 1) = {floor:.2g}")
   ax.set_title("Convergence of f")
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=dpi)
   return series
 
 
-def plot_gradient_norm(history, path: str | os.PathLike) -> Series:
+def plot_gradient_norm(history, path: str | os.PathLike, dpi: int = 100) -> Series:
   """Plots the largest projected-gradient component ``||proj g_k||_inf`` per iteration (log axis).
 
   Returns:
     The plotted :class:`Series` (NaN where the norm is 0).
   """
   k = _recorded(history)
-  series = Series(k, _positive(np.asarray(history.projg, np.float64)[k]))
+  projg = np.asarray(history.projg, np.float64)[k]
+  series = Series(k, np.where(projg > 0, projg, np.nan), np.zeros(k.shape, bool))
   fig, ax = _figure()
-  _half_log(ax, series.k, series.y, "||proj g_k||_inf")
+  _half_log(ax, series, "||proj g_k||_inf")
   ax.set_title("Projected gradient norm")
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=dpi)
   return series
 
 
@@ -136,13 +153,17 @@ def plot_contour(
     path: str | os.PathLike,
     history=None,
     n_grid: int = 60,
+    bounds=None,
+    dpi: int = 100,
 ) -> ContourData:
   """Contours of ``f`` around ``x_best`` in the variables ``i`` and ``j``, the others fixed.
 
-  The window is ``x_best[i] +- radius`` by ``x_best[j] +- radius``. Contour
-  levels are quantiles of ``f`` on the grid, so steep functions still show
-  detail near the minimum. With a ``history``, the recorded iterates'
-  ``(x_i, x_j)`` are drawn as a path (the part inside the window shows).
+  The window is ``x_best[i] +- radius`` by ``x_best[j] +- radius``, also when
+  the box is smaller. Contour levels are quantiles of ``f`` on the grid, so
+  steep functions still show detail near the minimum. With a ``history``, the
+  recorded iterates' ``(x_i, x_j)`` are drawn as a path (the part inside the
+  window shows). With ``bounds``, the box's edges inside the window are drawn
+  and the infeasible part is shaded, so that a minimum on a bound shows as one.
 
   Args:
     fun: ``fun(x) -> scalar`` for a 1-D ``x`` (the objective given to ``minimize``).
@@ -152,6 +173,9 @@ def plot_contour(
     path: where to write the PNG.
     history: ``result.history``, or None.
     n_grid: grid points per axis.
+    bounds: ``(lower, upper)`` of the solve (arrays shaped like ``x_best`` or
+      scalars, ``None`` or ``+-inf`` for none), or None.
+    dpi: the PNG's dots per inch.
 
   Returns:
     The :class:`ContourData` plotted.
@@ -172,6 +196,11 @@ def plot_contour(
   points = jnp.asarray(np.stack([uu.ravel(), vv.ravel()], axis=1), x.dtype)
   batch = max(1, min(n_grid * n_grid, 2**22 // n))  # at most ~4M floats of x at a time
   z = np.asarray(_grid_values(fun, x, points, i=i, j=j, batch=batch), np.float64).reshape(n_grid, n_grid)
+  box = np.full((2, 2), [-np.inf, np.inf])
+  if bounds is not None:
+    for side, b in enumerate(bounds):
+      if b is not None:
+        box[:, side] = np.broadcast_to(np.asarray(b, np.float64), (n,))[[i, j]]
   trail = np.zeros((0, 2))
   if history is not None:
     trail = np.asarray(history.x, np.float64)[_recorded(history)][:, [i, j]]
@@ -185,6 +214,7 @@ def plot_contour(
     fig.colorbar(filled, ax=ax, label="f (levels at quantiles)")
   else:
     ax.text(0.5, 0.9, "f is constant on this window", ha="center", transform=ax.transAxes)
+  _draw_box(ax, box, u, v)
   if len(trail):
     ax.plot(trail[:, 0], trail[:, 1], "w.-", linewidth=1, markersize=4, label="iterates")
   ax.plot(*center, "r*", markersize=12, label="best point")
@@ -194,5 +224,26 @@ def plot_contour(
   ax.set_ylabel(f"x({j + 1})")
   ax.set_title(f"f around the best point in x({i + 1}), x({j + 1}); others fixed")
   ax.legend(loc="upper right", fontsize="small")
-  fig.savefig(path, dpi=100)
-  return ContourData(u, v, z, trail)
+  fig.savefig(path, dpi=dpi)
+  return ContourData(u, v, z, trail, box)
+
+
+def _draw_box(ax, box: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+  """Shades the window outside ``box`` and draws the box's edges, if any edge is in the window.
+
+  One patch: the window widened by its size (so that its own edges are out of
+  view), less the box clipped to that (a hole, drawn the other way round).
+  """
+  window = np.array([[u[0], u[-1]], [v[0], v[-1]]])
+  if np.all((box[:, 0] <= window[:, 0]) & (box[:, 1] >= window[:, 1])):
+    return
+  from matplotlib.patches import PathPatch
+  from matplotlib.path import Path
+
+  span = window[:, 1:] - window[:, :1]
+  (a0, a1), (b0, b1) = window + span * [-1.0, 1.0]
+  (c0, c1), (d0, d1) = np.clip(box, [[a0], [b0]], [[a1], [b1]])
+  outer = Path([(a0, b0), (a1, b0), (a1, b1), (a0, b1), (a0, b0)], closed=True)
+  hole = Path([(c0, d0), (c0, d1), (c1, d1), (c1, d0), (c0, d0)], closed=True)
+  ax.add_patch(PathPatch(Path.make_compound_path(outer, hole), facecolor=(0.8, 0.8, 0.8, 0.6), edgecolor="r",
+                         linewidth=1.5, label="outside the bounds"))

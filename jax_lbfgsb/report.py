@@ -22,7 +22,7 @@ Example:
   >>> for note in diagnose(res, lower, upper):
   ...   print(note[:72])
   The solve stopped at iteration 0, before taking any step: the largest co
-  All 2 free variables sit at a bound with the gradient pointing out of th
+  All 2 free variables sit at a bound with the descent direction -g pointi
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class _Solve(NamedTuple):
   fixed: np.ndarray  # lower == upper
   at_lower: np.ndarray  # not fixed, x == lower
   at_upper: np.ndarray  # not fixed, x == upper
-  outward: np.ndarray  # at a bound with the gradient pointing out of the box
+  outward: np.ndarray  # at a bound with -g, the descent direction, pointing out of the box
   code: Termination
   nit: int
   nfev: int
@@ -190,9 +190,9 @@ def _early_stop(s: _Solve, pg_inf: float, free: np.ndarray) -> list[str]:
 def _outward_note(s: _Solve, free: np.ndarray, zero: np.ndarray) -> str:
   down, up = s.at_lower & s.outward, s.at_upper & s.outward
   note = (
-      f"All {int(free.sum())} free variables sit at a bound with the gradient pointing out of the"
-      f" box ({int(down.sum())} at a lower bound with g > 0, {int(up.sum())} at an upper bound with"
-      f" g < 0; {_indices(s.outward)})"
+      f"All {int(free.sum())} free variables sit at a bound with the descent direction -g pointing"
+      f" out of the box ({int(down.sum())} at a lower bound with g > 0, {int(up.sum())} at an upper"
+      f" bound with g < 0; {_indices(s.outward)})"
   )
   if zero.any():
     note += f", or have a gradient of exactly 0 ({_indices(zero)})"
@@ -263,7 +263,7 @@ def diagnose(result: OptimizeResult, lower: Any = None, upper: Any = None, x0: A
 
   Looks for: every variable fixed by its bounds; a stop at iteration 0 and its
   cause (a gradient exactly zero at ``x0``, as from a saturated or dead unit,
-  or every free variable at a bound with its gradient pointing outward, or a
+  or every free variable at a bound with the descent direction -g pointing outward, or a
   ``gtol`` loose for the scale of ``f``); ``ftol`` firing while the projected
   gradient is not small (``f`` tiny or badly scaled; the float32 precision
   floor); ``PRECISION_LIMIT``; a gradient inconsistent with ``f``; NaN or inf and at which iteration; failed line
@@ -387,7 +387,7 @@ def report(
   Args:
     result: one solve's :class:`~jax_lbfgsb.OptimizeResult`.
     problem: the :class:`~jax_lbfgsb.problems.Problem` solved (its name, bounds,
-      ``x0`` and known ``f*`` are used); or None.
+      ``x0`` and known ``f*`` are used; ``f_opt=None`` shows "f* unknown"); or None.
     bounds: without ``problem``, the ``bounds`` given to ``minimize``.
     names: a name per variable for the table (default: just the index).
     timing: the :class:`Timing` of :func:`timed_minimize`, shown when given.
@@ -432,6 +432,8 @@ def report(
   f_opt = getattr(problem, "f_opt", None)
   if f_opt is not None:
     f_line += f"   (known f* = {f_opt:.12g}, f - f* = {s.f - f_opt:.3g})"
+  elif problem is not None:
+    f_line += "   (f* unknown)"
   lines += [f"{'f':<12}{f_line}", f"{'nit':<12}{s.nit}", f"{'nfev':<12}{s.nfev}"]
   lines.append(f"{'|proj g|':<12}{np.abs(s.pg).max(initial=0.0):.3e} (largest component; Euclidean"
                f" norm {np.linalg.norm(s.pg):.3e})")
@@ -444,7 +446,7 @@ def report(
   lines += _wrap("bounds", (
       f"{s.x.size} variables: {int(s.at_lower.sum())} at a lower bound, {int(s.at_upper.sum())} at"
       f" an upper bound, {int(s.fixed.sum())} fixed (lower == upper), {free_inside} strictly inside;"
-      f" {int(s.outward.sum())} at a bound with the gradient pointing out of the box"
+      f" {int(s.outward.sum())} at a bound with the descent direction -g pointing out of the box"
   ))
   lines += [""] + _table(s, names, max_rows)
   notes = _notes(s, x0)

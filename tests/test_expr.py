@@ -13,7 +13,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from jax_lbfgsb.expr import Expression, ExpressionError, parse  # noqa: E402
+from jax_lbfgsb.expr import Expression, ExpressionError, infer_n, parse  # noqa: E402
 
 ROSEN_CHAINED = "sum(100*(x(i+1)-x(i)^2)^2 + (1-x(i))^2, i, 1, n-1)"
 ROSEN_EXTENDED = "sum(100*(x(2*i)-x(2*i-1)^2)^2 + (1-x(2*i-1))^2, i, 1, n/2)"
@@ -169,6 +169,29 @@ def test_variables_used_and_equality():
   assert (a.text, a.n) == (ROSEN_CHAINED, 4)
 
 
+@pytest.mark.parametrize("ranged,plain", [
+    ("sum((x(i)-i)^2, i=1..5)", "sum((x(i)-i)^2, i, 1, 5)"),
+    ("sum(sum(x(i)*x(j), j = i+1 .. n), i=1..n-1) + prod(x(k), k=2..3)",
+     "sum(sum(x(i)*x(j), j, i+1, n), i, 1, n-1) + prod(x(k), k, 2, 3)"),
+])
+def test_range_form_of_sums(ranged, plain):
+  x = jnp.asarray(_point(5))
+  a, b = parse(ranged, 5), parse(plain, 5)
+  assert a.variables_used == b.variables_used and float(a.fun(x)) == float(b.fun(x))
+
+
+def test_infer_n():
+  assert infer_n("(1-x(1))^2 + 100*(x(2)-x(1)^2)^2") == 2
+  assert infer_n("sum((x(i)-i)^2, i=1..5)") == 5
+  assert infer_n("sum(sum(x(i+j), j, 1, 2), i, 1, 3) + x[4]") == 5
+  for text, words, column in [("sum(x(i)^2, i, 1, n)", "n cannot be inferred from an expression that uses n", 18),
+                              ("pi", "n cannot be inferred from an expression that reads no x", 0),
+                              ("x(1) + foo(x(2))", "unknown function `foo`", 7)]:
+    with pytest.raises(ExpressionError, match=words) as info:
+      infer_n(text)
+    assert info.value.start == column
+
+
 
 # ----------------------------------------------------------------------------
 # Errors: type, message, and the caret under the right column of the right line.
@@ -207,9 +230,17 @@ ERRORS = [  # (text, n, words in the message, caret column, caret width)
     ("atan2(x(1))", 1, "`atan2` takes 2 arguments, got 1", 0, 11),
     ("x(1) + sin(x(1), x(1))", 1, "`sin` takes 1 argument, got 2", 7, 15),
     ("min(x(1))", 1, "`min` takes at least 2 arguments, got 1", 0, 9),
-    ("sum(x(i), i, 1)", 2, "`sum` takes 4 arguments (sum(body, i, lo, hi)), got 3", 0, 15),
+    ("sum(x(i), i, 1)", 2, "`sum` takes 4 arguments (sum(body, i, lo, hi) or sum(body, i=lo..hi)), got 3",
+     0, 15),
+    ("sum((x(i)-i)^2, i, 1..5)", 5,
+     "syntax error: invalid syntax. Perhaps you forgot a comma? (inside sum: write sum(body, i, lo, hi) or"
+     " sum(body, i=lo..hi))", 19, 1),
+    ("x(1) + prod(x(i), i=1, 2)", 2, "(inside prod: write prod(body, i, lo, hi) or prod(body, i=lo..hi))", 24, 1),
+    ("sum(x(i), i=1)", 2, "a keyword argument is not allowed; write sum(body, i, lo, hi) or sum(body, i=lo..hi)",
+     10, 3),
+    ("min(x(1), i=1..2)", 2, "syntax error", 12, 1),
     ("x(1, 2)", 2, "`x` takes 1 argument, got 2", 0, 7),
-    ("sum(x(1), 2, 1, n)", 2, "the second argument of sum must be a name", 10, 1),
+    ("sum(x(1), 2, 1, n)", 2, "must be a name, as in sum(x(i), i, 1, n) or sum(x(i), i=1..n)", 10, 1),
     ("sum(x(1), pi, 1, n)", 2, "`pi` cannot be a sum index: it is a reserved name", 10, 2),
     ("sum(sum(x(i), i, 1, n), i, 1, n)", 2, "it is an enclosing sum's index", 14, 1),
     ("x(1) % 2", 1, "`%` is not allowed", 5, 1),

@@ -103,10 +103,12 @@ def test_free_variables_blocked_by_the_box():
   assert int(result.nit) == 0 and int(result.termination) == Termination.CONVERGED_PGTOL
   notes = diagnose(result, lower, upper)
   assert notes[0].startswith("The solve stopped at iteration 0") and "exactly 0" in notes[0]
-  assert notes[1].startswith(
-      "All 2 free variables sit at a bound with the gradient pointing out of the box (1 at a lower"
-      " bound with g > 0, 1 at an upper bound with g < 0; x(1), x(2))")
+  assert notes[1].startswith(  # -g, not g, points out: g > 0 at a lower bound means f falls below it
+      "All 2 free variables sit at a bound with the descent direction -g pointing out of the box"
+      " (1 at a lower bound with g > 0, 1 at an upper bound with g < 0; x(1), x(2))")
   assert "pixels in [0, 255]" in notes[1]
+  text = report(result, bounds=(lower, upper))
+  assert "2 at a bound with the descent direction -g pointing out of the box" in " ".join(text.split())
 
 
 def test_zero_gradient_and_loose_gtol_at_the_start():
@@ -194,6 +196,7 @@ def test_seed_story_dead_unit_stops_at_iteration_0(neuron):
   assert notes[2].startswith("208 of 784 variables are fixed by their bounds") and "not what stopped it" in notes[2]
   text = report(result, problem=dead)
   assert "(764 variables not shown; max_rows=20)" in text and "dead unit" in text
+  assert "f           0.000000000000e+00   (f* unknown)" in text.splitlines()  # dead.f_opt is None
 
 
 def test_seed_story_scipy_stops_the_same_way(neuron):

@@ -1,0 +1,103 @@
+"""Variable scaling: the solver works on ``y = x / s`` (``x_scale``).
+
+L-BFGS-B is not scale invariant: its first step ``1/||d||``, its Cauchy
+point and its ``gtol`` test mix variables of different units. With ``s`` the
+caller's scales, the solver sees ``f(s y)``, gradient ``s * g``, bounds
+``l / s`` and ``u / s``; ``s = 1`` changes nothing (multiplying by 1 is exact).
+
+:func:`auto_scale` picks ``s`` from what is known before the solve: the box
+width ``u_i - l_i`` where both bounds are finite (the range a variable may
+take sets its unit), else the curvature at ``x0``, ``s_i`` proportional to
+``1 / sqrt(|H_ii|)`` (a unit Hessian diagonal, as a diagonal preconditioner
+would make it). Each group's scales are taken relative to its geometric
+mean, so only their spread matters: a problem whose variables are all off by
+one common factor is not rescaled, and ``gtol`` keeps its meaning. They are
+powers of two (exact scaling: ``x = s y`` and ``l / s`` lose nothing), and a
+variable within a factor 16 of the typical scale keeps ``s_i = 1``: on the
+well-scaled benchmark problems ``"auto"`` changes nothing
+(``benchmarks/RESULTS_scaling.md``; a factor-4 threshold cost up to 44% more
+evaluations there, on EPT's uneven box widths, and curvature alone 3.4x more
+on the 784-pixel neuron, whose pixels are all boxed in [0, 255]).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["auto_scale", "flat_scale"]
+
+_EXACT_N = 32  # up to this n the Hessian diagonal is exact (n products); beyond, Hutchinson's estimate
+_PROBES = 32  # Rademacher probes of the estimate
+_KEEP = 4.0  # |log2 of the relative scale| <= this keeps s_i = 1 (a scale within a factor 16)
+_MAX_EXP = 40  # scales between 2^-40 and 2^40
+
+
+def hessian_diagonal(grad: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+  """``diag(H(x))`` from Hessian-vector products: exact for ``n <= 32`` (one per
+  variable), else Hutchinson's estimate ``mean_k z_k * (H z_k)`` over 32 fixed
+  Rademacher probes (exact on a diagonal Hessian; off-diagonal terms add noise)."""
+  n = x.size
+  if n <= _EXACT_N:
+    probes = jnp.eye(n, dtype=x.dtype)
+  else:
+    probes = jax.random.rademacher(jax.random.key(0), (_PROBES, n), x.dtype)
+  hz = jax.vmap(lambda z: jax.jvp(grad, (x,), (z,))[1])(probes)
+  return jnp.mean(probes * hz, axis=0) * (n if n <= _EXACT_N else 1)
+
+
+def auto_scale(grad: Callable[[jax.Array], jax.Array], x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
+  """Scales ``s`` (powers of two, ``(n,)``) from the box widths, else the Hessian
+  diagonal at ``x`` (module docstring).
+
+  Variables fixed by their bounds, or unboxed with zero or non-finite
+  curvature, keep ``s_i = 1``.
+  """
+  d = jnp.abs(hessian_diagonal(grad, x))
+  tiny = jnp.finfo(x.dtype).tiny
+  width = u - l
+  boxed = jnp.isfinite(width) & (width > 0)
+  curved = ~boxed & jnp.isfinite(d) & (d > tiny) & (l < u)
+  log_s = jnp.where(boxed, jnp.log2(jnp.where(boxed, width, 1.0)),
+                    jnp.where(curved, -0.5 * jnp.log2(jnp.where(curved, d, 1.0)), 0.0))
+
+  def relative(group):  # log2 scales relative to the group's geometric mean
+    center = jnp.sum(jnp.where(group, log_s, 0.0)) / jnp.maximum(jnp.sum(group), 1)
+    return jnp.where(group, log_s - center, 0.0)
+
+  rel = relative(boxed) + relative(curved)
+  rel = jnp.where(jnp.abs(rel) > _KEEP, jnp.clip(jnp.round(rel), -_MAX_EXP, _MAX_EXP), 0.0)
+  return jax.lax.stop_gradient(jnp.ldexp(jnp.ones_like(x), rel.astype(jnp.int32)))  # exact powers of two
+
+
+def flat_scale(x_scale: Any, x0: Any, dtype: Any) -> jax.Array:
+  """``x_scale`` (a scalar, or an array or pytree shaped like ``x0``) as ``(n,)`` scales of ``dtype``.
+
+  Raises:
+    ValueError: for a shape or structure that does not fit ``x0``, or (when
+      concrete) a scale that is not positive and finite.
+  """
+  leaves, treedef = jax.tree.flatten(x0)
+  if jnp.ndim(x_scale) == 0 and jax.tree_util.treedef_is_leaf(jax.tree.structure(x_scale)):
+    parts = [jnp.full(jnp.shape(leaf), x_scale, dtype) for leaf in leaves]
+  else:
+    try:
+      given = [x_scale] if isinstance(x0, (jax.Array, np.ndarray)) else treedef.flatten_up_to(x_scale)
+    except (TypeError, ValueError) as err:
+      raise ValueError(f"x_scale: expected a scalar or the structure of x0 ({treedef}); {err}") from None
+    parts = []
+    for leaf, s in zip(leaves, given):
+      if jnp.ndim(s) and jnp.shape(s) != jnp.shape(leaf):
+        raise ValueError(f"x_scale: a scale of shape {jnp.shape(s)} for a leaf of x0 of shape {jnp.shape(leaf)};"
+                         " give a scalar or the leaf's shape.")
+      parts.append(jnp.broadcast_to(jnp.asarray(s, dtype), jnp.shape(leaf)))
+  scale = jnp.concatenate([jnp.ravel(p) for p in parts])
+  if not isinstance(scale, jax.core.Tracer):
+    bad = np.flatnonzero(~(np.isfinite(np.asarray(scale)) & (np.asarray(scale) > 0)))
+    if bad.size:
+      raise ValueError(f"x_scale must be positive and finite; entry {int(bad[0])} (of the raveled x0) is"
+                       f" {float(scale[bad[0]])!r}.")
+  return scale
