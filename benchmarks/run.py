@@ -394,6 +394,16 @@ def _first_table(path: Path) -> str:
   return "\n".join(lines[start:end])
 
 
+def scaling_section() -> list[str]:
+  """Issue 17's tables, from benchmarks/RESULTS_scaling.md (``python benchmarks/scaling.py``)."""
+  path = ROOT / "benchmarks" / "RESULTS_scaling.md"
+  if not path.exists():
+    return ["## x_scale (issue 17)", "", "(RESULTS_scaling.md is missing: run benchmarks/scaling.py.)"]
+  body = ("## " + path.read_text().split("\n## ", 1)[1]).splitlines()  # from its first section on
+  return ["## x_scale (issue 17)", "", "From `python benchmarks/scaling.py` (benchmarks/RESULTS_scaling.md):", "",
+          *("#" + line if line.startswith("## ") else line for line in body)]
+
+
 def lean_iteration_section(time_ratio_ours: float | None) -> list[str]:
   """Issue 12's tables: compile and batch (from their scripts' files) and the control flow (counted now)."""
   import control_flow  # benchmarks/control_flow.py: counts from the jaxpr, no GPU needed
@@ -549,6 +559,8 @@ def build_report(results, command: str, opts: dict, repeats: int, elapsed: float
       *summary,
       "",
       *lean_iteration_section(time_ratio["ours"]),
+      "",
+      *scaling_section(),
       "",
       "## All runs",
       "",

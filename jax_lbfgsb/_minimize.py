@@ -619,6 +619,8 @@ def minimize(
     raise ValueError(f"x_scale must be 'auto', a positive scalar, or an array or pytree like x0; got {x_scale!r}.")
   if x_scale is not None and not auto_scale:
     scale = _scaling.flat_scale(x_scale, x0, dtype)
+    if not isinstance(scale, jax.core.Tracer) and np.all(np.asarray(scale) == 1):
+      scale = None  # no scaling: the very program (and bits) of a solve without x_scale
   options = Options(
       ftol=_scalar(ftol, dtype),
       gtol=_scalar(gtol, dtype),
