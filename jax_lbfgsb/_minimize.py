@@ -106,7 +106,7 @@ class OptimizeResult(NamedTuple):
     return self._text("cause")
 
   def keys(self) -> tuple[str, ...]:
-    return _FIELDS + ("cause", "termination", "history", "state", "aux")
+    return _FIELDS + ("cause", "termination", "history", "state", "aux", "x_scale")
 
   def __getitem__(self, key: Any) -> Any:
     if isinstance(key, str):  # SciPy's res["x"]
@@ -172,6 +172,16 @@ def _unknown(names, where: str) -> TypeError:
   )
 
 
+def _differs(a: Any, b: Any) -> bool:
+  """Whether two option values differ; traced or incomparable values count as different."""
+  if a is b:
+    return False
+  try:
+    return bool(np.any(np.asarray(a) != np.asarray(b)))
+  except Exception:  # noqa: BLE001 (a tracer, a string against an array, ...)
+    return True
+
+
 def _merge_options(given: dict, options: dict, tol: Any, unknown: dict) -> dict:
   """Our keywords with SciPy's ``options`` and ``tol`` merged in, as SciPy reads them."""
   if unknown:
@@ -190,7 +200,7 @@ def _merge_options(given: dict, options: dict, tol: Any, unknown: dict) -> dict:
   for name, value in options.items():
     if name in _SCIPY_ONLY:
       continue  # finite-difference settings: the gradient is exact
-    if given[name] is not defaults[name] and given[name] != defaults[name] and given[name] != value:
+    if _differs(given[name], defaults[name]) and _differs(given[name], value):
       raise TypeError(f"minimize() got {name} both as a keyword ({given[name]!r}) and in options ({value!r}).")
     merged[name] = value
   return merged

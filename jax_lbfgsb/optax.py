@@ -19,7 +19,7 @@ import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb import _solver
+from jax_lbfgsb import _scaling, _solver
 from jax_lbfgsb._bounds import canonicalize_bounds, project
 from jax_lbfgsb._inputs import prepare_x0
 from jax_lbfgsb._minimize import fast_compile_jit
@@ -45,13 +45,16 @@ class LbfgsbTransformState(NamedTuple):
     solver: the :class:`~jax_lbfgsb._solver.LbfgsbState` over the raveled
       params: iterate, memory, counters (``nit``, ``nfev``) and
       ``termination`` (a :class:`~jax_lbfgsb.Termination` code, ``RUNNING``
-      until the solve stops).
+      until the solve stops). With ``x_scale``, over ``params / scale``.
+    scale: with ``x_scale``, the ``(n,)`` scales of the current solve
+      (``"auto"``: chosen when a solve starts); else None.
   """
 
   value: jax.Array  # float
   grad: Any  # pytree like params
   landed: jax.Array  # (n,) float
   solver: LbfgsbState
+  scale: jax.Array | None = None
 
 
 def _flat_bounds(lower: Any, upper: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
@@ -88,8 +91,8 @@ def _landing_update(p: jax.Array, x: jax.Array, l: jax.Array, u: jax.Array) -> j
   return jnp.where((y < l) | (y > u), project(p, l, u) - p, d)
 
 
-def _update(value_fn, params, state, value, grad, box, options, extra_args):
-  """One iteration of the solve, on the raveled params."""
+def _update(value_fn, auto_scale, params, state, value, grad, box, options, extra_args):
+  """One iteration of the solve, on the raveled params (divided by the scales, with ``x_scale``)."""
   p, unravel = ravel_pytree(params)
   dtype = p.dtype
 
@@ -99,13 +102,23 @@ def _update(value_fn, params, state, value, grad, box, options, extra_args):
 
   # 1. Continue from the solver's exact iterate when params are where the last
   #    update landed (an ulp off it at most); otherwise start a solve at
-  #    P(params), with the caller's value and grad unless P moved params.
-  def start() -> LbfgsbState:
-    given = (jnp.asarray(value, dtype).reshape(()), ravel_pytree(grad)[0].astype(dtype))
-    at_p = lambda x: lax.cond(jnp.all(x == p), lambda: given, lambda: fun_and_grad(x))
-    return _solver.init(at_p, p, box, options, state.solver.memory.S.shape[0])
-
+  #    P(params), with the caller's value and grad unless P moved params
+  #    (and, with x_scale="auto", new scales).
   continuing = jnp.all(p == state.landed)
+  scale = state.scale
+  if auto_scale:
+    scale = lax.cond(continuing, lambda: state.scale,
+                     lambda: _scaling.auto_scale(lambda x: fun_and_grad(x)[1], project(p, box.l, box.u), box.l, box.u))
+  fg, solver_box, p_solver, g_given = fun_and_grad, box, p, ravel_pytree(grad)[0].astype(dtype)
+  if scale is not None:  # the solver sees f(s y), s g and the box [l/s, u/s]
+    fg = lambda y: (lambda f, g: (f, g * scale))(*fun_and_grad(y * scale))  # noqa: E731
+    solver_box, p_solver, g_given = Box.of(box.l / scale, box.u / scale), p / scale, g_given * scale
+
+  def start() -> LbfgsbState:
+    given = (jnp.asarray(value, dtype).reshape(()), g_given)
+    at_p = lambda x: lax.cond(jnp.all(x == p_solver), lambda: given, lambda: fg(x))  # noqa: E731
+    return _solver.init(at_p, p_solver, solver_box, options, state.solver.memory.S.shape[0])
+
   solver = lax.cond(continuing, lambda: state.solver, start)
 
   # 2. Passes of the main loop until a new iterate or a termination (a
@@ -113,21 +126,24 @@ def _update(value_fn, params, state, value, grad, box, options, extra_args):
   nit = solver.nit
   solver = lax.while_loop(
       lambda s: (s.termination == Termination.RUNNING) & (s.nit == nit),
-      lambda s: _solver.step(fun_and_grad, box, options, s),
+      lambda s: _solver.step(fg, solver_box, options, s),
       solver,
   )
 
   # 3. Updates that move params onto the new iterate, inside the box; zero
   #    where the iterate did not move and params are inside the box (after
   #    termination: everywhere, unless params started outside).
-  x_old = jnp.where(continuing, state.solver.x, p)
+  x_old = jnp.where(continuing, state.solver.x, p_solver)
   stay = (solver.x == x_old) & (p >= box.l) & (p <= box.u)
-  d = jnp.where(stay, jnp.zeros((), dtype), _landing_update(p, solver.x, box.l, box.u))
-  new_state = LbfgsbTransformState(value=solver.f, grad=unravel(solver.g), landed=p + d, solver=solver)
+  x_new, g_new = solver.x, solver.g
+  if scale is not None:
+    x_new, g_new = jnp.clip(x_new * scale, box.l, box.u), g_new / scale
+  d = jnp.where(stay, jnp.zeros((), dtype), _landing_update(p, x_new, box.l, box.u))
+  new_state = LbfgsbTransformState(value=solver.f, grad=unravel(g_new), landed=p + d, solver=solver, scale=scale)
   return unravel(d), new_state
 
 
-_update_jit = fast_compile_jit(_update, ("value_fn",))
+_update_jit = fast_compile_jit(_update, ("value_fn", "auto_scale"))
 
 
 def lbfgsb(
@@ -137,6 +153,7 @@ def lbfgsb(
     maxls: int = 20,
     ftol: float = 2.220446049250313e-09,
     gtol: float = 1e-05,
+    x_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""L-BFGS-B as an optax transformation: each update is one iteration of :func:`~jax_lbfgsb.minimize`.
 
@@ -182,6 +199,10 @@ def lbfgsb(
     maxls: maximum number of evaluations in one line search.
     ftol: relative reduction tolerance (SciPy's ``ftol``).
     gtol: projected-gradient tolerance (SciPy's ``gtol``).
+    x_scale: variable scales (a positive scalar, or a pytree like ``params``)
+      or ``"auto"`` (chosen when a solve starts), as in
+      :func:`~jax_lbfgsb.minimize`: the solver works on ``params / scale``;
+      the updates are in the caller's variables.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -249,10 +270,15 @@ def lbfgsb(
     )
     return Box.of(l, u), options
 
+  if isinstance(x_scale, str) and x_scale != "auto":
+    raise ValueError(f"lbfgsb: x_scale must be 'auto', a positive scalar or a pytree like params; got {x_scale!r}.")
+  auto = isinstance(x_scale, str)
+
   def init_fn(params: Any) -> LbfgsbTransformState:
     params, dtype = _params(params)
     box, options = box_and_options(params, dtype)
     p = ravel_pytree(params)[0]
+    scale = None if x_scale is None else jnp.ones_like(p) if auto else _scaling.flat_scale(x_scale, params, dtype)
     # Zeros of the solver state's shapes, a placeholder that evaluates
     # nothing: the first update starts the solve at its params (landed is NaN).
     shapes = jax.eval_shape(
@@ -262,7 +288,7 @@ def lbfgsb(
     return LbfgsbTransformState(
         value=jnp.full((), jnp.inf, p.dtype), grad=jax.tree.map(jnp.zeros_like, params),
         landed=jnp.full_like(p, jnp.nan),
-        solver=_solver.with_termination(solver, Termination.RUNNING),
+        solver=_solver.with_termination(solver, Termination.RUNNING), scale=scale,
     )
 
   def update_fn(
@@ -278,6 +304,6 @@ def lbfgsb(
     del updates  # the gradient, by convention; ``grad`` is the same
     (params, dtype), (value, grad) = _params(params), _strong((value, grad))
     box, options = box_and_options(params, dtype)
-    return _update_jit(value_fn, params, state, value, grad, box, options, extra_args)
+    return _update_jit(value_fn, auto, params, state, value, grad, box, options, extra_args)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

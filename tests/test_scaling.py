@@ -123,3 +123,28 @@ def test_the_other_faces_take_x_scale(capsys):
   assert json.loads(capsys.readouterr().out)["success"]
   with pytest.raises(SystemExit):
     cli.main(["solve", "--expr", "x(1)^2", "--scale", "-1"])
+
+
+def _quad_at_1(x):
+  return quad(x, 1.0)
+
+
+def test_optax_updates_are_minimizes_scaled_iterates():
+  x_scale = "auto"  # the box widths: S, relative to their geometric mean; the explicit path is the same code
+  import optax
+
+  from jax_lbfgsb.optax import lbfgsb
+
+  opt = lbfgsb(lower=-0.4 * S, upper=0.4 * S, x_scale=x_scale)
+  params = jnp.zeros(6)
+  state = opt.init(params)
+  value_and_grad = optax.value_and_grad_from_state(_quad_at_1)
+  for _ in range(4):
+    value, grad = value_and_grad(params, state=state)
+    updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=_quad_at_1)
+    params = optax.apply_updates(params, updates)
+  ref = minimize(_quad_at_1, jnp.zeros(6), bounds=(-0.4 * S, 0.4 * S), x_scale=x_scale, maxiter=4)
+  assert int(state.solver.nit) == 4
+  np.testing.assert_array_equal(state.scale, ref.x_scale)
+  np.testing.assert_allclose(params, ref.x, rtol=1e-12, atol=1e-15)
+  assert np.all((np.asarray(params) >= -0.4 * S) & (np.asarray(params) <= 0.4 * S))
