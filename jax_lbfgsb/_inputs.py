@@ -44,15 +44,17 @@ def _is_number_list(x0: Any) -> bool:
       isinstance(v, (numbers.Number, np.generic)) for v in leaves)
 
 
-def _as_float_leaf(leaf: Any, path: str, name: str, int_dtype: Any) -> Any:
+def _as_float_leaf(leaf: Any, path: Any, name: str, int_dtype: Any) -> Any:
+  """``leaf`` as a float JAX array; ``path`` (its key path) names it in errors."""
   if not isinstance(leaf, (jax.Array, np.ndarray, numbers.Number, np.generic)):
     raise TypeError(
-        f"{name}{path} must be a float array (or a pytree of them); got {type(leaf).__name__}.")
+        f"{name}{jax.tree_util.keystr(path)} must be a float array (or a pytree of them); got"
+        f" {type(leaf).__name__}.")
   dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
   if jnp.issubdtype(dtype, jnp.complexfloating) or not (
       jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == bool):
     raise TypeError(
-        f"{name}{path} must be real (float or integer); got dtype {dtype}. L-BFGS-B minimizes over"
+        f"{name}{jax.tree_util.keystr(path)} must be real (float or integer); got dtype {dtype}. L-BFGS-B minimizes over"
         " real variables: split a complex x into its real and imaginary parts.")
   x64 = jax.config.jax_enable_x64
   if not jnp.issubdtype(dtype, jnp.floating):  # integers and bools become floats, as in SciPy
@@ -97,7 +99,7 @@ def prepare_x0(x0: Any, name: str = "x0", check_nan: bool = True) -> tuple[Any, 
         f" jax.tree.map(lambda a: a.astype(jnp.float32), {name.split(': ')[-1]})."
     )
   int_dtype = next(iter(floats)) if floats else None
-  leaves = [_as_float_leaf(leaf, jax.tree_util.keystr(path), name, int_dtype) for path, leaf in with_paths]
+  leaves = [_as_float_leaf(leaf, path, name, int_dtype) for path, leaf in with_paths]
   if sum(leaf.size for leaf in leaves) == 0:
     raise ValueError(f"{name} is empty; L-BFGS-B needs at least one variable.")
   for (path, _), leaf in zip(with_paths, leaves):

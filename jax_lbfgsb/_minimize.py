@@ -182,6 +182,12 @@ def _differs(a: Any, b: Any) -> bool:
     return True
 
 
+@functools.cache
+def _keyword_defaults() -> dict[str, Any]:
+  """minimize's keyword defaults (read once: inspect.signature costs ~40 us a call)."""
+  return {k: p.default for k, p in inspect.signature(minimize).parameters.items() if k in _OPTIONS}
+
+
 def _merge_options(given: dict, options: dict, tol: Any, unknown: dict) -> dict:
   """Our keywords with SciPy's ``options`` and ``tol`` merged in, as SciPy reads them."""
   if unknown:
@@ -189,7 +195,7 @@ def _merge_options(given: dict, options: dict, tol: Any, unknown: dict) -> dict:
   bad = [k for k in options if k not in given and k not in _SCIPY_ONLY]
   if bad:
     raise _unknown(bad, "option(s)")
-  defaults = {k: p.default for k, p in inspect.signature(minimize).parameters.items() if k in given}
+  defaults = _keyword_defaults()
   if tol is not None:  # SciPy: tol is the default of ftol and gtol
     options.setdefault("ftol", tol)
     options.setdefault("gtol", tol)
@@ -307,6 +313,10 @@ class _HostCallback:
   like: Any  # a pytree of jax.ShapeDtypeStruct shaped like x0
 
   @functools.cached_property
+  def _intermediate(self) -> bool:
+    return _takes_intermediate_result(self.callback)
+
+  @functools.cached_property
   def _unravel(self) -> Callable[[Any], Any]:
     return ravel_pytree(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.like))[1]
 
@@ -315,7 +325,7 @@ class _HostCallback:
       return np.asarray(False)
     xk = jax.tree.map(np.array, self._unravel(x))  # copies
     try:  # as SciPy: the return value is ignored, StopIteration halts
-      if _takes_intermediate_result(self.callback):
+      if self._intermediate:
         self.callback(intermediate_result=IntermediateResult(
             x=xk, fun=float(f), jac=jax.tree.map(np.asarray, self._unravel(g)), nit=int(nit), nfev=int(nfev)))
       else:
@@ -603,7 +613,8 @@ def minimize(
   given = dict(maxcor=maxcor, ftol=ftol, gtol=gtol, maxiter=maxiter, maxfun=maxfun, maxls=maxls, history=history,
                iprint=iprint, ls_ftol=ls_ftol, ls_gtol=ls_gtol, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel,
                has_aux=has_aux, x_scale=x_scale)
-  merged = _merge_options(given, dict(options or {}), tol, unknown)
+  merged = given if not (options or tol is not None or unknown) else _merge_options(
+      given, dict(options or {}), tol, unknown)
   (maxcor, ftol, gtol, maxiter, maxfun, maxls, history, iprint, ls_ftol, ls_gtol, pgtol_rel, xtol_rel, has_aux,
    x_scale) = (merged[k] for k in given)
   _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history)
