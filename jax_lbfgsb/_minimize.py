@@ -212,7 +212,7 @@ def _merge_options(given: dict, options: dict, tol: Any, unknown: dict) -> dict:
   return merged
 
 
-def _gradient_form(jac: Any, fun: Callable[..., Any], has_aux: bool) -> tuple[bool, Callable[..., Any]]:
+def _gradient_form(jac: Any, fun: Callable[..., Any]) -> tuple[bool, Callable[..., Any]]:
   """``(jac, fun)`` with ``jac`` a bool: SciPy's ``jac`` forms, the gradient never by finite differences."""
   if jac is None or jac is False or (isinstance(jac, str) and jac in ("2-point", "3-point", "cs")):
     return False, fun
@@ -370,7 +370,7 @@ def _solve(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, 
   params = tuple(args)
   if auto_scale:
     scale = _scaling.auto_scale(
-        lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u) if warm is None else x0_flat, l, u)
+        lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u), l, u)  # a warm start keeps its scales
   if scale is None:
     state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
     x_flat, g_flat = state.x, state.g
@@ -621,7 +621,7 @@ def minimize(
   if not isinstance(args, tuple):  # as SciPy: a single extra argument
     args = (args,)
   _check_line_search(ls_ftol, ls_gtol)
-  jac, fun = _gradient_form(jac, fun, has_aux)
+  jac, fun = _gradient_form(jac, fun)
   warm, scale = None, None
   if isinstance(x0, OptimizeResult):
     if x_scale is not None:
