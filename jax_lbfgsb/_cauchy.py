@@ -10,7 +10,7 @@ the minimizer within the segment.
 
 Mirrors ``cauchy`` in SciPy's ``lbfgsb.c``, with one difference: breakpoints
 with equal ``t`` are visited in index order, where the reference's heap visits
-them in heap order (the Cauchy point differs by rounding only). Two ways to
+them in heap order (the Cauchy point differs by rounding only). Three ways to
 find the segment, equal to rounding:
 
 - ``"walk"`` (CPU): like the reference's lazy heapsort, it avoids a full sort
@@ -22,6 +22,15 @@ find the segment, equal to rounding:
   floor ``eps f2(0)`` by a max-plus associative scan), and the first segment
   whose minimizer lies inside it. It holds ``O(n m)`` temporaries, as much as
   the memory itself; on an accelerator each loop trip would be a round trip.
+- ``"merge"`` (``x`` split over devices, any platform): the scan's sums over
+  runs of ``MERGE_ROWS`` breakpoints. Each block of ``x`` (a device's part)
+  sorts its own breakpoints once; a run takes the next ``MERGE_ROWS + 1`` of
+  every block, sorts those few candidates (ties by block, then index: by
+  index) and keeps the first, gathers their rows of ``d``, ``x``, ``l``, ``u``
+  and ``W`` (each device its own entries, summed: ``O(m)`` per row), and goes
+  on from where the last run ended, until a segment holds the minimizer (one
+  run, usually). Devices exchange ``O(m MERGE_ROWS)`` numbers per run, never an
+  ``n``-sized array.
 
 Symbols: ``x, g, l, u`` the iterate, gradient and bounds; ``d`` the direction
 (``-g`` on moving variables); ``p = W'd``; ``c = W'(xcp - x)``; ``iwhere`` the
@@ -31,6 +40,7 @@ status of each variable (-1 unbounded, 0 free, -3 free with ``g_i = 0``, 1 at
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -38,12 +48,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, w_row, w_rows, w_transpose_times
+from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_row, w_rows, w_transpose_times
 
-__all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "floored_sums"]
+__all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
 # Breakpoints found by argmin before the rest are sorted (see the module docstring).
 SORT_AFTER = 32
+# Breakpoints per run of the merge (see the module docstring).
+MERGE_ROWS = 32
 _HI = lax.Precision.HIGHEST
 
 
@@ -157,55 +169,158 @@ def floored_sums(f0: jax.Array, deltas: jax.Array, floor: jax.Array) -> jax.Arra
   return jnp.maximum(a, f0 + b)
 
 
-def _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segment:
-  """Every segment at once (module docstring); row ``j`` of the arrays below is
-  breakpoint ``j`` in sorted order, the segment after it is segment ``j + 1``."""
-  n, dtype = x.size, x.dtype
-  eps = jnp.finfo(dtype).eps
-  use_w = memory.col > 0
-  order = jnp.argsort(t, stable=True)  # ties by index, as the walk; no breakpoint (inf) last
-  j = jnp.arange(n, dtype=jnp.int32)
-  real = j < nbreak
-  ts = jnp.where(real, t[order], 0.0)
-  ds = d[order]
-  zs = jnp.where(ds > 0, u[order] - x[order], l[order] - x[order])
-  # Rows of W = [Y, theta S] in sorted order, and v_b = M w_b for each (M symmetric).
-  w = w_rows(memory)
-  ws = w[order]
-  mid = jax.vmap(lambda e: bmv(memory, e))(jnp.eye(w.shape[1], dtype=dtype))
-  info = info | (use_w & ~jnp.all(jnp.isfinite(mid)))
+class _Start(NamedTuple):
+  """Where a run of sorted breakpoints starts: ``k`` passed, the last at ``tj``,
+  ``tsum`` their accumulated steps, and ``f1``, ``f2``, ``p``, ``c`` of the segment after it."""
+
+  k: jax.Array
+  tj: jax.Array
+  tsum: jax.Array
+  f1: jax.Array
+  f2: jax.Array
+  p: jax.Array
+  c: jax.Array
+
+
+def _segments(start: _Start, ts, ds, zs, ws, next_t, nbreak, bnded, theta, f2_floor, mid, use_w) -> tuple:
+  """The segments after breakpoints ``start.k + j`` (rows ``j`` of ``ts, ds, zs, ws``, in
+  sorted order; ``next_t`` follows the last row), all at once by prefix sums: per row
+  ``done`` (the minimizer lies in the segment after it) and the state there."""
+  dtype = ts.dtype
+  j = jnp.arange(ts.size, dtype=jnp.int32)
+  real = start.k + j < nbreak
+  more = start.k + j + 1 < nbreak
+  ts = jnp.where(real, ts, 0.0)
+  # v_b = M w_b for each row (M symmetric).
   vs = jnp.where(use_w, jnp.matmul(ws, jnp.where(use_w, mid, 0.0), precision=_HI), 0.0)
   # p before passing each breakpoint, and c after reaching it.
   dw = jnp.where(real[:, None], ds[:, None] * ws, 0.0)
-  p_before = p[None, :] - (jnp.cumsum(dw, axis=0) - dw)
-  dt = jnp.where(real, ts - jnp.concatenate([jnp.zeros((1,), dtype), ts[:-1]]), 0.0)
-  c = jnp.cumsum(dt[:, None] * p_before, axis=0)
+  p_before = start.p[None, :] - (jnp.cumsum(dw, axis=0) - dw)
+  dt = jnp.where(real, ts - jnp.concatenate([start.tj[None], ts[:-1]]), 0.0)
+  c = start.c[None, :] + jnp.cumsum(dt[:, None] * p_before, axis=0)
   dot = lambda a, b: jnp.sum(a * b, axis=1)  # noqa: E731
   # f2 after each breakpoint (floored at eps f2(0), as the walk), f1 with the f2 before it.
   delta = -theta * ds * ds + jnp.where(use_w, 2.0 * ds * dot(p_before, vs) - ds * ds * dot(ws, vs), 0.0)
-  f2s = floored_sums(f2, jnp.where(real, delta, 0.0), eps * f2)
-  f2_before = jnp.concatenate([f2[None], f2s[:-1]])
-  f1s = f1 + jnp.cumsum(jnp.where(
+  f2s = floored_sums(start.f2, jnp.where(real, delta, 0.0), f2_floor)
+  f2_before = jnp.concatenate([start.f2[None], f2s[:-1]])
+  f1s = start.f1 + jnp.cumsum(jnp.where(
       real, dt * f2_before + ds * ds - theta * ds * zs + jnp.where(use_w, ds * dot(c, vs), 0.0), 0.0))
-  more = j + 1 < nbreak
   dtm = jnp.where(~more & bnded, 0.0, -f1s / f2s)
-  gap = jnp.where(more, jnp.concatenate([ts[1:], jnp.zeros((1,), dtype)]) - ts, jnp.inf)
-  # Segment 0 (before any breakpoint) and segment k + 1 (after the k-th).
-  first = jnp.where(nbreak > 0, ts[0], jnp.inf)
-  done0 = (nbreak == 0) | info | (-f1 / f2 < first)
-  done = jnp.concatenate([done0[None], real & (~more | (dtm < gap))])
-  k = jnp.argmax(done).astype(jnp.int32)  # breakpoints passed; some entry is True (k <= nbreak)
+  gap = jnp.where(more, jnp.concatenate([ts[1:], jnp.asarray(next_t, dtype)[None]]) - ts, jnp.inf)
+  done = real & (~more | (dtm < gap))
+  after = _Start(k=start.k + j + 1, tj=ts, tsum=start.tsum + jnp.cumsum(dt), f1=f1s, f2=f2s,
+                 p=p_before - dw, c=c)
+  return done, dtm, after
+
+
+def _first_done(start: _Start, done0, done, dtm, after: _Start) -> tuple:
+  """The rows passed up to the first ``done`` (``done0``: the segment at ``start``),
+  all of them when none is; ``(found, the segment reached, its dtm)``."""
+  flags = jnp.concatenate([done0[None], done])
+  found = jnp.any(flags)
+  k = jnp.where(found, jnp.argmax(flags), done.size).astype(jnp.int32)
   last = jnp.maximum(k - 1, 0)
-  passed_k = k > 0
-  tsum = jnp.where(passed_k, jnp.cumsum(dt)[last], 0.0)
-  rank = jnp.zeros((n,), jnp.int32).at[order].set(j)
-  return _Segment(
-      k=k, passed=rank < k, tj=tsum, tsum=tsum, f1=jnp.where(passed_k, f1s[last], f1),
-      f2=jnp.where(passed_k, f2s[last], f2), dtm=jnp.where(passed_k, dtm[last], -f1 / f2),
-      p=jnp.where(passed_k, p_before[last] - dw[last], p), c=jnp.where(passed_k, c[last], jnp.zeros_like(p)),
-      ibp=jnp.where(nbreak > k, order[jnp.minimum(k, n - 1)], 0).astype(jnp.int32), done=jnp.ones((), bool),
-      info=info,
-  )
+  pick = lambda a, b: jnp.where(k > 0, a[last], b)  # noqa: E731
+  return found, jax.tree.map(pick, after, start), jnp.where(k > 0, dtm[last], -start.f1 / start.f2)
+
+
+def _middle(memory: Memory, info) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``M`` formed once by ``2m`` :func:`bmv` solves, whether ``W`` is used, and ``info``."""
+  use_w = memory.col > 0
+  mid = jax.vmap(lambda e: bmv(memory, e))(jnp.eye(2 * memory.S.shape[0], dtype=memory.S.dtype))
+  return mid, use_w, info | (use_w & ~jnp.all(jnp.isfinite(mid)))
+
+
+def _rows(memory: Memory, x, d, l, u, idx) -> tuple:
+  """``d``, ``z`` (the step to the bound it meets) and the rows of ``W`` at ``idx``, by
+  gathers (on an array split over devices, each device gathers its own entries)."""
+  take = lambda a: jnp.take(a, idx, mode="clip")  # noqa: E731
+  ds = take(d)
+  zs = jnp.where(ds > 0, take(u) - take(x), take(l) - take(x))
+  slots, valid = chronological_slots(memory)
+  cols = lambda a: jnp.take(a, idx, axis=1, mode="clip")[slots]  # noqa: E731
+  ws = jnp.concatenate([jnp.where(valid[:, None], cols(memory.Y), 0.0),
+                        jnp.where(valid[:, None], memory.theta * cols(memory.S), 0.0)]).T
+  return ds, zs, ws
+
+
+def _start(f1, f2, p) -> _Start:
+  zero = jnp.zeros((), f1.dtype)
+  return _Start(k=jnp.zeros((), jnp.int32), tj=zero, tsum=zero, f1=f1, f2=f2, p=p, c=jnp.zeros_like(p))
+
+
+def _segment(seg: _Start, dtm, passed, info) -> _Segment:
+  return _Segment(k=seg.k, passed=passed, tj=seg.tj, tsum=seg.tsum, f1=seg.f1, f2=seg.f2, dtm=dtm, p=seg.p, c=seg.c,
+                  ibp=jnp.zeros((), jnp.int32), done=jnp.ones((), bool), info=info)
+
+
+def _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segment:
+  """Every segment at once (module docstring): one sort, then :func:`_segments`
+  over all breakpoints; row ``j`` is breakpoint ``j`` in sorted order."""
+  n = x.size
+  eps = jnp.finfo(x.dtype).eps
+  order = jnp.argsort(t, stable=True)  # ties by index, as the walk; no breakpoint (inf) last
+  mid, use_w, info = _middle(memory, info)
+  ds = d[order]
+  zs = jnp.where(ds > 0, u[order] - x[order], l[order] - x[order])
+  start = _start(f1, f2, p)
+  done, dtm, after = _segments(start, t[order], ds, zs, w_rows(memory)[order], 0.0, nbreak, bnded, theta,
+                               eps * f2, mid, use_w)
+  first = jnp.where(nbreak > 0, t[order[0]], jnp.inf)
+  done0 = (nbreak == 0) | info | (-f1 / f2 < first)
+  _, seg, dtm = _first_done(start, done0, done, dtm, after)  # some segment is done
+  rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+  return _segment(seg, dtm, rank < seg.k, info)
+
+
+class _Merge(NamedTuple):
+  heads: jax.Array  # (B,) breakpoints of each block passed
+  start: _Start
+  passed: jax.Array
+  dtm: jax.Array
+  done: jax.Array
+
+
+def _merge(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, blocks: int) -> _Segment:
+  """The scan in runs of ``MERGE_ROWS`` breakpoints, for ``x`` split over devices
+  (module docstring): no collective of an ``n``-sized array."""
+  n, dtype = x.size, x.dtype
+  eps = jnp.finfo(dtype).eps
+  rows = min(MERGE_ROWS, n)
+  width = n // blocks
+  mid, use_w, info = _middle(memory, info)
+  # Each block (a device's part, when blocks is the device count) sorted on its own.
+  local = t.reshape(blocks, width)
+  order = jnp.argsort(local, axis=1, stable=True).astype(jnp.int32)
+  local = jnp.take_along_axis(local, order, axis=1)
+  order = order + (width * jnp.arange(blocks, dtype=jnp.int32))[:, None]
+  grab = rows + 1  # the rows, and the breakpoint after them
+
+  def run(s: _Merge) -> _Merge:
+    # The next `grab` of each block; the first `grab` of all these are the next overall
+    # (stable: ties by block, then by index within a block, so by index).
+    at = s.heads[:, None] + jnp.arange(grab, dtype=jnp.int32)[None, :]
+    inside = at < width
+    at = jnp.minimum(at, width - 1)
+    cand_t = jnp.where(inside, jnp.take_along_axis(local, at, axis=1), jnp.inf).ravel()
+    cand_i = jnp.take_along_axis(order, at, axis=1).ravel()
+    pick = jnp.argsort(cand_t, stable=True)[:grab]
+    ts, idx = cand_t[pick[:rows]], cand_i[pick[:rows]]
+    ds, zs, ws = _rows(memory, x, d, l, u, idx)
+    done, dtm, after = _segments(s.start, ts, ds, zs, ws, cand_t[pick[rows]], nbreak, bnded, theta, eps * f2,
+                                 mid, use_w)
+    done0 = (s.start.k == 0) & ((nbreak == 0) | info | (-f1 / f2 < ts[0]))
+    found, start, dtm = _first_done(s.start, done0, done, dtm, after)
+    taken = jnp.arange(rows) < start.k - s.start.k
+    heads = s.heads + jnp.sum(taken[:, None] & (pick[:rows, None] // grab == jnp.arange(blocks)[None, :]), axis=0,
+                              dtype=jnp.int32)
+    passed = s.passed.at[jnp.where(taken, idx, n)].set(True, mode="drop")
+    return _Merge(heads=heads, start=start, passed=passed, dtm=dtm, done=found)
+
+  init = _Merge(heads=jnp.zeros((blocks,), jnp.int32), start=_start(f1, f2, p), passed=jnp.zeros((n,), bool),
+                dtm=-f1 / f2, done=jnp.zeros((), bool))
+  s = lax.while_loop(lambda s: ~s.done, run, init)
+  return _segment(s.start, s.dtm, s.passed, info)
 
 
 def cauchy_point(
@@ -216,6 +331,7 @@ def cauchy_point(
     fixed: jax.Array,
     memory: Memory,
     method: str | None = None,
+    blocks: int = 1,
 ) -> CauchyPoint:
   """Computes the generalized Cauchy point (``cauchy``).
 
@@ -223,9 +339,11 @@ def cauchy_point(
     x, g, l, u: ``(n,)`` iterate, gradient and bounds (``+-inf`` for none).
     fixed: ``(n,)`` bool, ``l == u`` (``iwhere = 3``).
     memory: the limited memory (``B = theta I - W M W'``).
-    method: ``"walk"``, ``"scan"`` (see the module docstring), or None: the
-      walk on CPU, the scan elsewhere (``lax.platform_dependent``: only the
-      chosen one is compiled).
+    method: ``"walk"``, ``"scan"``, ``"merge"`` (see the module docstring), or
+      None: the merge when ``blocks > 1``, else the walk on CPU and the scan
+      elsewhere (``lax.platform_dependent``: only the chosen one is compiled).
+    blocks: (static) the number of devices ``x`` is split over; the merge
+      sorts ``gcd(n, blocks)`` blocks each on its own.
 
   Returns:
     :class:`CauchyPoint`.
@@ -270,10 +388,13 @@ def cauchy_point(
   def scan():
     return _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory)
 
+  def merge():
+    return _merge(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, math.gcd(x.size, blocks))
+
   if method is None:
-    seg = lax.platform_dependent(cpu=walk, default=scan)
+    seg = merge() if blocks > 1 else lax.platform_dependent(cpu=walk, default=scan)
   else:
-    seg = {"walk": walk, "scan": scan}[method]()
+    seg = {"walk": walk, "scan": scan, "merge": merge}[method]()
 
   # 5. xcp: variables whose breakpoint was passed sit on their bound; the rest
   #    move by tsum + dtm along d.

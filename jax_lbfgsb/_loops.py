@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["packed_while_loop", "cond_on_cpu"]
+__all__ = ["packed_while_loop", "cond_on_cpu", "devices_spanned"]
 
 Carry = TypeVar("Carry")
 
@@ -79,3 +79,16 @@ def cond_on_cpu(pred: Any, true_fun: Callable[[], Carry], false_fun: Callable[[]
     return jax.tree.map(lambda a, b: lax.select_n(pred, b, a), true_fun(), false_fun())
 
   return lax.platform_dependent(cpu=lambda: lax.cond(pred, true_fun, false_fun), default=select)
+
+
+def devices_spanned(x: Any) -> int:
+  """The number of devices of the mesh ``x`` is placed on (1 when it has none).
+
+  Read from the abstract value, so it works on tracers inside ``jit`` and
+  ``vmap``: an array placed with a ``NamedSharding`` over several devices, and
+  every value computed from it, carries that mesh. The solver picks its
+  collective-free variants from it (the Cauchy point's merge, the free-set
+  sums recomputed).
+  """
+  mesh = jax.typeof(x).sharding.mesh
+  return 1 if mesh.empty else int(mesh.size)

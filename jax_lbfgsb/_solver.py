@@ -15,6 +15,7 @@ evaluations of ``f`` and ``g`` together.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -32,7 +33,7 @@ from jax_lbfgsb._dcsrch import (
     lnsrlb_first_step,
     lnsrlb_trial_point,
 )
-from jax_lbfgsb._loops import cond_on_cpu, packed_while_loop
+from jax_lbfgsb._loops import cond_on_cpu, devices_spanned, packed_while_loop
 from jax_lbfgsb._status import Termination
 from jax_lbfgsb._subspace import (
     Grams, Subspace, formk, init_grams, mark_replaced, reduced_gradient, subspace_minimization, update_grams,
@@ -403,14 +404,15 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   return packed_while_loop(cond, body, init_ls), gd0
 
 
-_cauchy_point = jax.jit(cauchy_point)
+_cauchy_point = jax.jit(cauchy_point, static_argnames=("blocks",))
 
 
-@jax.jit
-def _subspace_step(x, g, l, u, gcp: CauchyPoint, memory: Memory, grams: Grams | None) -> tuple[Subspace, Grams | None]:
+@functools.partial(jax.jit, static_argnames=("devices",))
+def _subspace_step(x, g, l, u, gcp: CauchyPoint, memory: Memory, grams: Grams | None, devices: int
+                   ) -> tuple[Subspace, Grams | None]:
   """Subspace minimization over the variables free at the Cauchy point, with the updated sums
   (None for small problems, which keep none: ``init_grams``)."""
-  new_grams = update_grams(grams, memory, gcp.free)
+  new_grams = update_grams(grams, memory, gcp.free, devices=devices)
   factors, info_k = formk(memory, new_grams)
   r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
   sub = subspace_minimization(x, g, l, u, gcp.xcp, r, gcp.free, memory, factors)
@@ -421,6 +423,8 @@ def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspa
   """Cauchy point, then subspace minimization over the variables free at it."""
   x, g, memory = state.x, state.g, state.memory
   n = x.size
+  # x split over several devices: the variants without a collective of an n-sized array.
+  devices = devices_spanned(x)
 
   def skip_cauchy():  # unconstrained with a non-empty memory: z = x, all free
     return CauchyPoint(
@@ -431,7 +435,7 @@ def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspa
   # Both variants of cond_on_cpu call jitted kernels: each is traced once.
   gcp = cond_on_cpu(
       box.constrained | (memory.col == 0),
-      lambda: _cauchy_point(x, g, box.l, box.u, box.fixed, memory),
+      lambda: _cauchy_point(x, g, box.l, box.u, box.fixed, memory, blocks=devices),
       skip_cauchy,
   )
 
@@ -440,7 +444,7 @@ def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspa
 
   use_subspace = jnp.any(gcp.free) & (memory.col > 0)
   sub, grams = cond_on_cpu(
-      use_subspace, lambda: _subspace_step(x, g, box.l, box.u, gcp, memory, state.grams), no_subspace)
+      use_subspace, lambda: _subspace_step(x, g, box.l, box.u, gcp, memory, state.grams, devices), no_subspace)
   return gcp, sub, grams
 
 

@@ -133,7 +133,7 @@ def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Gra
 
 
 def update_grams(
-    grams: Grams | None, memory: Memory, free: jax.Array, tiers: tuple[int, ...] | None = None
+    grams: Grams | None, memory: Memory, free: jax.Array, tiers: tuple[int, ...] | None = None, devices: int = 1
 ) -> Grams:
   """The sums over the new free set, as ``formk`` updates ``wn1``: variables
   entering and leaving the free set are added and removed, and the row and
@@ -142,7 +142,8 @@ def update_grams(
 
   ``tiers`` (static) are the sizes of the incremental updates, by default
   :func:`change_tiers` of ``n``; tests pass small ones to cross every tier at
-  a small ``n``.
+  a small ``n``. Over several ``devices`` (static: the count ``x`` is split
+  over) the sums are always recomputed.
   """
   dtype = memory.S.dtype
   S, Y = memory.S, memory.Y
@@ -200,7 +201,11 @@ def update_grams(
   branch = jnp.where(usable, tier, len(sizes) + 1)
   no_change = lambda _: replaced_pair(grams.yzy, grams.szy, grams.say, grams.sas)  # noqa: E731
   # On an accelerator the O(m^2 n) recomputation is a few matrix products, and
-  # a switch a host round trip: there the sums are always recomputed.
+  # a switch a host round trip; over several devices it needs no collective of
+  # an n-sized array (the compaction of the changes would): there the sums are
+  # always recomputed.
+  if devices > 1:
+    return result(*full(None))
   return result(*lax.platform_dependent(
       cpu=lambda: lax.switch(branch, [no_change, *(incremental(k) for k in sizes), full], None),
       default=lambda: full(None)))

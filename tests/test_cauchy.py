@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jax_lbfgsb._bounds import first_argmin  # noqa: E402
-from jax_lbfgsb._cauchy import SORT_AFTER, cauchy_point, floored_sums  # noqa: E402
+from jax_lbfgsb._cauchy import MERGE_ROWS, SORT_AFTER, cauchy_point, floored_sums  # noqa: E402
 import dense_lbfgs  # noqa: E402
 
 N, M = 7, 4
@@ -27,6 +27,12 @@ INF = np.inf
 
 _cauchy = jax.jit(cauchy_point)  # the walk, on CPU
 _scan = jax.jit(functools.partial(cauchy_point, method="scan"))
+_merge = jax.jit(functools.partial(cauchy_point, method="merge"), static_argnames=("blocks",))
+
+
+def some_blocks(n):
+  """A block count for the merge that splits ``n`` (n itself when prime: blocks of one)."""
+  return next(b for b in (4, 3, 2, n) if n % b == 0 and b < n or b == n)
 
 
 # ----------------------------------------------------------------------------
@@ -136,6 +142,14 @@ def run_and_check(x, g, l, u, fixed, npairs, seed=0):
   tol = 8 * x.size * np.finfo(np.float64).eps * max(1.0, np.abs(g).max()) * (1.0 + finite) * max(1.0, np.abs(w).max())
   np.testing.assert_allclose(np.asarray(scan.xcp), xcp, rtol=0, atol=tol)
   np.testing.assert_allclose(np.asarray(scan.c), c, rtol=0, atol=tol * max(1.0, np.abs(w).max()))
+  # The merge (x split over devices: each block sorted on its own, runs of
+  # MERGE_ROWS breakpoints) adds the same terms as the scan, run by run.
+  for blocks in (1, some_blocks(x.size)):
+    merge = _merge(*(jnp.asarray(a) for a in (x, g, l, u, fixed)), mem, blocks=blocks)
+    assert int(merge.nseg) == int(nseg) and not bool(merge.info)
+    np.testing.assert_array_equal(np.asarray(merge.free), free)
+    np.testing.assert_allclose(np.asarray(merge.xcp), xcp, rtol=0, atol=tol)
+    np.testing.assert_allclose(np.asarray(merge.c), c, rtol=0, atol=tol * max(1.0, np.abs(w).max()))
   return xcp, t_cp, brk
 
 
@@ -235,7 +249,8 @@ def test_gcp_at_an_interior_breakpoint(npairs):
 @pytest.mark.parametrize("npairs", [0, 3])
 @pytest.mark.parametrize("tight", [True, False])
 def test_walk_past_the_argmin_phase(npairs, tight):
-  """More than SORT_AFTER breakpoints: the walk goes on over the sorted rest."""
+  """More than SORT_AFTER breakpoints: the walk goes on over the sorted rest (and the
+  merge over several runs of MERGE_ROWS)."""
   n = 3 * SORT_AFTER
   rng = np.random.default_rng(11)
   x, g = rng.uniform(-1.0, 1.0, n), rng.standard_normal(n)
@@ -245,7 +260,7 @@ def test_walk_past_the_argmin_phase(npairs, tight):
   l, u = x - r * np.abs(g), x + r * np.abs(g)
   xcp, t_cp, brk = run_and_check(x, g, l, u, l == u, npairs)
   if npairs == 0:
-    assert np.sum(brk <= t_cp) > SORT_AFTER
+    assert np.sum(brk <= t_cp) > max(SORT_AFTER, MERGE_ROWS)
 
 
 @pytest.mark.parametrize("npairs", [0, 3])
