@@ -563,9 +563,9 @@ def minimize(
       ``u_i - l_i`` where both bounds are finite and from the curvature at
       ``x0``, ``1 / sqrt(|H_ii|)``, elsewhere; as powers of two relative to
       each group's geometric mean, leaving variables within a factor 16 of it
-      at 1, so a well-scaled problem is solved as without scaling
-      (:mod:`jax_lbfgsb._scaling`, ``benchmarks/RESULTS_scaling.md``). ``None``
-      or ``1``: no scaling.
+      at 1, and boxes whose geometric-mean width is beyond a factor 16 of 1
+      also scaled by it (:mod:`jax_lbfgsb._scaling`,
+      ``benchmarks/RESULTS_scaling.md``). ``None`` or ``1``: no scaling.
 
   ``x0`` may also be a list of numbers or an integer array, as in SciPy: it
   becomes float64 (float32, with a one-time warning, when ``jax_enable_x64``

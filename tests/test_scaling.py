@@ -52,7 +52,7 @@ def test_hess_inv_is_in_the_callers_variables():
   np.testing.assert_allclose(res.hess_inv.todense(), np.diag(S) @ inner @ np.diag(S), rtol=1e-12, atol=1e-300)
 
 
-def test_auto_takes_box_widths_and_curvature_relative_to_the_typical():
+def test_auto_takes_box_widths_and_curvature_relative_to_the_typical_and_a_far_common_width():
   x = jnp.zeros(6)
   grad = jax.grad(lambda x: quad(x, 1.0))
   np.testing.assert_allclose(hessian_diagonal(grad, x), np.diag(A) / S**2, rtol=1e-12)
@@ -61,6 +61,15 @@ def test_auto_takes_box_widths_and_curvature_relative_to_the_typical():
   for s, log_s in ((free, np.log2(S / np.sqrt(np.diag(A)))), (widths, np.log2(0.8 * S))):
     rel = log_s - log_s.mean()  # relative to the geometric mean; within a factor 16 of it: 1
     np.testing.assert_array_equal(np.log2(np.asarray(s)), np.where(np.abs(rel) > 4, np.round(rel), 0.0))
+  # Boxes whose typical width is beyond a factor 16 of 1 set the unit too: the
+  # geometric mean, rounded to a power of two, times the relative scales.
+  for common in (1e3, 1e-3):
+    wide = auto_scale(grad, x, jnp.asarray(-0.4 * common * S), jnp.asarray(0.4 * common * S))
+    log_w = np.log2(0.8 * common * S)
+    rel = log_w - log_w.mean()
+    want = np.round(log_w.mean()) + np.where(np.abs(rel) > 4, np.round(rel), 0.0)
+    np.testing.assert_array_equal(np.log2(np.asarray(wide)), want)
+    assert abs(np.round(log_w.mean())) >= 9
   res, plain = _solve(jnp.float64, x_scale="auto"), _solve(jnp.float64)
   np.testing.assert_array_equal(res.x_scale, widths)
   assert int(res.nfev) < int(plain.nfev) and float(res.fun) <= float(plain.fun) + 1e-12
