@@ -87,7 +87,9 @@ LX = _rng.normal(size=(16, 4))
 LY = (LX @ np.array([2.0, -1.5, 0.3, 0.1]) + 0.3 * _rng.normal(size=16) > 0).astype(np.float64)
 LLO = np.array([-0.5, -0.5, -2.0, -2.0])
 LHI = np.array([0.5, 0.5, 2.0, 2.0])
-PRIMALS = (jnp.asarray(0.04), jnp.asarray(LX), jnp.asarray(LLO), jnp.asarray(LHI))
+# lam is not weakly typed: lam + h and the entries of an array of lams (the tests
+# below) have its type, so they reuse the solves and GRAD compiled for it.
+PRIMALS = (jnp.asarray(0.04, jnp.float64), jnp.asarray(LX), jnp.asarray(LLO), jnp.asarray(LHI))
 
 
 def logistic(w, lam, data):
@@ -198,7 +200,7 @@ def test_unbounded_matches_unrolled_newton():
   def implicit(lam, data):
     return jnp.sin(minimize(logistic, jnp.zeros(4), args=(lam, data), **TIGHT).x) @ weights
 
-  lam = jnp.asarray(0.1)
+  lam = jnp.asarray(0.1, jnp.float64)  # the type of PRIMALS[0]: the eager solve is the one compiled above
   # The solve stops where the gradient is below gtol, not at the minimizer:
   # it is off by the Newton step -H^-1 g there, which moves sin(x) @ weights by
   # at most |weights|_1 |H^-1 g|_inf (plus rounding).

@@ -162,7 +162,7 @@ def test_fractional_limits_raise(name):
 
 
 def test_a_single_non_tuple_arg_is_one_argument():
-  a = jnp.asarray(0.25)
+  a = jnp.full(3, 0.25)  # an array: passed whole, not unpacked into three arguments
   one = minimize(shifted_quadratic, jnp.zeros(3), args=a)
   np.testing.assert_array_equal(one.x, minimize(shifted_quadratic, jnp.zeros(3), args=(a,)).x)
   np.testing.assert_allclose(one.x, 0.25, atol=1e-6)
@@ -186,8 +186,12 @@ def test_unknown_option_raises_with_suggestion():
     minimize(rosen, jnp.zeros(4), max_corr=5)
 
 
+# The jitted solve with traced bounds, one compile per dtype for the tests that use it.
+_jit_rosen = jax.jit(lambda x0, lo, hi: minimize(rosen, x0, bounds=(lo, hi)))
+
+
 def test_traced_invalid_bounds_give_a_status_code():
-  res = jax.jit(lambda lo: minimize(rosen, jnp.zeros(4), bounds=(lo, 1.0)))(jnp.array([0.0, 2.0, 0.0, 0.0]))
+  res = _jit_rosen(jnp.zeros(4), jnp.array([0.0, 2.0, 0.0, 0.0]), jnp.ones(4))
   assert int(res.termination) == Termination.INVALID_BOUNDS
   assert int(res.status) == 2
   assert res.message.startswith("ERROR: NO FEASIBLE SOLUTION")
@@ -200,39 +204,13 @@ def test_traced_invalid_bounds_give_a_status_code():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_jit_matches_eager(dtype):
   x0 = jnp.asarray(X0, dtype)
-  solve = jax.jit(lambda x0, lo, hi: minimize(rosen, x0, bounds=(lo, hi)))
   lo, hi = jnp.full(4, -1.5, dtype), jnp.full(4, 0.8, dtype)  # the same bounds, in x's dtype, for both
-  res = solve(x0, lo, hi)
+  res = _jit_rosen(x0, lo, hi)
   ref = minimize(rosen, x0, bounds=(lo, hi))
   np.testing.assert_array_equal(res.x, ref.x)
   assert int(res.nit) == int(ref.nit) and int(res.nfev) == int(ref.nfev)
   assert res.x.dtype == dtype and res.fun.dtype == dtype and res.jac.dtype == dtype
   assert res.nit.dtype == jnp.int32 and res.termination.dtype == jnp.int32
-
-
-def test_the_accelerator_program_keeps_the_cpu_iterates(monkeypatch):
-  """Every lax.platform_dependent at its default, as on a GPU (the loop-free Cauchy point,
-  selects for conds, the formk sums recomputed), run on CPU: same counts, same x to rounding."""
-  rng = np.random.default_rng(3)
-  n = 300  # above INCREMENTAL_MIN_N (kept sums); the bounds cut most coordinates
-  centre, weight = jnp.asarray(rng.uniform(-2.0, 2.0, n)), jnp.asarray(rng.uniform(0.5, 4.0, n))
-
-  def coupled(x):
-    return jnp.sum(weight * (x - centre) ** 2) + 0.1 * jnp.sum((x[1:] - x[:-1]) ** 2) + 0.01 * jnp.sum(x**4)
-
-  solve = lambda: minimize(coupled, jnp.zeros(n), bounds=(-1.0, 1.0), iprint=0)  # noqa: E731  (iprint: state.info)
-  cpu = solve()
-  jax.clear_caches()
-  monkeypatch.setattr(jax.lax, "platform_dependent", lambda *args, default, **_: default(*args))
-  other = solve()
-  monkeypatch.undo()
-  jax.clear_caches()
-  assert (int(cpu.nit), int(cpu.nfev), int(cpu.termination)) == (int(other.nit), int(other.nfev), int(other.termination))
-  assert int(cpu.state.info.nintol) == int(other.state.info.nintol) > 2 * int(cpu.nit) > 10  # many breakpoints
-  # Rounding: the scan's prefix sums and the recomputed sums round differently.
-  x = np.asarray(cpu.x)
-  x_tol = rounding.solution_tolerance(coupled, cpu.x, cpu.nit, free=(x > -1.0) & (x < 1.0))
-  np.testing.assert_allclose(other.x, cpu.x, rtol=0, atol=x_tol)
 
 
 def test_a_gpu_program_has_only_the_main_loop_and_the_line_search():
@@ -459,17 +437,19 @@ def test_maxfun_stops_after_the_iteration():
 
 def test_converged_at_x0():
   # The optimum is on the upper bound, where x0 already is.
-  res = minimize(lambda x: jnp.sum((x - 2.0) ** 2), jnp.ones(3), bounds=(-1.0, 1.0))
+  res = minimize(shifted_quadratic, jnp.ones(3), args=(jnp.full(3, 2.0),), bounds=(-1.0, 1.0))
   assert int(res.nit) == 0 and int(res.nfev) == 1
   assert int(res.termination) == Termination.CONVERGED_PGTOL
 
 
-def test_nan_stops_at_last_finite_iterate():
-  # f is NaN for x > 0.5: the first line search from x0 = 0 steps into it.
-  def f(x):
-    return jnp.where(x[0] > 0.5, jnp.nan, (x[0] - 2.0) ** 2)
+def _nan_above_half(x):
+  # f is NaN for x > 0.5.
+  return jnp.where(x[0] > 0.5, jnp.nan, (x[0] - 2.0) ** 2)
 
-  res = minimize(f, jnp.zeros(1))
+
+def test_nan_stops_at_last_finite_iterate():
+  # The first line search from x0 = 0 steps into the NaN region.
+  res = minimize(_nan_above_half, jnp.zeros(1))
   assert int(res.termination) == Termination.NONFINITE and int(res.status) == 2
   assert np.isfinite(float(res.fun)) and np.all(np.isfinite(np.asarray(res.x)))
   assert float(res.x[0]) <= 0.5
@@ -497,7 +477,7 @@ def test_nonfinite_when_no_finite_point_lies_along_the_direction():
 
 
 def test_nan_at_x0():
-  res = minimize(lambda x: jnp.sum(jnp.log(x)), -jnp.ones(2))
+  res = minimize(_nan_above_half, jnp.ones(1))  # f(x0) is NaN (the solve of the test above)
   assert int(res.termination) == Termination.NONFINITE and int(res.nit) == 0
 
 
@@ -556,9 +536,9 @@ def test_a_gradient_inconsistent_with_f_is_named(dtype):
 
 
 def test_fixed_variables_stay_fixed():
-  lower = jnp.array([0.3, -2.0, -2.0])
-  upper = jnp.array([0.3, 2.0, 2.0])
-  res = minimize(rosen, jnp.zeros(3), bounds=(lower, upper))
+  lower = jnp.array([0.3, -2.0, -2.0, -2.0])
+  upper = jnp.array([0.3, 2.0, 2.0, 2.0])
+  res = minimize(rosen, jnp.zeros(4), bounds=(lower, upper))
   assert float(res.x[0]) == 0.3
   assert res.success
 
@@ -591,9 +571,42 @@ def test_relative_gradient_test():
 
 
 def test_relative_step_test():
-  res = minimize(rosen, jnp.asarray(X0), gtol=0.0, ftol=0.0, xtol_rel=1e-4, history=200)
+  solve = lambda **kw: minimize(rosen, jnp.asarray(X0), gtol=0.0, ftol=0.0, xtol_rel=1e-4, **kw)  # noqa: E731
+  res = solve()
   assert int(res.termination) == Termination.CONVERGED_XTOL
   k = int(res.nit)
-  x = np.asarray(res.history.x)
+  # The iterates before x_k: the same solve stopped after k - 1 and k - 2 iterations (maxiter is
+  # traced: the program of the tests above, no history needed).
+  x = {k: np.asarray(res.x), **{j: np.asarray(solve(maxiter=j).x) for j in (k - 1, k - 2)}}
   assert np.linalg.norm(x[k] - x[k - 1]) <= 1e-4 * (np.linalg.norm(x[k]) + 1.0)
   assert np.linalg.norm(x[k - 1] - x[k - 2]) > 1e-4 * (np.linalg.norm(x[k - 1]) + 1.0)
+
+
+# ---------------------------------------------------------------- the accelerator program
+# Last in the file: it empties JAX's caches, so the solves compiled above stay
+# shared by every test before it.
+
+
+def test_the_accelerator_program_keeps_the_cpu_iterates(monkeypatch):
+  """Every lax.platform_dependent at its default, as on a GPU (the loop-free Cauchy point,
+  selects for conds, the formk sums recomputed), run on CPU: same counts, same x to rounding."""
+  rng = np.random.default_rng(3)
+  n = 300  # above INCREMENTAL_MIN_N (kept sums); the bounds cut most coordinates
+  centre, weight = jnp.asarray(rng.uniform(-2.0, 2.0, n)), jnp.asarray(rng.uniform(0.5, 4.0, n))
+
+  def coupled(x):
+    return jnp.sum(weight * (x - centre) ** 2) + 0.1 * jnp.sum((x[1:] - x[:-1]) ** 2) + 0.01 * jnp.sum(x**4)
+
+  solve = lambda: minimize(coupled, jnp.zeros(n), bounds=(-1.0, 1.0), iprint=0)  # noqa: E731  (iprint: state.info)
+  cpu = solve()
+  jax.clear_caches()
+  monkeypatch.setattr(jax.lax, "platform_dependent", lambda *args, default, **_: default(*args))
+  other = solve()
+  monkeypatch.undo()
+  jax.clear_caches()
+  assert (int(cpu.nit), int(cpu.nfev), int(cpu.termination)) == (int(other.nit), int(other.nfev), int(other.termination))
+  assert int(cpu.state.info.nintol) == int(other.state.info.nintol) > 2 * int(cpu.nit) > 10  # many breakpoints
+  # Rounding: the scan's prefix sums and the recomputed sums round differently.
+  x = np.asarray(cpu.x)
+  x_tol = rounding.solution_tolerance(coupled, cpu.x, cpu.nit, free=(x > -1.0) & (x < 1.0))
+  np.testing.assert_allclose(other.x, cpu.x, rtol=0, atol=x_tol)

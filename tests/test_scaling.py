@@ -152,7 +152,7 @@ def test_optax_updates_are_minimizes_scaled_iterates():
     value, grad = value_and_grad(params, state=state)
     updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=_quad_at_1)
     params = optax.apply_updates(params, updates)
-  ref = minimize(_quad_at_1, jnp.zeros(6), bounds=(-0.4 * S, 0.4 * S), x_scale=x_scale, maxiter=4)
+  ref = _solve(jnp.float64, x_scale=x_scale, maxiter=4)  # quad(x, 1.0): the solve of test_auto_takes_...
   assert int(state.solver.nit) == 4
   np.testing.assert_array_equal(state.scale, ref.x_scale)
   np.testing.assert_allclose(params, ref.x, rtol=1e-12, atol=1e-15)
