@@ -5,7 +5,8 @@ sharded solve must equal the unsharded one (nit, nfev, termination, x to
 rounding), keep its output split, and its compiled program must move no
 ``n``-sized array between devices: no collective whose result holds a shard's
 worth of elements (``n / 4``) or more, and no sort of all ``n`` elements (each
-device sorts its own part). The objective's halo exchanges move a grid row.
+device sorts its own part); no array of the per-device program has an axis
+longer than a shard. The objective's halo exchanges move a grid row.
 """
 
 import json
@@ -45,7 +46,10 @@ _SCRIPT = textwrap.dedent("""
         limit = n if m.group(2) == "sort" else n // 4
         if max(sizes, default=0) >= limit:
             big.append(line.strip()[:200])
-    print(json.dumps(dict(
+    # Every array of the per-device program, loop state included: no axis longer than a shard.
+    whole = sorted({dims for dims in re.findall(r"[a-z]+[0-9]*\\[([0-9,]+)\\]", text)
+                    if max(int(v) for v in dims.split(",")) > n // 4})
+    print(json.dumps(dict(whole=whole,
         nit=[int(plain.nit), int(sharded.nit)], nfev=[int(plain.nfev), int(sharded.nfev)],
         status=[int(plain.termination), int(sharded.termination)], success=bool(sharded.success),
         dx=float(jnp.max(jnp.abs(plain.x - sharded.x))), scale=float(jnp.max(jnp.abs(plain.x))),
@@ -93,3 +97,6 @@ def test_a_solve_split_over_four_devices_moves_no_n_sized_array(program, dtype):
   # Devices exchange scalars, O(m) and O(m^2) blocks, a run's candidates and
   # the objective's halos, never a shard's worth of data.
   assert r["collectives"] > 0 and r["big"] == [], r["big"]
+  # And each device holds a quarter of every n-sized array (x, g, S, Y, the temporaries):
+  # the per-device program has no axis longer than n / 4.
+  assert r["whole"] == [], r["whole"]
