@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_row, w_rows, w_transpose_times
+from jax_lbfgsb._compact import Memory, bmv, w_row, w_rows, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -236,12 +236,7 @@ def _rows(memory: Memory, x, d, l, u, idx) -> tuple:
   gathers (on an array split over devices, each device gathers its own entries)."""
   take = lambda a: jnp.take(a, idx, mode="clip")  # noqa: E731
   ds = take(d)
-  zs = jnp.where(ds > 0, take(u) - take(x), take(l) - take(x))
-  slots, valid = chronological_slots(memory)
-  cols = lambda a: jnp.take(a, idx, axis=1, mode="clip")[slots]  # noqa: E731
-  ws = jnp.concatenate([jnp.where(valid[:, None], cols(memory.Y), 0.0),
-                        jnp.where(valid[:, None], memory.theta * cols(memory.S), 0.0)]).T
-  return ds, zs, ws
+  return ds, jnp.where(ds > 0, take(u) - take(x), take(l) - take(x)), w_rows(memory, idx)
 
 
 def _start(f1, f2, p) -> _Start:
@@ -261,11 +256,9 @@ def _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segm
   eps = jnp.finfo(x.dtype).eps
   order = jnp.argsort(t, stable=True)  # ties by index, as the walk; no breakpoint (inf) last
   mid, use_w, info = _middle(memory, info)
-  ds = d[order]
-  zs = jnp.where(ds > 0, u[order] - x[order], l[order] - x[order])
+  ds, zs, ws = _rows(memory, x, d, l, u, order)
   start = _start(f1, f2, p)
-  done, dtm, after = _segments(start, t[order], ds, zs, w_rows(memory)[order], 0.0, nbreak, bnded, theta,
-                               eps * f2, mid, use_w)
+  done, dtm, after = _segments(start, t[order], ds, zs, ws, 0.0, nbreak, bnded, theta, eps * f2, mid, use_w)
   first = jnp.where(nbreak > 0, t[order[0]], jnp.inf)
   done0 = (nbreak == 0) | info | (-f1 / f2 < first)
   _, seg, dtm = _first_done(start, done0, done, dtm, after)  # some segment is done

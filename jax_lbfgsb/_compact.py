@@ -127,11 +127,15 @@ def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.matmul(a_buf, memory.Y, precision=_HI) + jnp.matmul(b_buf, memory.S, precision=_HI)
 
 
-def w_rows(memory: Memory) -> jax.Array:
-  """``W = [Y, theta S]`` as an ``(n, 2m)`` array (chronological columns, zero past ``col``)."""
+def w_rows(memory: Memory, idx: jax.Array) -> jax.Array:
+  """Rows ``idx`` of ``W = [Y, theta S]``, ``(k, 2m)`` (chronological columns, zero past ``col``).
+
+  A gather: on a memory split over devices each device gathers its own entries.
+  """
   slots, valid = chronological_slots(memory)
-  return jnp.concatenate([jnp.where(valid[:, None], memory.Y[slots], 0.0),
-                          jnp.where(valid[:, None], memory.theta * memory.S[slots], 0.0)]).T
+  cols = lambda a: jnp.take(a, idx, axis=1, mode="clip")[slots]  # noqa: E731
+  return jnp.concatenate([jnp.where(valid[:, None], cols(memory.Y), 0.0),
+                          jnp.where(valid[:, None], memory.theta * cols(memory.S), 0.0)]).T
 
 
 def w_row(memory: Memory, i: jax.Array) -> jax.Array:
