@@ -1,4 +1,5 @@
-"""Control flow for the solver: ``packed_while_loop`` and ``cond_on_cpu``.
+"""Control flow for the solver: ``packed_while_loop``, ``cond_on_cpu``, and
+``devices_spanned``, which picks the variants for an ``x`` split over devices.
 
 ``packed_while_loop`` is ``lax.while_loop`` with the carry's scalars in one
 array per dtype. The solver's loops carry many scalars (counters, flags, the line search's

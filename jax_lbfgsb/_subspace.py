@@ -156,7 +156,10 @@ def update_grams(
   def result(yzy, szy, say, sas):
     return Grams(yzy, szy, say, sas, free, jnp.zeros((S.shape[0],), bool), jnp.ones((), bool))
 
-  if grams is None:  # a small problem (init_grams)
+  # A small problem (init_grams) keeps no sums. Over several devices the
+  # compaction of the changes would gather them (a collective of an n-sized
+  # array); the recomputation needs none.
+  if grams is None or devices > 1:
     return result(*full(None))
 
   changed = free != grams.free
@@ -201,11 +204,7 @@ def update_grams(
   branch = jnp.where(usable, tier, len(sizes) + 1)
   no_change = lambda _: replaced_pair(grams.yzy, grams.szy, grams.say, grams.sas)  # noqa: E731
   # On an accelerator the O(m^2 n) recomputation is a few matrix products, and
-  # a switch a host round trip; over several devices it needs no collective of
-  # an n-sized array (the compaction of the changes would): there the sums are
-  # always recomputed.
-  if devices > 1:
-    return result(*full(None))
+  # a switch a host round trip: there the sums are always recomputed.
   return result(*lax.platform_dependent(
       cpu=lambda: lax.switch(branch, [no_change, *(incremental(k) for k in sizes), full], None),
       default=lambda: full(None)))
