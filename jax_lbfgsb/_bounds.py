@@ -51,8 +51,9 @@ def _is_concrete(a: Any) -> bool:
 def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> Any:
   """One side of the bounds as an ``(n,)`` array; ``None`` means ``fill``.
 
-  Host values (None, numbers, lists, NumPy arrays) stay NumPy arrays, so a
-  call with concrete bounds dispatches no device operations before the solve.
+  Host values (None, numbers, lists, NumPy arrays, and concrete JAX arrays
+  through :func:`_on_host`) stay NumPy arrays, so a call with concrete bounds
+  dispatches no device operations before the solve.
   """
   if value is None:
     return np.full((n,), fill, dtype)
@@ -129,6 +130,23 @@ def _pytree_bound(value: Any, x0: Any, dtype: Any, fill: float, name: str) -> An
     xp = jnp if isinstance(b, jax.Array) else np
     parts.append(xp.broadcast_to(_cast_inward(b, dtype, fill), jnp.shape(leaf)).ravel())
   return np.concatenate(parts) if all(isinstance(p, np.ndarray) for p in parts) else jnp.concatenate(parts)
+
+
+def _on_host(value: Any) -> Any:
+  """A concrete JAX array as NumPy: concrete bounds are checked and cast on the host
+  (a few eager device operations would cost more than the solve of a small problem)."""
+  return np.asarray(value) if isinstance(value, jax.Array) and _is_concrete(value) else value
+
+
+def _kept(given: Any, host: Any, bound: Any) -> Any:
+  """The caller's concrete array (``host``: its values) where canonicalizing left it
+  as it was (same shape, dtype and values; not weakly typed, which would compile
+  another solve): no transfer, and its placement on devices is kept."""
+  if (isinstance(given, jax.Array) and not given.weak_type and isinstance(host, np.ndarray)
+      and isinstance(bound, np.ndarray) and host.shape == bound.shape and host.dtype == bound.dtype
+      and np.array_equal(host, bound)):
+    return given
+  return bound
 
 
 def _check_concrete(l: jax.Array, u: jax.Array) -> None:
@@ -211,9 +229,10 @@ def canonicalize_bounds(bounds: Any, x0: Any, dtype: Any) -> tuple[jax.Array, ja
         + (f" of length {len(bounds)} for {n} variables" if hasattr(bounds, "__len__") else "")
         + "."
     )
-  l, u = _fix_crossed(_as_bound(lower, n, dtype, -np.inf, "lower"), _as_bound(upper, n, dtype, np.inf, "upper"))
+  lower_h, upper_h = _on_host(lower), _on_host(upper)
+  l, u = _fix_crossed(_as_bound(lower_h, n, dtype, -np.inf, "lower"), _as_bound(upper_h, n, dtype, np.inf, "upper"))
   _check_concrete(l, u)
-  return l, u
+  return _kept(lower, lower_h, l), _kept(upper, upper_h, u)
 
 
 def project(x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:

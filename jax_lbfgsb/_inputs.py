@@ -2,7 +2,8 @@
 
 :func:`prepare_x0` turns what SciPy and JAX users pass as ``x0`` (a NumPy or
 JAX array, a Python list of numbers, integers, a pytree of arrays) into a
-pytree of float arrays without weak types, and names the dtype of the solve.
+pytree of float arrays without weak types (JAX arrays stay JAX arrays, host
+values become NumPy arrays), and names the dtype of the solve.
 ``minimize`` (and so ``fmin_l_bfgs_b`` and ``LBFGSB``) and the optax
 transformation call it; the bounds go through
 :func:`jax_lbfgsb._bounds.canonicalize_bounds`.
@@ -57,26 +58,32 @@ def _as_float_leaf(leaf: Any, path: Any, name: str, int_dtype: Any) -> Any:
         f"{name}{jax.tree_util.keystr(path)} must be real (float or integer); got dtype {dtype}. L-BFGS-B minimizes over"
         " real variables: split a complex x into its real and imaginary parts.")
   x64 = jax.config.jax_enable_x64
+  # Host values stay NumPy arrays: the jitted solve takes them with its other
+  # arguments, cheaper than a device operation here.
+  xp = jnp if isinstance(leaf, jax.Array) else np
   if not jnp.issubdtype(dtype, jnp.floating):  # integers and bools become floats, as in SciPy
     if int_dtype is None and not x64:
       _warn_float32(name, f"of dtype {dtype}")
-    return jnp.asarray(leaf, int_dtype or (jnp.float64 if x64 else jnp.float32))
+    return xp.asarray(leaf, np.dtype(int_dtype or (np.float64 if x64 else np.float32)))
   if isinstance(leaf, jax.Array):
     return leaf.astype(leaf.dtype) if leaf.weak_type else leaf  # no weak types: no recompiles
   if not x64 and np.dtype(dtype) == np.float64 and not isinstance(leaf, float):
     _warn_float32(name, "a float64 NumPy array")
-  return jnp.asarray(leaf, jnp.dtype(dtype) if x64 or np.dtype(dtype).itemsize <= 4 else jnp.float32)
+  return np.asarray(leaf, np.dtype(dtype) if x64 or np.dtype(dtype).itemsize <= 4 else np.float32)
 
 
 def prepare_x0(x0: Any, name: str = "x0", check_nan: bool = True) -> tuple[Any, Any]:
-  """``(x0, dtype)``: ``x0`` as a pytree of float JAX arrays (no weak types), and its solve dtype.
+  """``(x0, dtype)``: ``x0`` as a pytree of float arrays (no weak types), and its solve dtype.
+
+  JAX arrays (and tracers) stay JAX arrays; host values become NumPy arrays,
+  which a jitted solve takes with its arguments (no device operation here).
 
   A list or tuple of numbers (nested or not) is one array, as in SciPy; any
   other list, tuple or dict is a pytree. Integer and bool arrays become
   float64 (float32, with a one-time warning, when ``jax_enable_x64`` is off;
   so do float64 NumPy arrays), or the dtype of the float leaves beside them.
   The float leaves must share one dtype: the solution cast back to a
-  narrower leaf dtype could leave the bounds. Tracers pass through.
+  narrower leaf dtype could leave the bounds.
 
   Raises:
     TypeError: for complex or non-numeric leaves, float leaves of different

@@ -75,6 +75,31 @@ def test_pytree_host_bounds_stay_on_the_host():
   assert isinstance(l, jax.Array) and l.dtype == jnp.float32
 
 
+def test_concrete_jax_bounds_are_canonicalized_on_the_host():
+  # Concrete jax.Array bounds of an array x0 are checked and cast with NumPy (a
+  # few eager device operations cost more than a small solve) and come back as
+  # the caller's arrays where nothing changed: no transfer, placement kept.
+  from jax_lbfgsb._bounds import canonicalize_bounds
+
+  lo, hi = jnp.asarray(np.full(4, -1.0)), jnp.asarray(np.array([1.0, np.inf, 2.0, 3.0]))
+  l, u = canonicalize_bounds((lo, hi), jnp.zeros(4), jnp.float64)
+  assert l is lo and u is hi
+  # A weakly typed array would compile another solve: it becomes a NumPy array.
+  l, _ = canonicalize_bounds((jnp.full(4, -1.0), None), jnp.zeros(4), jnp.float64)
+  assert isinstance(l, np.ndarray) and l.dtype == np.float64
+  np.testing.assert_array_equal(l, -1.0)
+  # Cast to float32 on the host, rounded inward; a box no float32 lies in is
+  # fixed just above its lower bound.
+  lo, hi = jnp.asarray(np.array([0.7, 0.0, 1 / 3])), jnp.asarray(np.array([1.0, 0.1, 1 / 3]))
+  l, u = canonicalize_bounds((lo, hi), jnp.zeros(3, jnp.float32), jnp.float32)
+  assert isinstance(l, np.ndarray) and isinstance(u, np.ndarray) and l.dtype == u.dtype == np.float32
+  assert l[0] == np.nextafter(np.float32(0.7), np.float32(1)) and u[1] == np.nextafter(np.float32(0.1), np.float32(0))
+  assert l[2] == u[2] == np.float32(1 / 3)
+  ref = minimize(rosen, jnp.asarray(X0), bounds=(np.full(10, -1.5), np.full(10, 0.8)))
+  res = minimize(rosen, jnp.asarray(X0), bounds=(jnp.asarray(np.full(10, -1.5)), jnp.asarray(np.full(10, 0.8))))
+  np.testing.assert_array_equal(res.x, ref.x)
+
+
 def test_pytree_bounds_structure_mismatch_names_the_leaf():
   with pytest.raises(ValueError, match=r"missing from lower: \['b'\].*not in x0: \['c'\]"):
     minimize(lambda p: jnp.sum(p["a"] ** 2) + jnp.sum(p["b"] ** 2),
