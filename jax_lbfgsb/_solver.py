@@ -36,7 +36,8 @@ from jax_lbfgsb._dcsrch import (
 from jax_lbfgsb._loops import cond_on_cpu, devices_spanned, packed_while_loop
 from jax_lbfgsb._status import Termination
 from jax_lbfgsb._subspace import (
-    Grams, Subspace, formk, init_grams, mark_replaced, reduced_gradient, subspace_minimization, update_grams,
+    Grams, Subspace, chronological_sums, formk, init_grams, mark_replaced, reduced_gradient, subspace_minimization,
+    update_grams,
 )
 
 __all__ = [
@@ -412,11 +413,11 @@ def _subspace_step(x, g, l, u, gcp: CauchyPoint, memory: Memory, grams: Grams | 
                    ) -> tuple[Subspace, Grams | None]:
   """Subspace minimization over the variables free at the Cauchy point, with the updated sums
   (None for small problems, which keep none: ``init_grams``)."""
-  new_grams = update_grams(grams, memory, gcp.free, devices=devices)
-  factors, info_k = formk(memory, new_grams)
+  new_grams = None if grams is None else update_grams(grams, memory, gcp.free, devices=devices)
+  factors, info_k = formk(memory, chronological_sums(memory, new_grams, gcp.free))
   r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
   sub = subspace_minimization(x, g, l, u, gcp.xcp, r, gcp.free, memory, factors)
-  return sub._replace(info=sub.info | info_k | info_r), None if grams is None else new_grams
+  return sub._replace(info=sub.info | info_k | info_r), new_grams
 
 
 def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspace, Grams | None]:

@@ -36,7 +36,7 @@ from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
 
 __all__ = [
     "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "change_tiers", "init_grams", "update_grams",
-    "mark_replaced", "formk", "reduced_gradient", "subspace_minimization",
+    "mark_replaced", "chronological_sums", "formk", "reduced_gradient", "subspace_minimization",
 ]
 
 _HI = lax.Precision.HIGHEST
@@ -132,6 +132,23 @@ def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Gra
   return grams._replace(dirty=grams.dirty | (stored & (jnp.arange(m) == newest)))
 
 
+def _free_set_sums(S: jax.Array, Y: jax.Array, free: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``, rows in the order of ``S``, ``Y``."""
+  z = free.astype(S.dtype)
+  gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
+  return gram(Y, Y, z), gram(S, Y, z), gram(S, Y, 1.0 - z), gram(S, S, 1.0 - z)
+
+
+def chronological_sums(memory: Memory, grams: Grams | None, free: jax.Array) -> tuple[jax.Array, ...]:
+  """The sums behind ``K`` in chronological order, for :func:`formk`: ``grams``
+  (from :func:`update_grams`) permuted, or, without kept sums (small problems),
+  computed over the pairs in chronological order."""
+  slots, _ = chronological_slots(memory)
+  if grams is None:
+    return _free_set_sums(memory.S[slots], memory.Y[slots], free)
+  return tuple(g[slots][:, slots] for g in (grams.yzy, grams.szy, grams.say, grams.sas))
+
+
 def update_grams(
     grams: Grams | None, memory: Memory, free: jax.Array, tiers: tuple[int, ...] | None = None, devices: int = 1
 ) -> Grams:
@@ -145,13 +162,10 @@ def update_grams(
   a small ``n``. Over several ``devices`` (static: the count ``x`` is split
   over) the sums are always recomputed.
   """
-  dtype = memory.S.dtype
   S, Y = memory.S, memory.Y
 
   def full(_):
-    z = free.astype(dtype)
-    gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
-    return gram(Y, Y, z), gram(S, Y, z), gram(S, Y, 1.0 - z), gram(S, S, 1.0 - z)
+    return _free_set_sums(S, Y, free)
 
   def result(yzy, szy, say, sas):
     return Grams(yzy, szy, say, sas, free, jnp.zeros((S.shape[0],), bool), jnp.ones((), bool))
@@ -189,7 +203,7 @@ def update_grams(
       count = lax.associative_scan(jnp.add, changed.astype(jnp.int32))
       rank = jnp.arange(1, size + 1, dtype=jnp.int32)
       idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
-      w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(dtype)
+      w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(S.dtype)
       y_c, s_c = Y[:, idx], S[:, idx]
       gram = lambda p, q: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
       return replaced_pair(grams.yzy + gram(y_c, y_c), grams.szy + gram(s_c, y_c),
@@ -210,21 +224,20 @@ def update_grams(
       default=lambda: full(None)))
 
 
-def formk(memory: Memory, grams: Grams) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
+def formk(memory: Memory, sums: tuple[jax.Array, ...]) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
   """Factors ``K`` as ``L E L'`` (``formk``): returns ``(U11, X, U22)`` and ``info``.
 
   ``U11' U11 = D + Y'ZZ'Y/theta``, ``X = U11^-T B`` with ``B = L_a' - R_z'`` as
   the reference stores it, and ``U22' U22 = theta S'AA'S + X'X``. Blocks are
-  ``(m, m)``, identity/zero past ``col``. ``grams`` are the sums over the
-  current free set (:func:`update_grams`).
+  ``(m, m)``, identity/zero past ``col``. ``sums`` are the sums over the
+  current free set in chronological order (:func:`chronological_sums`).
   """
   m = memory.S.shape[0]
   theta = memory.theta
-  slots, valid = chronological_slots(memory)
+  _, valid = chronological_slots(memory)
   both = valid[:, None] & valid[None, :]
   eye = jnp.eye(m, dtype=memory.S.dtype)
-  chron = lambda g: g[slots][:, slots]
-  yzy, szy, say, sas = chron(grams.yzy), chron(grams.szy), chron(grams.say), chron(grams.sas)
+  yzy, szy, say, sas = sums
   i, j = jnp.arange(m)[:, None], jnp.arange(m)[None, :]
   m11 = jnp.where(both, jnp.diag(jnp.diagonal(memory.SY)) + yzy / theta, eye)
   # B[j, i] = -S_i'AA'Y_j for j < i, S_i'ZZ'Y_j for j >= i.

@@ -21,7 +21,9 @@ import pytest  # noqa: E402
 
 from jax_lbfgsb._cauchy import cauchy_point  # noqa: E402
 import dense_lbfgs  # noqa: E402
-from jax_lbfgsb._subspace import formk, init_grams, reduced_gradient, subspace_minimization, update_grams  # noqa: E402
+from jax_lbfgsb._subspace import (  # noqa: E402
+    chronological_sums, formk, init_grams, reduced_gradient, subspace_minimization, update_grams,
+)
 
 N, M = 7, 4
 INF = np.inf
@@ -29,7 +31,8 @@ INF = np.inf
 
 @jax.jit
 def _subspace(x, g, l, u, xcp, c, free, mem):
-  factors, info_k = formk(mem, update_grams(init_grams(free.size, mem.S.shape[0], mem.S.dtype), mem, free))
+  grams = init_grams(free.size, mem.S.shape[0], mem.S.dtype)
+  factors, info_k = formk(mem, chronological_sums(mem, None if grams is None else update_grams(grams, mem, free), free))
   r, info_r = reduced_gradient(x, g, xcp, c, mem)
   sub = subspace_minimization(x, g, l, u, xcp, r, free, mem, factors)
   return factors, r, sub, info_k | info_r
@@ -247,3 +250,23 @@ def test_update_grams_incremental_equals_full_recomputation(n, tiers):
     np.testing.assert_allclose(grams.szy, (s_buf * z) @ y_buf.T, rtol=0, atol=tol)
     np.testing.assert_allclose(grams.say, (s_buf * (1 - z)) @ y_buf.T, rtol=0, atol=tol)
     np.testing.assert_allclose(grams.sas, (s_buf * (1 - z)) @ s_buf.T, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["recomputed", "kept"])
+def test_chronological_sums(kept):
+  # formk's sums in chronological order: computed over the pairs in that order
+  # (small problems keep none), or the kept sums (buffer-slot order) permuted.
+  # A wrapped memory (head > 0), so the two orders differ.
+  from jax_lbfgsb._subspace import INCREMENTAL_MIN_N
+
+  n = INCREMENTAL_MIN_N if kept else N
+  mem = dense_lbfgs.memory_and_dense(n, M, 6, 11).mem
+  assert int(mem.head) > 0 and int(mem.col) == M
+  free = np.random.default_rng(3).uniform(size=n) < 0.6
+  grams = update_grams(init_grams(n, M, jnp.float64), mem, jnp.asarray(free)) if kept else None
+  sums = jax.jit(chronological_sums)(mem, grams, jnp.asarray(free))
+  slots = (int(mem.head) + np.arange(M)) % M
+  y, s, z = np.asarray(mem.Y)[slots], np.asarray(mem.S)[slots], free.astype(float)
+  tol = 64 * np.finfo(np.float64).eps * n * max(np.abs(y).max(), np.abs(s).max()) ** 2
+  for got, want in zip(sums, ((y * z) @ y.T, (s * z) @ y.T, (s * (1 - z)) @ y.T, (s * (1 - z)) @ s.T)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
