@@ -19,8 +19,6 @@ Writes ``benchmarks/RESULTS_compile.md``. Usage: ``python benchmarks/compile.py 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -86,16 +84,14 @@ def main(argv=None) -> None:
       "",
       f"`python benchmarks/compile.py --rounds {args.rounds}`; median of {args.rounds} interleaved rounds,"
       " each on a program not compiled before in the process (see the script's docstring).",
-      f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__}.",
+      bench.machine_line(),
       "",
       "| call | first call (s) | vs optax.lbfgs |",
       "|---|---:|---:|",
   ]
   for name, value in med.items():
     lines.append(f"| {name} | {value:.3f} | {value / optax_s:.2f}x |")
-  text = "\n".join(lines) + "\n"
-  print(text)
-  args.out.write_text(text)
+  bench.write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":

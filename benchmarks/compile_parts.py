@@ -21,8 +21,6 @@ Writes ``benchmarks/RESULTS_compile_parts.md``. Usage: ``python benchmarks/compi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -123,7 +121,7 @@ def main(argv=None) -> None:
       "",
       f"`python benchmarks/compile_parts.py --rounds {args.rounds}`: n = m = {N}; compile seconds are medians"
       f" of {args.rounds} interleaved rounds, each on a program not compiled before (see the script's docstring).",
-      f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__}.",
+      bench.machine_line(),
       "",
       "| part | fusions (kernels) | LAPACK calls | while | compile s, default emitters | compile s, classic |",
       "|---|---:|---:|---:|---:|---:|",
@@ -132,9 +130,7 @@ def main(argv=None) -> None:
     med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     lines.append(f"| {name} | {med['fusions']:.0f} | {med['custom']:.0f} | {med['while']:.0f}"
                  f" | {med['default']:.2f} | {med['classic']:.2f} |")
-  text = "\n".join(lines) + "\n"
-  print(text)
-  args.out.write_text(text)
+  bench.write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,13 @@ Writes ``benchmarks/RESULTS_overhead.md``. Usage: ``python benchmarks/overhead.p
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402,F401  (x64 on, BLAS pinned)
+import run as bench  # noqa: E402  (x64 on, BLAS pinned, the report writer)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -84,7 +82,7 @@ def main(argv=None) -> None:
       "",
       f"`python benchmarks/overhead.py --calls {args.calls}`: median of {args.calls} calls per row, interleaved in a random order;"
       f" chained Rosenbrock n = {N} in [{LOWER}, {UPPER}] ({int(res.nit)} iterations, {int(res.nfev)} evaluations).",
-      f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__}.",
+      bench.machine_line(),
       "",
       "| call | us per call | wrapper (minus jitted) us |",
       "|---|---:|---:|",
@@ -92,9 +90,7 @@ def main(argv=None) -> None:
   ]
   for name in forms():
     lines.append(f"| minimize, {name} | {med[name]:.0f} | {med[name] - med['jitted']:.0f} |")
-  text = "\n".join(lines) + "\n"
-  print(text)
-  args.out.write_text(text)
+  bench.write_markdown(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -353,6 +353,18 @@ def _gmean(values) -> float | None:
   return math.exp(statistics.fmean(math.log(v) for v in values)) if values else None
 
 
+def machine_line() -> str:
+  """The machine in one line, for the reports of the smaller benchmark scripts."""
+  return f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__}."
+
+
+def write_markdown(path: Path, lines: list[str]) -> None:
+  """Prints the report ``lines`` and writes them to ``path``."""
+  text = "\n".join(lines) + "\n"
+  print(text)
+  path.write_text(text)
+
+
 def machine_info() -> list[str]:
   try:
     import jaxlib
