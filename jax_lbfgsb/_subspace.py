@@ -113,8 +113,8 @@ def change_tiers(n: int, smallest: int = CHANGES_MAX, fraction: int = CHANGES_FR
 def init_grams(n: int, m: int, dtype) -> Grams | None:
   """Empty sums, to be computed in full at the first :func:`update_grams`.
 
-  None below ``INCREMENTAL_MIN_N`` variables, where every update recomputes
-  the sums and none are kept between iterations.
+  None below ``INCREMENTAL_MIN_N`` variables, where :func:`chronological_sums`
+  computes them anew in each iteration and none are kept.
   """
   if n < INCREMENTAL_MIN_N:
     return None
@@ -150,12 +150,12 @@ def chronological_sums(memory: Memory, grams: Grams | None, free: jax.Array) -> 
 
 
 def update_grams(
-    grams: Grams | None, memory: Memory, free: jax.Array, tiers: tuple[int, ...] | None = None, devices: int = 1
+    grams: Grams, memory: Memory, free: jax.Array, tiers: tuple[int, ...] | None = None, devices: int = 1
 ) -> Grams:
-  """The sums over the new free set, as ``formk`` updates ``wn1``: variables
+  """The kept sums over the new free set, as ``formk`` updates ``wn1``: variables
   entering and leaving the free set are added and removed, and the row and
-  column of a replaced pair are recomputed; else (or with ``grams`` None)
-  everything is recomputed.
+  column of a replaced pair are recomputed; else everything is recomputed.
+  (Small problems keep no sums: :func:`chronological_sums`.)
 
   ``tiers`` (static) are the sizes of the incremental updates, by default
   :func:`change_tiers` of ``n``; tests pass small ones to cross every tier at
@@ -170,10 +170,9 @@ def update_grams(
   def result(yzy, szy, say, sas):
     return Grams(yzy, szy, say, sas, free, jnp.zeros((S.shape[0],), bool), jnp.ones((), bool))
 
-  # A small problem (init_grams) keeps no sums. Over several devices the
-  # compaction of the changes would gather them (a collective of an n-sized
-  # array); the recomputation needs none.
-  if grams is None or devices > 1:
+  # Over several devices the compaction of the changes would gather them (a
+  # collective of an n-sized array); the recomputation needs none.
+  if devices > 1:
     return result(*full(None))
 
   changed = free != grams.free
