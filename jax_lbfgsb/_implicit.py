@@ -19,7 +19,8 @@ products. It is wrapped in :func:`jax.lax.custom_linear_solve`, so the rule is
 linear in the tangents and transposes to the same solve: ``jax.grad`` works as
 well as ``jax.jvp``, and the solver's ``while_loop`` is never differentiated.
 ``f`` and ``g`` at ``x*`` get their total derivatives, ``df = d_p f dp + g'dx``
-and ``dg = d_p g dp + H dx``; every other field of the state has a zero tangent.
+and ``dg = d_p g dp + H dx``; the state's box carries the bounds' tangents and
+every other field a zero tangent.
 
 The rule where these assumptions fail:
 
@@ -190,6 +191,7 @@ def differentiable_solve(
     dx = scale * (dx_active + dx_free)
     df = scale * (df_p + jnp.vdot(g, dx, precision=_HI))
     dg = scale * (dg_p + hvp(dx))
-    return state, jax.tree.map(_zero_tangent, state)._replace(x=dx, f=df, g=dg)
+    zero = jax.tree.map(_zero_tangent, state)
+    return state, zero._replace(x=dx, f=df, g=dg, box=zero.box._replace(l=dl, u=du))
 
   return solution(l, u, params, start)

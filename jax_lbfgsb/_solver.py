@@ -161,6 +161,8 @@ class LbfgsbState(NamedTuple):
     termination: a :class:`~jax_lbfgsb._status.Termination` code, ``RUNNING`` until it stops.
     history: a :class:`History`, or None when not recorded.
     info: an :class:`Info`, or None when nothing prints.
+    box: the :class:`Box` the state was solved in, set when :func:`run`
+      returns (a warm start compares it with its own); None inside the loop.
   """
 
   x: jax.Array
@@ -177,6 +179,7 @@ class LbfgsbState(NamedTuple):
   termination: jax.Array
   history: History | None
   info: Info | None
+  box: Box | None = None
 
 
 def _i32(v) -> jax.Array:
@@ -234,12 +237,26 @@ def _new_x_tests(s: LbfgsbState, box: Box, options: Options, halt) -> jax.Array:
   ).astype(jnp.int32)
 
 
-def _accepted_tests(s: LbfgsbState, box: Box, options: Options, mismatch, halt) -> jax.Array:
-  """The tests at a new iterate, where a search that only found ``f`` rising against
-  the gradient's prediction (accepted by ``dcsrch`` on rounding) stops as
-  ``INCONSISTENT_GRADIENT`` instead of running on or calling that convergence."""
+def _accepted_tests(s: LbfgsbState, box: Box, options: Options, mismatch, gd, halt) -> jax.Array:
+  """The tests at a new iterate after a line search along ``d``, with two corrections.
+
+  A search that only found ``f`` rising against the gradient's prediction
+  (accepted by ``dcsrch`` on rounding) stops as ``INCONSISTENT_GRADIENT``
+  instead of running on or calling that convergence. An ``ftol`` stop whose
+  step changed ``f`` by no more than its rounding (4 ulps) is the precision
+  limit of the type, not convergence (``PRECISION_LIMIT``), where the
+  quadratic model predicted a decrease (``-g'd / 2`` at its minimizer along
+  ``d``) beyond ``sqrt(eps) max(|f|, 1)``: far from a solution, as MGH's
+  Brown badly scaled in float32 at ``f = 6e11``. A smaller prediction is
+  within what rounding in ``g`` allows near a minimizer: converged to the
+  precision of the type, ``ftol`` stands.
+  """
   code = _new_x_tests(s, box, options, halt)
   stalled = (code == Termination.RUNNING) | (code == Termination.CONVERGED_FTOL) | (code == Termination.CONVERGED_XTOL)
+  eps, scale = jnp.finfo(s.f.dtype).eps, jnp.maximum(jnp.abs(s.fold), jnp.abs(s.f))
+  floor = ((code == Termination.CONVERGED_FTOL) & (s.fold - s.f <= 4.0 * eps * scale)
+           & (-0.5 * gd > jnp.sqrt(eps) * jnp.maximum(scale, 1.0)))
+  code = jnp.where(floor, Termination.PRECISION_LIMIT, code)
   return jnp.where(mismatch & stalled, Termination.INCONSISTENT_GRADIENT, code).astype(jnp.int32)
 
 
@@ -311,25 +328,28 @@ def resume(
 
   ``fun``, its ``args`` or the bounds may differ from the solve that made
   ``state``: ``f`` and ``g`` are evaluated again at ``x`` projected into the
-  box (one more evaluation). When nothing changed (the same ``x``, and ``f``
-  and ``g`` equal to rounding: this evaluation may be compiled differently
-  from the loop's) the solve continues exactly as one longer solve would,
-  with the stored ``f``, ``g`` and the tests of its last iterate; otherwise
-  it starts over from there, keeping the memory, with the initial test
+  box (one more evaluation). When nothing changed (the same bounds, the same
+  ``x``, and ``f`` and ``g`` equal to rounding: this evaluation may be
+  compiled differently from the loop's) the solve continues exactly as one
+  longer solve would, with the stored ``f``, ``g`` and the tests of its last
+  iterate; otherwise (new bounds too, even where they leave ``x`` where it
+  was) it starts over from there, keeping the memory, with the initial test
   ``||proj g|| <= gtol``.
   """
   x = project(state.x, box.l, box.u)
   f, g = fun_and_grad(x)
   tol = 8.0 * jnp.finfo(x.dtype).eps
+  same_box = False if state.box is None else jnp.all(box.l == state.box.l) & jnp.all(box.u == state.box.u)
   same = (
-      jnp.all(x == state.x)
+      same_box
+      & jnp.all(x == state.x)
       & (jnp.abs(f - state.f) <= tol * jnp.maximum(jnp.abs(f), jnp.abs(state.f)))
       & (jnp.max(jnp.abs(g - state.g)) <= tol * jnp.maximum(jnp.max(jnp.abs(g)), jnp.max(jnp.abs(state.g))))
   )
   state = state._replace(
       x=x, f=jnp.where(same, state.f, f), g=jnp.where(same, state.g, g), fold=jnp.where(same, state.fold, f),
       nfev=state.nfev + 1, sbgnrm=jnp.where(same, state.sbgnrm, projected_gradient_norm(x, g, box.l, box.u)),
-      info=_info(state.info, hooks),
+      info=_info(state.info, hooks), box=None,
   )
   return with_termination(state, _entry_tests(state, box, options, continuing=same))
 
@@ -341,20 +361,28 @@ class _LineSearch(NamedTuple):
   gd: jax.Array
   stp: jax.Array  # the step to evaluate next, or the accepted one once done
   dcsrch: DcsrchState
-  ifun: jax.Array
+  ifun: jax.Array  # 1 + the finite trials that did not end the search (dcsrch's budget, maxls)
+  nans: jax.Array  # trials where f or g was NaN or inf (their own budget, maxls)
   nfev: jax.Array
   done: jax.Array
   failed: jax.Array
   bad: jax.Array  # the shortest step where f or g was NaN or inf (inf: none)
-  nonfinite: jax.Array  # every trial point so far had NaN or inf in f or g
+  good: jax.Array  # the longest finite trial step below ``bad``
   rose: jax.Array  # some trial raised f beyond rounding where g predicted a fall beyond it
-  fell: jax.Array  # some trial lowered f beyond rounding
+  fell: jax.Array  # some trial lowered f
 
 
 def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, skip):
   """``lnsrlb``: the Moré–Thuente search along ``d`` from ``x``, starting at ``z`` or ``1/||d||``.
 
-  With ``skip`` the loop makes no evaluation (``done``, not ``failed``).
+  A trial where ``f`` or ``g`` is NaN or inf (a barrier's log or sqrt beyond
+  its domain, an overflow) is not shown to ``dcsrch``: the step is halved
+  toward the best point so far, and from then on no step goes past the
+  longest finite one, so that the search stops at the edge of the finite
+  region rather than probing it again. These halvings have their own budget
+  of ``maxls`` evaluations; ``dcsrch`` keeps its ``maxls`` for the Wolfe
+  conditions. With ``skip`` the loop makes no evaluation (``done``, not
+  ``failed``).
   """
   x, dtype = state.x, state.x.dtype
   first = state.nit == 0
@@ -374,33 +402,32 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     xt = lnsrlb_trial_point(x, d, z, ls.stp, box.l, box.u)
     f, g = fun_and_grad(xt)
     gd = jnp.vdot(g, d)
-    # A trial where f or g is NaN or inf is not shown to dcsrch: the step is
-    # halved toward the best point so far, and later steps stay below it.
     nonfinite = _nonfinite(f, g) | ~jnp.isfinite(gd)
     bad = jnp.where(nonfinite, jnp.minimum(ls.bad, ls.stp), ls.bad)
+    good = jnp.where(~nonfinite & (ls.stp < bad), jnp.maximum(ls.good, ls.stp), ls.good)
     new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, ftol=options.ls_ftol, gtol=options.ls_gtol,
-                              stpmax=jnp.minimum(stpmax, bad))
+                              stpmax=jnp.where(bad < jnp.inf, jnp.minimum(stpmax, good), stpmax))
     new_stp = jnp.where(nonfinite, ls.dcsrch.stx + 0.5 * (ls.stp - ls.dcsrch.stx), new_stp)
     ds = jax.tree.map(lambda old, new: jnp.where(nonfinite, old, new), ls.dcsrch, ds)
     done = (ds.task != FG) & ~nonfinite
     # The gradient's prediction of f(stp) - f(0), by the trapezoid rule over
     # g'd at both ends (exact for a quadratic), against the change seen.
     change, predicted = f - state.f, 0.5 * ls.stp * (gd0 + gd)
-    ifun = jnp.where(done, ls.ifun, ls.ifun + 1)
-    failed = ~done & (ifun - 1 >= options.maxls)
+    ifun = jnp.where(done | nonfinite, ls.ifun, ls.ifun + 1)
+    nans = ls.nans + nonfinite.astype(jnp.int32)
+    failed = ~done & ((ifun - 1 >= options.maxls) | (nans >= options.maxls))
     return _LineSearch(
         x=xt, f=jnp.where(nonfinite, ls.f, f), g=g, gd=gd, stp=new_stp, dcsrch=ds,
-        ifun=ifun, nfev=ls.nfev + 1, done=done, failed=failed, bad=bad,
-        nonfinite=nonfinite & ((ls.nfev == 0) | ls.nonfinite),
+        ifun=ifun, nans=nans, nfev=ls.nfev + 1, done=done, failed=failed, bad=bad, good=good,
         rose=ls.rose | (~nonfinite & (change > noise) & (predicted < -noise)),
-        fell=ls.fell | (~nonfinite & (change < -noise)),
+        fell=ls.fell | (~nonfinite & (change < 0)),
     )
 
+  zero = jnp.zeros((), bool)
   init_ls = _LineSearch(
       x=x, f=state.f, g=state.g, gd=gd0, stp=stp, dcsrch=dcsrch_init(state.f, gd0, stp, 0.0, stpmax),
-      ifun=_i32(1), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
-      bad=jnp.asarray(jnp.inf, dtype), nonfinite=jnp.zeros((), bool), rose=jnp.zeros((), bool),
-      fell=jnp.zeros((), bool),
+      ifun=_i32(1), nans=_i32(0), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
+      bad=jnp.asarray(jnp.inf, dtype), good=jnp.zeros((), dtype), rose=zero, fell=zero,
   )
   return packed_while_loop(cond, body, init_ls), gd0
 
@@ -479,10 +506,11 @@ def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: B
   failed, accepted = searched & ls.failed, searched & ls.done
   empty = state.memory.col == 0
   # A search where f rose beyond rounding while the gradient predicted a fall
-  # beyond it, and never fell beyond rounding, says that g does not match f
-  # (for a smooth f and a consistent g, short enough steps fall as predicted).
-  # One that shrank the step until f's changes were lost in rounding failed for
-  # lack of precision.
+  # beyond it, and never fell at all, says that g does not match f (for a
+  # smooth f and a consistent g, short enough steps fall as predicted; a long
+  # trial that rose over a hump, then a short one that fell, even by a few
+  # ulps, is no evidence). One that shrank the step until f's changes were
+  # lost in rounding failed for lack of precision.
   mismatch = ls.rose & ~ls.fell
   abnormal = jnp.select(
       [gdold >= 0, mismatch, jnp.abs(ls.f - state.f) <= _rounding(state.f)],
@@ -499,12 +527,14 @@ def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: B
       memory=refresh(state.memory, failed_direction | (failed & ~empty)),
   )
   halt = _callback_halt(hooks, state, s, accepted)
-  # No finite point along steepest descent: NONFINITE; else a failed search is
-  # ABNORMAL with an empty memory and a restart otherwise.
+  # A failed search with an empty memory ends the solve (a restart otherwise):
+  # NONFINITE where NaN or inf cut it short (no finite point along steepest
+  # descent, or the NaN region left no acceptable step), else ABNORMAL.
   termination = jnp.where(
       failed_direction, state.termination,
-      jnp.where(failed, jnp.where(empty, jnp.where(ls.nonfinite, Termination.NONFINITE, abnormal), Termination.RUNNING),
-                _accepted_tests(s, box, options, mismatch, halt)),
+      jnp.where(failed, jnp.where(empty, jnp.where(ls.nans > 0, Termination.NONFINITE, abnormal),
+                                  Termination.RUNNING),
+                _accepted_tests(s, box, options, mismatch, gdold, halt)),
   )
   history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
   return with_termination(s._replace(history=history), termination)
@@ -571,10 +601,10 @@ def run(
       jax.debug.callback(hooks.printer.iterate, new_iterate, new.nit, new.f, new.sbgnrm, new.info.iback, new.xstep)
     return new
 
-  state = lax.while_loop(lambda s: s.termination == Termination.RUNNING, body, state)
+  state = lax.while_loop(lambda s: s.termination == Termination.RUNNING, body, state._replace(box=None))
   if hooks.printer is not None:
     jax.debug.callback(
         hooks.printer.finish, state.x.size, state.nit, state.nfev, state.info.nintol, state.info.nskip,
         state.info.nact, state.sbgnrm, state.f, state.termination,
     )
-  return state
+  return state._replace(box=box)

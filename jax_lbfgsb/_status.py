@@ -133,9 +133,11 @@ RECORDS: dict[Termination, Record] = {
     ),
     Termination.NONFINITE: _record(
         _ABNORMAL,
-        "f or its gradient is NaN or inf. The solve stopped and returns the last iterate where "
-        "both were finite; check `fun` for overflow, log/sqrt of negative values or division "
-        "by zero inside the bounds.", 2,
+        "f or its gradient is NaN or inf: at x0, or in a region the line search could not "
+        "get past (its maxls halvings back from NaN or inf did not reach an acceptable step). "
+        "The solve stopped and returns the last iterate where both were finite; check `fun` "
+        "for overflow, log/sqrt of negative values or division by zero inside the bounds "
+        "(tighten the bounds to exclude such a region), or raise maxls.", 2,
     ),
     Termination.INVALID_BOUNDS: _record(
         "ERROR: NO FEASIBLE SOLUTION",
@@ -150,10 +152,12 @@ RECORDS: dict[Termination, Record] = {
     ),
     Termination.PRECISION_LIMIT: _record(
         _ABNORMAL,
-        "The line search could not decrease f beyond rounding error: along the search "
-        "direction the changes in f fell below the precision of the floating-point type "
-        "(common in float32). x is as accurate as that precision allows; for tighter "
-        "tolerances use float64 (jax_enable_x64) or rescale f and x.", 2,
+        "The solve could not decrease f beyond rounding error: along the search direction "
+        "the changes in f fell below the precision of the floating-point type (common in "
+        "float32), although the gradient predicted a larger decrease. x is as good as that "
+        "precision allows from here, which may still be far from a solution when the "
+        "projected gradient (see `jac`) is large; use float64 (jax_enable_x64) or rescale "
+        "f and x.", 2,
     ),
     Termination.CONVERGED_PGTOL_REL: _record(
         "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL_REL*(1+|F|)",

@@ -308,7 +308,8 @@ def _notes(s: _Solve, x0: Any) -> list[str]:
     notes.append(
         f"f or its gradient became NaN or inf {where}. x is the last point where both were finite."
         " Look for overflow (exp of large values, huge x), log or sqrt of negative values, or a"
-        " division by zero inside the bounds; tighter bounds or a rescaled f usually avoid it."
+        " division by zero inside the bounds; tighter bounds or a rescaled f usually avoid it (or a"
+        " larger maxls, when the line search ran out of halvings back from such a region)."
     )
   elif s.nit == 0 and code == Termination.CONVERGED_PGTOL:
     notes += _early_stop(s, pg_inf, free)

@@ -166,6 +166,31 @@ def test_warm_start_with_new_bounds_or_args_solves_the_new_problem(wrap, dtype):
   assert int(shifted.status) == 0 and float(shifted.fun) < tol
 
 
+def _to_two(x):
+  return jnp.sum((x - 2.0) ** 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_warm_start_into_a_box_that_keeps_x_solves_the_new_problem(dtype):
+  # The old solution [1, 1] stays where it is in each new box, with the same f
+  # and g: the problem changed all the same, so the solve must go on to the
+  # new optimum, not return the old point labelled converged (issue 28).
+  first = minimize(_to_two, jnp.zeros(2, dtype), bounds=(jnp.asarray([-1.0, 1.0], dtype), 1.0))  # x[1] fixed
+  np.testing.assert_array_equal(first.x, [1.0, 1.0])
+  wider = minimize(_to_two, first, bounds=(-1.0, 3.0))
+  np.testing.assert_allclose(wider.x, [2.0, 2.0], atol=1e-3 if dtype == jnp.float32 else 1e-6)
+  # The same under jit(vmap), one lane a box: wider, shifted, and one that
+  # frees the variable the first solve fixed.
+  lower = jnp.asarray([[-1.0, -1.0], [0.5, 0.5], [-1.0, -1.0]], dtype)
+  upper = jnp.asarray([[3.0, 3.0], [1.5, 1.5], [1.0, 3.0]], dtype)
+  batch = jax.jit(jax.vmap(lambda lo, hi: minimize(_to_two, first, bounds=(lo, hi))))(lower, upper)
+  np.testing.assert_allclose(batch.x, [[2.0, 2.0], [1.5, 1.5], [1.0, 2.0]], atol=1e-3 if dtype == jnp.float32 else 1e-6)
+  assert np.all(np.asarray(batch.nit) > int(first.nit)) and np.all(np.asarray(batch.status) == 0)
+  # Unchanged bounds still continue the old solve: nothing to do but stop.
+  same = minimize(_to_two, first, bounds=(jnp.asarray([-1.0, 1.0], dtype), 1.0))
+  assert (int(same.nit), int(same.termination)) == (int(first.nit), int(first.termination))
+
+
 def test_warm_start_under_jit_and_with_new_tolerances():
   solve = jax.jit(lambda r, gtol: minimize(rosen, r, gtol=gtol))
   first = minimize(rosen, jnp.asarray(X0), maxiter=10)

@@ -535,6 +535,55 @@ def test_a_gradient_inconsistent_with_f_is_named(dtype):
   assert float(res.fun) <= 0.75  # never above f(x0)
 
 
+def _hump(x, offset):
+  # offset + (x - 2)^2 / 1e4 with a bump of height 10 over [0.3, 1.1]: the
+  # first trial (x = 1) lands past the bump, where f rose by 1.9 although g'd
+  # is negative at both ends; the next trial, before the bump, lowers f by
+  # 3.5e-5, a few float32 ulps of f = 1000, and is accepted.
+  r = (x[0] - 0.7) / 0.4
+  return offset + 1e-4 * (x[0] - 2.0) ** 2 + 10.0 * jnp.maximum(0.0, 1.0 - r * r) ** 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_fall_of_a_few_ulps_after_a_hump_is_no_inconsistent_gradient(dtype):
+  # The gradient is jax.grad's: the search must not call it inconsistent
+  # (float32 did, at iteration 1: the fall was below 16 eps |f|), and goes on to x = 2.
+  res = minimize(_hump, jnp.zeros(1, dtype), args=(jnp.asarray(1000.0, dtype),))
+  assert int(res.termination) in FLOAT32_ENDS, res.termination
+  np.testing.assert_allclose(res.x, [2.0], atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_step_that_left_f_unchanged_is_the_precision_limit(dtype):
+  # MGH Brown badly scaled: float32 made a step with no decrease of f at all
+  # (f = 6.28e11, |g| = 1.2e11) and called it CONVERGED_FTOL (status 0).
+  p = problems.brown_badly_scaled()
+  res = minimize(p.fun, jnp.asarray(p.x0, dtype))
+  if dtype == jnp.float64:
+    assert int(res.status) == 0 and float(res.fun) < 1e-10
+    return
+  assert int(res.termination) == Termination.PRECISION_LIMIT and not bool(res.success)
+  assert float(res.fun) > 1e10 and float(res.state.sbgnrm) > 1e10  # far from f* = 0
+  assert "precision" in res.cause
+
+
+def test_a_nan_barrier_is_crossed_within_the_default_maxls():
+  # f is NaN for x[1] < -3.2 (log), and the minimizer lies 5e-4 inside the
+  # barrier. The halvings back from the NaN region used to spend maxls:
+  # ABNORMAL at iteration 0, "the gradient does not match f" (SciPy: ABNORMAL too).
+  def barrier(x):
+    return 0.15 * (x[0] - 790.0) ** 2 + 1.06 * (x[1] + 6.3) ** 2 - 0.0033 * jnp.log(x[1] + 3.2)
+
+  lower, upper = jnp.array([-9.6, -3.5]), jnp.array([8.9, 7.9])
+  res = minimize(barrier, jnp.array([-0.27, 1.7]), bounds=(lower, upper))
+  assert int(res.status) == 0, res.termination
+  np.testing.assert_allclose(res.fun, 91527.79647, rtol=1e-10)  # with maxls=200 before: 91527.796470
+  np.testing.assert_allclose(res.x, [8.9, -3.1995], atol=1e-4)
+  # A barrier the search cannot get past in maxls halvings names the NaN region.
+  stuck = minimize(barrier, jnp.array([-0.27, 1.7]), bounds=(lower, upper), maxls=2)
+  assert int(stuck.termination) == Termination.NONFINITE and "NaN" in stuck.cause
+
+
 def test_fixed_variables_stay_fixed():
   lower = jnp.array([0.3, -2.0, -2.0, -2.0])
   upper = jnp.array([0.3, 2.0, 2.0, 2.0])
