@@ -376,9 +376,9 @@ def _progress(stream):
       stream.write(" " * 20 + "\r")
 
 
-def _run(p, options: dict, iprint_to=None):
-  """Solves ``p`` in float64 with :func:`~jax_lbfgsb.report.timed_minimize` under the progress line;
-  the iprint output goes to ``iprint_to`` (a text stream), default stdout."""
+def _run(p, options: dict, iprint_to=None, progress: bool = True):
+  """Solves ``p`` in float64 with :func:`~jax_lbfgsb.report.timed_minimize` (under the progress
+  line with ``progress``); the iprint output goes to ``iprint_to`` (a text stream), default stdout."""
   import jax
 
   jax.config.update("jax_enable_x64", True)
@@ -387,7 +387,7 @@ def _run(p, options: dict, iprint_to=None):
   from jax_lbfgsb.report import timed_minimize
 
   redirect = contextlib.nullcontext() if iprint_to is None else contextlib.redirect_stdout(iprint_to)
-  with _progress(sys.stderr), redirect:
+  with _progress(sys.stderr) if progress else contextlib.nullcontext(), redirect:
     return timed_minimize(p.fun, jnp.asarray(p.x0, jnp.float64), bounds=(p.lower, p.upper), **options)
 
 
@@ -510,6 +510,21 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
   return 0
 
 
+def _page(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+  if importlib.util.find_spec("flask") is None or importlib.util.find_spec("matplotlib") is None:
+    parser.error('the page needs flask and matplotlib: pip install "jax-lbfgsb[page]"')
+  if args.workers < 1 or not args.time_limit > 0:
+    parser.error(f"--workers must be >= 1 and --time-limit > 0, got {args.workers} and {args.time_limit}")
+  from jax_lbfgsb import page
+
+  try:
+    page.serve(args.host, args.port, args.open, args.workers, args.time_limit)
+  except OSError as err:
+    parser.error(f"--host {args.host} --port {args.port}: cannot listen there ({err.strerror or err});"
+                 " choose another port, or --port 0 for a free one")
+  return 0
+
+
 def _parser() -> argparse.ArgumentParser:
   from jax_lbfgsb import __version__
 
@@ -564,6 +579,17 @@ def _parser() -> argparse.ArgumentParser:
   demo.add_argument("--iprint", type=int, default=0,
                     help="Fortran progress output: 0 the final table (default), k every k iterations")
   demo.set_defaults(func=_demo, parser=demo)
+
+  serve = sub.add_parser(
+      "page", help="the same as a local web page: the form, the results, the plots (needs the page extra)",
+      description="Serve the interactive L-BFGS-B page (jax_lbfgsb.page) until Ctrl-C.")
+  serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+  serve.add_argument("--port", type=int, default=8765, help="port (8765; 0: a free one)")
+  serve.add_argument("--open", action="store_true", help="open the page in a web browser")
+  serve.add_argument("--workers", type=int, default=2, help="solving processes, solves at a time (2)")
+  serve.add_argument("--time-limit", type=float, default=60.0,
+                     help="wall-clock seconds per solve, compilation included (60); a longer solve is stopped")
+  serve.set_defaults(func=_page, parser=serve)
   return parser
 
 
@@ -648,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   sys.stdout, sys.stderr = out, err = _ClosedPipeSafe(sys.stdout), _ClosedPipeSafe(sys.stderr)
   try:
     args = _parser().parse_args(_glue_negative_vectors(sys.argv[1:] if argv is None else argv))
-    if args.command != "list":
+    if args.command not in ("list", "page"):  # the page's workers keep a cache of their own
       _compilation_cache()
     status = args.func(args.parser, args)
   finally:
