@@ -75,6 +75,9 @@ FIELDS = ("function", "expr", "n", "x0", "eps", "delta", "kappa", "m", "iprint",
 # The form as first shown: the page preset's values (m blank: min(n/2 + 1, 10)).
 DEFAULTS = {"function": "helical_valley", "expr": "", "n": "", "x0": "", "eps": "1e-07", "delta": "0.01",
             "kappa": "0.9", "m": "", "iprint": "0", "contour": "1,2", "radius": "1"}
+# What a blank field means (the form's placeholders).
+BLANK = {"n": "the function's own", "x0": "the function's own", "eps": "1e-07", "delta": "0.01", "kappa": "0.9",
+         "m": "min(n/2+1, 10)", "iprint": "-1", "contour": "none", "radius": "1"}
 RULES = {
     "function": "a name or number from the list, or expr for your own f below",
     "expr": f"your own f(x(1..n)), at most {MAX_EXPR} characters (see the accepted forms)",
@@ -357,7 +360,7 @@ def create_app(workers: int = 2, time_limit: float = TIME_LIMIT):
   app = Flask(__name__)
   solver = Solver(workers, time_limit)
   app.extensions["jax_lbfgsb"] = solver
-  shown = {"functions": _functions(), "grammar": _grammar(), "rules": RULES, "own": OWN,
+  shown = {"functions": _functions(), "grammar": _grammar(), "rules": RULES, "blank": BLANK, "own": OWN,
            "limits": {"n": MAX_N, "m": MAX_M, "expr": MAX_EXPR, "time": time_limit, "workers": workers}}
 
   def fields() -> dict:
@@ -366,6 +369,10 @@ def create_app(workers: int = 2, time_limit: float = TIME_LIMIT):
   @app.get("/")
   def form():
     return render_template("page.html", form=DEFAULTS, reply=None, **shown)
+
+  @app.get("/favicon.ico")
+  def favicon():
+    return "", 204
 
   @app.get("/solve")
   def solve():
