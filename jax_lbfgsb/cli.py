@@ -6,6 +6,7 @@
   jax-lbfgsb solve NAME|NUMBER [options]            solve one of them
   jax-lbfgsb solve --expr "TEXT" [--n N] [options]  solve your own f(x(1..n))
   jax-lbfgsb demo [--out DIR]                       bounded Rosenbrock: report, iprint table, 3 plots
+  jax-lbfgsb page [--port 8765] [--open]            the same as a web page (jax_lbfgsb.page; needs flask)
   jax-lbfgsb --version
 
 ``solve`` prints the report of :func:`jax_lbfgsb.report.report` (termination
@@ -31,7 +32,10 @@ Compiled solves are kept in JAX's persistent compilation cache (see
 compilation. Host-side only: argparse and printing live here, never on the
 jitted path.
 Bad arguments exit with status 2 and an argparse-style one-line reason,
-before any solve. When the reader of stdout goes away (``| head``), the rest
+before any solve. The input layer (:func:`problem_from`, :func:`options_from`,
+:func:`contour_from`, :func:`result_dict`) takes plain values and raises
+:class:`FieldError`, so that the page (:mod:`jax_lbfgsb.page`) validates
+and answers exactly as the command does. When the reader of stdout goes away (``| head``), the rest
 of the output is dropped quietly and the exit status is 141, as for a
 command killed by SIGPIPE.
 """
@@ -47,12 +51,13 @@ import inspect
 import json
 import os
 import re
+import string
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -74,6 +79,53 @@ presets (the stopping rules and defaults; the flags above override them):
 # Factories without defaults for every argument get these in `list` and `solve`.
 _DEFAULT_PARAMS = {"ept": {"nx": 10, "ny": 10}, "pjb": {"nx": 10, "ny": 10}, "nnls": {"m": 30, "n": 10}}
 DEMO_DIR = "jax_lbfgsb_demo"
+
+
+class FieldError(ValueError):
+  """Bad input in one field of a solve: :attr:`field` names it, the message says the rule.
+
+  Fields have the page's names (``function``, ``expr``, ``n``, ``x0``, ``eps``,
+  ``delta``, ``kappa``, ``m``, ``iprint``, ``contour``, ``radius``, ...). The
+  message is a :meth:`str.format` template whose ``{name}`` fields are field
+  names, spelled by each face (:meth:`spelled`), and whose ``{0}``, ``{1}``,
+  ... are the values, never read as a template.
+
+  Example:
+    >>> err = FieldError("m", "{m} must be >= {0}, got {1}", 1, 0)
+    >>> err.field, str(err), err.spelled(lambda name: f"--{name}")
+    ('m', 'm must be >= 1, got 0', '--m must be >= 1, got 0')
+  """
+
+  def __init__(self, field: str, template: str, *values):
+    self.field, self.template, self.values = field, template, values
+    super().__init__(self.spelled(str))
+
+  def spelled(self, spell: Callable[[str], str]) -> str:
+    """The message with each field name written as ``spell(name)``."""
+    return string.Formatter().vformat(self.template, self.values, _Spelling(spell))
+
+
+class _Spelling(dict):
+  def __init__(self, spell: Callable[[str], str]):
+    super().__init__()
+    self.spell = spell
+
+  def __missing__(self, name: str) -> str:
+    return self.spell(name)
+
+
+def _flag(field: str) -> str:
+  """How the command line spells a field: ``--x0``; the problem is the positional NAME."""
+  return {"function": "NAME", "contour": "--contour I J"}.get(field, f"--{field}")
+
+
+@contextlib.contextmanager
+def _parser_errors(parser: argparse.ArgumentParser):
+  """A :class:`FieldError` raised in the block becomes ``parser.error`` (exit status 2)."""
+  try:
+    yield
+  except FieldError as err:
+    parser.error(err.spelled(_flag))
 
 
 def _catalog() -> list[str]:
@@ -101,23 +153,28 @@ def _list(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
   return 0
 
 
-def _floats(parser, flag: str, text: str, n: int, none: float = float("nan")):
-  """``v1,v2,...`` (or one value for all n) as a float64 array; ``inf``, ``-inf`` and ``none`` allowed."""
+def floats(field: str, text: str, n: int, none: float = float("nan")) -> np.ndarray:
+  """``v1,v2,...`` (or one value for all n) as a float64 array; ``inf``, ``-inf`` and ``none`` allowed.
+
+  Example:
+    >>> floats("x0", "-1.2, 1", 2).tolist(), floats("lower", "none", 2, none=-np.inf).tolist()
+    ([-1.2, 1.0], [-inf, -inf])
+  """
   try:
     values = [none if v.strip().lower() == "none" else float(v) for v in text.split(",")]
   except ValueError:
-    parser.error(f"{flag}: expected comma-separated numbers, got {text!r}")
+    raise FieldError(field, "{%s}: expected comma-separated numbers, got {0!r}" % field, text) from None
   if len(values) not in (1, n):
-    parser.error(f"{flag}: expected 1 or {n} values (n = {n}), got {len(values)}")
+    raise FieldError(field, "{%s}: expected 1 or {0} values (n = {0}), got {1}" % field, n, len(values))
   return np.resize(np.asarray(values, np.float64), n)
 
 
-def _params(parser, items: Sequence[str]) -> dict:
+def _params(items: Sequence[str]) -> dict:
   out = {}
   for item in items:
     key, sep, value = item.partition("=")
     if not sep or not key.isidentifier():
-      parser.error(f"--param: expected KEY=VALUE, got {item!r}")
+      raise FieldError("param", "{param}: expected KEY=VALUE, got {0!r}", item)
     lowered = value.strip().lower()
     if lowered in ("true", "false"):
       out[key] = lowered == "true"
@@ -128,81 +185,119 @@ def _params(parser, items: Sequence[str]) -> dict:
       try:
         out[key] = float(value)
       except ValueError:
-        parser.error(f"--param {key}: expected a number or true/false, got {value!r}")
+        raise FieldError("param", "{param} {0}: expected a number or true/false, got {1!r}", key, value) from None
   return out
 
 
 def _problem(parser: argparse.ArgumentParser, args: argparse.Namespace):
   """The problem to solve, with --x0, --lower and --upper applied."""
-  if (args.name is None) == (args.expr is None):
-    parser.error("give either a problem NAME (see `jax-lbfgsb list`) or --expr TEXT")
-  if args.n is not None and args.n < 1:
-    parser.error(f"--n must be >= 1, got {args.n}")
-  if args.expr is not None:
-    p, factory = _expression(parser, args), None
+  with _parser_errors(parser):
+    return problem_from(args.name, args.expr, n=args.n, x0=args.x0, lower=args.lower, upper=args.upper,
+                        params=_params(args.param))
+
+
+def problem_from(function: str | None = None, expr: str | None = None, *, n: int | None = None,
+                 x0: str | None = None, lower: str | None = None, upper: str | None = None,
+                 params: Mapping | None = None, max_n: int | None = None):
+  """The :class:`~jax_lbfgsb.problems.Problem` of a solve's fields; raises :class:`FieldError`.
+
+  Args:
+    function: a name or number of :func:`_catalog` (``jax-lbfgsb list``); or None with ``expr``.
+    expr: your own f in :mod:`jax_lbfgsb.expr`'s language; or None with ``function``.
+    n: the number of variables (factories that take n, or ``expr``; default
+      theirs, or for ``expr`` the count of a several-valued ``x0``, else the
+      text's largest index).
+    x0, lower, upper: ``v1,...,vn`` or one value for all, as text (``none``:
+      no bound); None: the problem's.
+    params: other keyword arguments of the factory.
+    max_n: the most variables allowed, checked before anything of size n is built.
+
+  Example:
+    >>> p = problem_from("rosenbrock", x0="-1.2,1")
+    >>> p.name, p.x0.tolist()
+    ('rosenbrock_2', [-1.2, 1.0])
+    >>> problem_from(expr="x(1)^2", n=3, x0="1,2")
+    Traceback (most recent call last):
+    ...
+    jax_lbfgsb.cli.FieldError: x0: expected 1 or 3 values (n = 3), got 2
+  """
+  if (function is None) == (expr is None):
+    raise FieldError("function", "give either a problem {function} (see `jax-lbfgsb list`) or {expr} TEXT")
+  if n is not None and n < 1:
+    raise FieldError("n", "{n} must be >= 1, got {0}", n)
+  if n is not None and max_n is not None and n > max_n:
+    raise FieldError("n", "{n} must be <= {0} here, got {1}", max_n, n)
+  if expr is not None:
+    p, factory = _expression(expr, n, x0, params, max_n), None
   else:
-    p, factory = _predefined(parser, args)
+    p, factory = _predefined(function, n, params)
   n = p.x0.size
-  x0 = p.x0 if args.x0 is None else _floats(parser, "--x0", args.x0, n)
-  lower = p.lower if args.lower is None else _floats(parser, "--lower", args.lower, n, none=-np.inf)
-  upper = p.upper if args.upper is None else _floats(parser, "--upper", args.upper, n, none=np.inf)
+  if max_n is not None and n > max_n:
+    raise FieldError("function", "{function}: {0} has n = {1} variables; at most {2} here", p.name, n, max_n)
+  x0 = p.x0 if x0 is None else floats("x0", x0, n)
+  lower = p.lower if lower is None else floats("lower", lower, n, none=-np.inf)
+  upper = p.upper if upper is None else floats("upper", upper, n, none=np.inf)
   if np.isnan(x0).any() or np.isnan(lower).any() or np.isnan(upper).any():
-    parser.error("--x0, --lower and --upper take numbers (none only in the bounds)")
+    raise FieldError("x0", "{x0}, {lower} and {upper} take numbers (none only in the bounds)")
   bad = np.flatnonzero(lower > upper)
   if bad.size:
-    parser.error(f"lower > upper at x({bad[0] + 1}): {lower[bad[0]]} > {upper[bad[0]]}")
+    raise FieldError("lower", "lower > upper at x({0}): {1} > {2}", bad[0] + 1, lower[bad[0]], upper[bad[0]])
   if factory is not None and not (np.array_equal(lower, p.lower) and np.array_equal(upper, p.upper)):
     p = _rebounded(p, factory, lower, upper)
   return p._replace(x0=x0, lower=lower, upper=upper)
 
 
-def _expression(parser: argparse.ArgumentParser, args: argparse.Namespace):
-  """The ``--expr`` problem; n from --n, else from a --x0 of several values, else from the text."""
+def _expression(text: str, n: int | None, x0: str | None, params: Mapping | None, max_n: int | None):
+  """The ``expr`` problem; n from ``n``, else from an ``x0`` of several values, else from the text."""
   from jax_lbfgsb import problems
   from jax_lbfgsb.expr import ExpressionError, infer_n, parse
 
-  if args.param:
-    parser.error("--param applies to predefined problems, not to --expr")
-  n = args.n
-  if n is None and args.x0 is not None and "," in args.x0:
-    n = len(args.x0.split(","))
+  if params:
+    raise FieldError("param", "{param} applies to predefined problems, not to {expr}")
+  if n is None and x0 is not None and "," in x0:
+    n = len(x0.split(","))
   if n is None:
     try:
-      n = infer_n(args.expr)
+      n = infer_n(text)
     except ExpressionError as err:
       reason = str(err).splitlines()[0]
       if not reason.startswith("n cannot be inferred"):
-        parser.error(f"--expr: {err}")
-      parser.error(f"--expr needs --n N (or --x0 v1,...,vN) here: {reason}")
+        raise FieldError("expr", "{expr}: {0}", err) from None
+      raise FieldError("expr", "{expr} needs {n} N (or {x0} v1,...,vN) here: {0}", reason) from None
+  if max_n is not None and n > max_n:
+    raise FieldError("n", "{n} must be <= {0} here, got {1} (from {x0} or the largest index in {expr})", max_n, n)
   try:
-    expression = parse(args.expr, n)
+    expression = parse(text, n)
   except ExpressionError as err:
-    parser.error(f"--expr: {err}")
+    raise FieldError("expr", "{expr}: {0}", err) from None
   inf = np.full(n, np.inf)
-  return problems.Problem("expression", expression.fun, np.zeros(n), -inf, inf, None, args.expr)
+  return problems.Problem("expression", expression.fun, np.zeros(n), -inf, inf, None, text)
 
 
-def _predefined(parser: argparse.ArgumentParser, args: argparse.Namespace):
-  """The predefined problem NAME (or number), and its factory with the arguments it was built with."""
+def _predefined(function: str, n: int | None, params: Mapping | None):
+  """The predefined problem ``function`` (a name or number), and its factory with the arguments it was built with."""
   from jax_lbfgsb import problems
 
   catalog = _catalog()
-  name = catalog[int(args.name) - 1] if args.name.isdigit() and 1 <= int(args.name) <= len(catalog) else args.name
+  number = function.isdigit() and 1 <= int(function) <= len(catalog)
+  name = catalog[int(function) - 1] if number else function
   if name not in problems.PROBLEMS:
     close = difflib.get_close_matches(name, list(problems.PROBLEMS), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    parser.error(f"unknown problem {args.name!r}{hint}; `jax-lbfgsb list` shows the names and numbers")
-  kwargs = {**_DEFAULT_PARAMS.get(name, {}), **_params(parser, args.param)}
-  if args.n is not None:
-    kwargs["n"] = args.n
+    raise FieldError("function", "unknown problem {0!r}{1}; `jax-lbfgsb list` shows the names and numbers",
+                     function, hint)
+  kwargs = {**_DEFAULT_PARAMS.get(name, {}), **(params or {})}
+  if n is not None:
+    kwargs["n"] = n
   accepted = inspect.signature(problems.PROBLEMS[name]).parameters
   unknown = sorted(set(kwargs) - set(accepted))
   if unknown:
-    parser.error(f"{name} takes no parameter {', '.join(unknown)}; its parameters: {', '.join(accepted) or 'none'}")
+    raise FieldError("n" if "n" in unknown else "param", "{0} takes no parameter {1}; its parameters: {2}",
+                     name, ", ".join(unknown), ", ".join(accepted) or "none")
   try:
     return problems.get(name, **kwargs), functools.partial(problems.PROBLEMS[name], **kwargs)
   except ValueError as err:
-    parser.error(f"{name}: {err}")
+    raise FieldError("n" if n is not None else "param", "{0}: {1}", name, err) from None
 
 
 def _rebounded(p, factory, lower: np.ndarray, upper: np.ndarray):
@@ -226,14 +321,28 @@ def _values(values: np.ndarray, first: int = 4) -> str:
 
 def _options(parser: argparse.ArgumentParser, preset: str, n: int, iprint: int, **flags) -> dict:
   """``minimize`` keyword arguments from a preset and the flags (eps, ftol, m, ...; None: the preset's)."""
-  pick = {key: value if flags.get(key) is None else flags[key] for key, value in _PRESETS[preset].items()}
+  with _parser_errors(parser):
+    return options_from(preset, n, iprint, **flags)
+
+
+def options_from(preset: str, n: int, iprint: int, **fields) -> dict:
+  """``minimize`` keyword arguments from a preset and the fields (eps, ftol, delta, kappa, m,
+  maxiter, maxfun; None: the preset's); raises :class:`FieldError`.
+
+  Example:
+    >>> options_from("page", 2, -1, eps=1e-6)["pgtol_rel"], options_from("page", 2, -1)["maxcor"]
+    (1e-06, 2)
+  """
+  pick = {key: value if fields.get(key) is None else fields[key] for key, value in _PRESETS[preset].items()}
   m = min(n // 2 + 1, 10) if pick["m"] is None else pick["m"]
   if not 0 < pick["delta"] < pick["kappa"] < 1:
-    parser.error(f"--delta and --kappa must satisfy 0 < delta < kappa < 1; got {pick['delta']}, {pick['kappa']}")
-  for flag, value, low in (("--eps", pick["eps"], 0), ("--ftol", pick["ftol"], 0), ("--m", m, 1),
-                           ("--maxiter", pick["maxiter"], 1), ("--maxfun", pick["maxfun"], 1)):
+    raise FieldError("kappa" if not 0 < pick["kappa"] < 1 else "delta",
+                     "{delta} and {kappa} must satisfy 0 < delta < kappa < 1; got {0}, {1}",
+                     pick["delta"], pick["kappa"])
+  for field, value, low in (("eps", pick["eps"], 0), ("ftol", pick["ftol"], 0), ("m", m, 1),
+                            ("maxiter", pick["maxiter"], 1), ("maxfun", pick["maxfun"], 1)):
     if not value >= low:
-      parser.error(f"{flag} must be >= {low}, got {value}")
+      raise FieldError(field, "{%s} must be >= {0}, got {1}" % field, low, value)
   options = dict(maxcor=m, ftol=pick["ftol"], ls_ftol=pick["delta"], ls_gtol=pick["kappa"],
                  maxiter=pick["maxiter"], maxfun=pick["maxfun"], iprint=iprint, history=_history_length(n))
   if preset == "page":
@@ -267,8 +376,9 @@ def _progress(stream):
       stream.write(" " * 20 + "\r")
 
 
-def _run(p, options: dict, quiet_iprint: bool):
-  """Solves ``p`` in float64 with :func:`~jax_lbfgsb.report.timed_minimize` under the progress line."""
+def _run(p, options: dict, iprint_to=None, progress: bool = True):
+  """Solves ``p`` in float64 with :func:`~jax_lbfgsb.report.timed_minimize` (under the progress
+  line with ``progress``); the iprint output goes to ``iprint_to`` (a text stream), default stdout."""
   import jax
 
   jax.config.update("jax_enable_x64", True)
@@ -276,9 +386,8 @@ def _run(p, options: dict, quiet_iprint: bool):
 
   from jax_lbfgsb.report import timed_minimize
 
-  # With --json, stdout holds the JSON alone: the iprint output goes to stderr.
-  redirect = contextlib.redirect_stdout(sys.stderr) if quiet_iprint else contextlib.nullcontext()
-  with _progress(sys.stderr), redirect:
+  redirect = contextlib.nullcontext() if iprint_to is None else contextlib.redirect_stdout(iprint_to)
+  with _progress(sys.stderr) if progress else contextlib.nullcontext(), redirect:
     return timed_minimize(p.fun, jnp.asarray(p.x0, jnp.float64), bounds=(p.lower, p.upper), **options)
 
 
@@ -317,16 +426,34 @@ def _finite(values):
   return np.where(np.isfinite(array), array, None).tolist()
 
 
-def _json(p, result, timing, notes: list[str], plots: list[str]) -> str:
+def result_dict(p, result, timing, notes: list[str], plots: list[str]) -> dict:
+  """What ``jax-lbfgsb solve --json`` prints (NaN and inf as null)."""
   from jax_lbfgsb import Termination
 
-  return json.dumps({
+  return {
       "problem": p.name, "x": _finite(result.x), "fun": _finite(result.fun), "jac": _finite(result.jac),
       "nit": int(result.nit), "nfev": int(result.nfev), "status": int(result.status),
       "success": bool(result.success), "termination": Termination(int(result.termination)).name,
       "message": result.message, "diagnosis": notes, "plots": plots,
       "timing": {**timing._asdict(), "compile": timing.compile},
-  }, indent=2)
+  }
+
+
+def contour_from(contour: Sequence[int] | None, radius: float, n: int):
+  """``(i, j, radius)`` (1-based) for the contour plot, or None; raises :class:`FieldError`.
+
+  Example:
+    >>> contour_from((1, 2), 0.5, 2), contour_from(None, 1.0, 2)
+    ((1, 2, 0.5), None)
+  """
+  if contour is None:
+    return None
+  i, j = contour
+  if not (1 <= i <= n and 1 <= j <= n) or i == j:
+    raise FieldError("contour", "{contour}: need two different indices in 1..{0}, got {1} {2}", n, i, j)
+  if not radius > 0:
+    raise FieldError("radius", "{radius} must be > 0, got {0}", radius)
+  return (i, j, radius)
 
 
 def _solve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -335,26 +462,21 @@ def _solve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
   if args.max_rows < 1:
     parser.error(f"--max-rows must be >= 1, got {args.max_rows}")
   options = _options(parser, args.preset, n, args.iprint, **{key: getattr(args, key) for key in _PRESETS["scipy"]})
-  if args.scale is not None:
-    options["x_scale"] = "auto" if args.scale == "auto" else _floats(parser, "--scale", args.scale, n)
-    if args.scale != "auto" and not np.all(options["x_scale"] > 0):
-      parser.error(f"--scale: scales must be positive numbers or 'auto', got {args.scale}")
-  contour = None
-  if args.contour is not None:
-    i, j = args.contour
-    if not (1 <= i <= n and 1 <= j <= n) or i == j:
-      parser.error(f"--contour I J: need two different indices in 1..{n}, got {i} {j}")
-    if not args.radius > 0:
-      parser.error(f"--radius must be > 0, got {args.radius}")
-    contour = (i, j, args.radius)
+  with _parser_errors(parser):
+    if args.scale is not None:
+      options["x_scale"] = "auto" if args.scale == "auto" else floats("scale", args.scale, n)
+      if args.scale != "auto" and not np.all(options["x_scale"] > 0):
+        raise FieldError("scale", "{scale}: scales must be positive numbers or 'auto', got {0}", args.scale)
+    contour = contour_from(args.contour, args.radius, n)
   if args.plots or contour:
     _check_plots(parser, args.plots or ".")
   from jax_lbfgsb.report import diagnose, report
 
-  result, timing = _run(p, options, quiet_iprint=args.json)
+  # With --json, stdout holds the JSON alone: the iprint output goes to stderr.
+  result, timing = _run(p, options, iprint_to=sys.stderr if args.json else None)
   plots = _plots(p, result, args.plots or ".", contour) if args.plots or contour else []
   if args.json:
-    print(_json(p, result, timing, diagnose(result, p.lower, p.upper, p.x0), plots))
+    print(json.dumps(result_dict(p, result, timing, diagnose(result, p.lower, p.upper, p.x0), plots), indent=2))
     return 0
   print(report(result, problem=p, timing=timing, max_rows=args.max_rows))
   recorded = result.history.f.shape[0]
@@ -374,7 +496,7 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
   p = problems.rosenbrock_box(args.n)
   print(f"jax-lbfgsb demo: {p.description} [-1.5, 0.8], x0 = (-1.2, 1, -1.2, ...), SciPy's defaults\n")
   options = _options(parser, "scipy", p.x0.size, args.iprint)
-  result, timing = _run(p, options, quiet_iprint=False)
+  result, timing = _run(p, options)
   print()
   print(report(result, problem=p, timing=timing))
   print()
@@ -385,6 +507,21 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
   for path in plots:
     print(f"wrote {path}")
+  return 0
+
+
+def _page(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+  if importlib.util.find_spec("flask") is None or importlib.util.find_spec("matplotlib") is None:
+    parser.error('the page needs flask and matplotlib: pip install "jax-lbfgsb[page]"')
+  if args.workers < 1 or not args.time_limit > 0:
+    parser.error(f"--workers must be >= 1 and --time-limit > 0, got {args.workers} and {args.time_limit}")
+  from jax_lbfgsb import page
+
+  try:
+    page.serve(args.host, args.port, args.open, args.workers, args.time_limit)
+  except OSError as err:
+    parser.error(f"--host {args.host} --port {args.port}: cannot listen there ({err.strerror or err});"
+                 " choose another port, or --port 0 for a free one")
   return 0
 
 
@@ -442,6 +579,17 @@ def _parser() -> argparse.ArgumentParser:
   demo.add_argument("--iprint", type=int, default=0,
                     help="Fortran progress output: 0 the final table (default), k every k iterations")
   demo.set_defaults(func=_demo, parser=demo)
+
+  serve = sub.add_parser(
+      "page", help="the same as a local web page: the form, the results, the plots (needs the page extra)",
+      description="Serve the interactive L-BFGS-B page (jax_lbfgsb.page) until Ctrl-C.")
+  serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+  serve.add_argument("--port", type=int, default=8765, help="port (8765; 0: a free one)")
+  serve.add_argument("--open", action="store_true", help="open the page in a web browser")
+  serve.add_argument("--workers", type=int, default=2, help="solving processes, solves at a time (2)")
+  serve.add_argument("--time-limit", type=float, default=60.0,
+                     help="wall-clock seconds per solve, compilation included (60); a longer solve is stopped")
+  serve.set_defaults(func=_page, parser=serve)
   return parser
 
 
@@ -526,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   sys.stdout, sys.stderr = out, err = _ClosedPipeSafe(sys.stdout), _ClosedPipeSafe(sys.stderr)
   try:
     args = _parser().parse_args(_glue_negative_vectors(sys.argv[1:] if argv is None else argv))
-    if args.command != "list":
+    if args.command not in ("list", "page"):  # the page's workers keep a cache of their own
       _compilation_cache()
     status = args.func(args.parser, args)
   finally:
