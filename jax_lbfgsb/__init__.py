@@ -1,5 +1,6 @@
 """jax_lbfgsb: SciPy-exact L-BFGS-B in pure JAX (jit, vmap and grad compatible)."""
 
+from jax_lbfgsb._batch import minimize_batch
 from jax_lbfgsb._compact import InverseHessian
 from jax_lbfgsb._fmin import fmin_l_bfgs_b
 from jax_lbfgsb._jaxopt import LBFGSB, LbfgsbState, OptStep
@@ -22,4 +23,5 @@ __all__ = [
     "Termination",
     "fmin_l_bfgs_b",
     "minimize",
+    "minimize_batch",
 ]

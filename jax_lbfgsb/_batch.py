@@ -1,0 +1,253 @@
+"""``minimize_batch``: many problems in one compiled program, lanes drawing problems from the batch.
+
+``jax.vmap(minimize)`` steps every problem until the slowest stops: a batch
+whose problems need 3 to 60 iterations pays 60 for each. Here a fixed number
+of *lanes* (a vmapped solver state) draw problems from the batch: when a
+lane's problem terminates, the lane writes its state into the results at the
+problem's index and starts the next problem (its ``init``), inside one
+``lax.while_loop``. The cost follows the sum of the problems' iterations, and
+each problem takes exactly the steps of its single solve (``init``, then
+``step`` until it terminates), so its ``nit``, ``nfev`` and termination are
+those of ``minimize`` and ``x`` equal to rounding (a vmapped step may round
+differently from a single one).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from jax_lbfgsb import _status
+from jax_lbfgsb._bounds import canonicalize_bounds
+from jax_lbfgsb._fun_key import traced_fun
+from jax_lbfgsb._inputs import prepare_x0
+from jax_lbfgsb._minimize import (
+    OptimizeResult, _check_fun_output, _check_line_search, _check_options, _gradient_form, _parts, _result, _scalar,
+    fast_compile_jit,
+)
+from jax_lbfgsb._solver import Box, Hooks, Options, init, step
+from jax_lbfgsb._status import Termination
+
+__all__ = ["minimize_batch", "default_lanes"]
+
+# Lanes on CPU: each vmapped step pays a fixed cost (its kernels) plus a cost
+# per lane; past a few dozen lanes the fixed part is amortized and more lanes
+# only lengthen the tail where one slow problem runs alone
+# (benchmarks/batch.py, RESULTS_batch.md).
+CPU_LANES = 32
+
+
+def default_lanes(batch: int, platform: str | None = None) -> int:
+  """The lane count ``minimize_batch`` uses for ``batch`` problems: all of them on
+  an accelerator (one step costs about the same for any number of lanes), at
+  most :data:`CPU_LANES` on CPU."""
+  platform = jax.default_backend() if platform is None else platform
+  return batch if platform != "cpu" else min(batch, CPU_LANES)
+
+
+def _take(tree: Any, idx: jax.Array) -> Any:
+  return jax.tree.map(lambda a: jnp.take(a, idx, axis=0, mode="clip"), tree)
+
+
+def _select(pred: jax.Array, new: Any, old: Any) -> Any:
+  """Per lane: ``new`` where ``pred``, else ``old`` (``pred`` shaped ``(lanes,)``)."""
+  def pick(a, b):
+    return jnp.where(pred.reshape(pred.shape + (1,) * (a.ndim - 1)), a, b)
+  return jax.tree.map(pick, new, old)
+
+
+def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shared, options):
+  """The jitted batch solve: ``x0`` ``(B, ...)`` pytree, ``l, u`` ``(B, n)``, ``args`` batched, ``shared`` not."""
+  x0_flat = jax.vmap(lambda x: ravel_pytree(x)[0])(x0)
+  unravel = ravel_pytree(jax.tree.map(lambda a: a[0], x0))[1]
+  batch = x0_flat.shape[0]
+  value = lambda *inputs: _parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
+
+  def fun_and_grad(x, params):
+    inputs = (unravel(x), *params, *shared)
+    f, g = _parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
+    return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
+
+  hooks = Hooks(history=history)
+  params = tuple(args)
+  boxes = jax.vmap(Box.of)(l, u)
+
+  def start(idx):
+    """``init`` of problems ``idx`` (one per lane)."""
+    return jax.vmap(lambda x, box, p: init(functools.partial(fun_and_grad, params=p), x, box, options, maxcor, hooks))(
+        x0_flat[idx], _take(boxes, idx), _take(params, idx))
+
+  def advance(states, idx):
+    return jax.vmap(lambda s, box, p: step(functools.partial(fun_and_grad, params=p), box, options, s, hooks))(
+        states, _take(boxes, idx), _take(params, idx))
+
+  first = jnp.arange(lanes, dtype=jnp.int32)
+  states = start(first)
+  # The results: one state per problem, written when its solve terminates.
+  results = jax.tree.map(lambda a: jnp.zeros((batch,) + a.shape[1:], a.dtype), states)
+
+  def cond(carry):
+    return jnp.any(carry[1] < batch)
+
+  def body(carry):
+    states, idx, queued, results = carry
+    active = idx < batch
+    running = active & (states.termination == Termination.RUNNING)
+    states = _select(running, advance(states, idx), states)
+    done = active & (states.termination != Termination.RUNNING)
+    results = jax.tree.map(lambda buf, v: buf.at[jnp.where(done, idx, batch)].set(v, mode="drop"), results, states)
+    # Finished lanes take the next problems in order; past the end, none (idx = batch).
+    new_idx = jnp.minimum(queued + jnp.cumsum(done, dtype=jnp.int32) - 1, batch).astype(jnp.int32)
+    idx = jnp.where(done, new_idx, idx)
+    queued = jnp.minimum(queued + jnp.sum(done, dtype=jnp.int32), batch)
+    refill = done & (idx < batch)
+    states = lax.cond(jnp.any(refill), lambda: _select(refill, start(idx), states), lambda: states)
+    return states, idx, queued, results
+
+  _, _, _, results = lax.while_loop(cond, body, (states, first, jnp.int32(lanes), results))
+  results = results._replace(box=boxes)
+  x = jax.vmap(unravel)(results.x)
+  jac_out = jax.vmap(unravel)(results.g)
+  status = jnp.asarray(_status.STATUS, jnp.int32)[results.termination]
+  aux = None
+  if has_aux:
+    aux = jax.vmap(lambda xi, p: _parts(fun(xi, *p, *shared), jac, True)[2])(x, params)
+  return x, jac_out, status, status == 0, results, aux, None
+
+
+_solve_batch_jit = fast_compile_jit(_solve_batch, ("fun", "jac", "has_aux", "maxcor", "history", "lanes"))
+
+
+def _batched_args(args: tuple, batch: int) -> tuple[tuple, tuple]:
+  """``args`` split into batched leaves (leading axis ``batch``) and shared ones (Python numbers, 0-d arrays)."""
+  leaves, treedef = jax.tree.flatten(args)
+  mask = []
+  for i, leaf in enumerate(leaves):
+    if np.ndim(leaf) == 0:
+      mask.append(False)
+    elif np.shape(leaf)[0] != batch:
+      raise ValueError(
+          f"minimize_batch: every array in args has the batch axis first (length {batch}, from x0); argument"
+          f" leaf {i} has shape {np.shape(leaf)}. Pass a value shared by every problem as a Python number or"
+          " close over it in fun."
+      )
+    else:
+      mask.append(True)
+  return treedef, mask, leaves
+
+
+def minimize_batch(
+    fun: Callable[..., Any],
+    x0: Any,
+    args: Any = (),
+    bounds: Any = None,
+    *,
+    jac: bool | Callable[..., Any] | None = None,
+    lanes: int | None = None,
+    maxcor: int = 10,
+    ftol: float = 2.220446049250313e-09,
+    gtol: float = 1e-05,
+    maxiter: int = 15000,
+    maxfun: int = 15000,
+    maxls: int = 20,
+    history: int = 0,
+    ls_ftol: float = 1e-3,
+    ls_gtol: float = 0.9,
+    pgtol_rel: float = 0.0,
+    xtol_rel: float = 0.0,
+    has_aux: bool = False,
+) -> OptimizeResult:
+  """Solves a batch of problems ``min fun(x_i, *args_i)`` s.t. ``l_i <= x_i <= u_i`` in one compiled program.
+
+  The result is that of ``jax.vmap(minimize)`` over the batch (per-problem
+  fields, each problem's ``nit``, ``nfev`` and ``termination`` those of its
+  single solve), but the cost follows the sum of the problems' iterations,
+  not the batch size times the slowest: ``lanes`` solver states step
+  together, and a lane whose problem stops takes the next one, inside one
+  ``lax.while_loop`` (no host round trip, one compile). Works under
+  :func:`jax.jit`. Derivatives through the solution: use
+  ``jax.vmap(minimize)``, whose solves are differentiated implicitly; this
+  loop is not.
+
+  Args:
+    fun: ``fun(x, *args) -> scalar`` for one problem (``x`` shaped like one
+      problem's ``x0``); with ``jac=True`` it returns ``(f, grad)``.
+    x0: the starting points: an array or pytree whose every leaf has the batch
+      axis first.
+    args: extra arguments of ``fun``: every array with the batch axis first
+      (one slice per problem); Python numbers and 0-d arrays are shared.
+    bounds: ``None`` or ``(lower, upper)``, each a scalar (shared) or an
+      array or pytree shaped like ``x0`` (batch axis first); ``None`` or
+      ``+-inf`` for no bound.
+    jac, maxcor, ftol, gtol, maxiter, maxfun, maxls, history, ls_ftol,
+      ls_gtol, pgtol_rel, xtol_rel, has_aux: as in :func:`minimize`, the same
+      for every problem.
+    lanes: problems solved at once; default :func:`default_lanes` (all on an
+      accelerator, 32 on CPU).
+
+  Returns:
+    :class:`OptimizeResult` with a leading batch axis on every field.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jax_lbfgsb import minimize_batch
+    >>> def f(x, c):
+    ...   return jnp.sum((x - c) ** 2)
+    >>> res = minimize_batch(f, jnp.zeros((3, 2)), args=(jnp.array([[1.0, 2], [3, 4], [5, 6]]),),
+    ...                      bounds=(0.0, 4.5))
+    >>> print(res.x, res.nit)
+    [[1.  2. ]
+     [3.  4. ]
+     [4.5 4.5]] [2 2 1]
+  """
+  _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history)
+  _check_line_search(ls_ftol, ls_gtol)
+  if lanes is not None and not int(lanes) >= 1:
+    raise ValueError(f"minimize_batch: lanes must be >= 1; got {lanes}.")
+  if not isinstance(args, tuple):
+    args = (args,)
+  sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(x0)}
+  if len(sizes) != 1 or None in sizes:
+    raise ValueError(
+        "minimize_batch: every leaf of x0 needs the batch axis first, with one length for all; got leaf shapes"
+        f" {[np.shape(leaf) for leaf in jax.tree.leaves(x0)]}."
+    )
+  (batch,) = sizes
+  if batch == 0:  # the shapes of a batch of one, with no row
+    row = lambda t: jax.tree.map(lambda a: np.zeros((1,) + np.shape(a)[1:], np.asarray(a).dtype)  # noqa: E731
+                                 if np.ndim(a) and np.shape(a)[0] == 0 else a, t)
+    one = jax.eval_shape(lambda z, a, b: minimize_batch(fun, z, a, b, jac=jac, maxcor=maxcor, history=history,
+                                                        has_aux=has_aux), row(x0), row(args), row(bounds))
+    return jax.tree.map(lambda s: jnp.zeros((0,) + s.shape[1:], s.dtype), one)
+  jac, fun = _gradient_form(jac, fun)
+  x0, dtype = prepare_x0(x0)
+  # Bounds over the whole batch as one problem (checks, inward rounding), then one row per problem.
+  l, u = canonicalize_bounds(bounds, x0, dtype)
+  _, unravel_all = ravel_pytree(x0)
+  per_problem = jax.vmap(lambda t: ravel_pytree(t)[0])
+  l, u = per_problem(unravel_all(jnp.asarray(l))), per_problem(unravel_all(jnp.asarray(u)))
+  treedef, mask, leaves = _batched_args(args, batch)
+  batched = tuple(leaf for leaf, b in zip(leaves, mask) if b)
+  shared = [leaf for leaf, b in zip(leaves, mask) if not b]
+
+  def one(x, *inputs):
+    it_b, it_s = iter(inputs[:len(batched)]), iter(inputs[len(batched):])
+    return fun(x, *jax.tree.unflatten(treedef, [next(it_b) if b else next(it_s) for b in mask]))
+
+  template = jax.tree.map(lambda a: a[0], (x0, batched))
+  _check_fun_output(one, jac, has_aux, template[0], (*template[1], *shared))
+  traced, consts = traced_fun(one, template[0], (*template[1], *shared))
+  options = Options(
+      ftol=_scalar(ftol, dtype), gtol=_scalar(gtol, dtype), maxiter=_scalar(maxiter, np.int32),
+      maxfun=_scalar(maxfun, np.int32), maxls=_scalar(maxls, np.int32), ls_ftol=_scalar(ls_ftol, dtype),
+      ls_gtol=_scalar(ls_gtol, dtype), pgtol_rel=_scalar(pgtol_rel, dtype), xtol_rel=_scalar(xtol_rel, dtype),
+  )
+  lanes = min(default_lanes(batch) if lanes is None else int(lanes), batch)
+  return _result(*_solve_batch_jit(traced, bool(jac), bool(has_aux), int(maxcor), int(history), lanes,
+                                   x0, l, u, batched, (*shared, *consts), options))
