@@ -28,13 +28,18 @@ from jax_lbfgsb._bounds import canonicalize_bounds
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._inputs import prepare_x0
 from jax_lbfgsb._minimize import (
-    OptimizeResult, _check_fun_output, _check_line_search, _check_options, _gradient_form, _parts, _result, _scalar,
-    fast_compile_jit,
+    OptimizeResult, _check_fun_output, _check_line_search, _check_options, _gradient_form, _keyword_defaults,
+    _parts, _result, fast_compile_jit, traced_options,
 )
-from jax_lbfgsb._solver import Box, Hooks, Options, init, step
+from jax_lbfgsb._solver import Box, Hooks, init, step
 from jax_lbfgsb._status import Termination
 
 __all__ = ["minimize_batch", "default_lanes"]
+
+# minimize's keyword options that apply to every problem of a batch (its
+# callback, iprint and x_scale do not).
+_BATCH_OPTIONS = ("maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "history", "ls_ftol", "ls_gtol",
+                  "pgtol_rel", "xtol_rel", "has_aux")
 
 # Lanes on CPU: each vmapped step pays a fixed cost (its kernels) plus a cost
 # per lane; past a few dozen lanes the fixed part is amortized and more lanes
@@ -150,18 +155,7 @@ def minimize_batch(
     *,
     jac: bool | Callable[..., Any] | None = None,
     lanes: int | None = None,
-    maxcor: int = 10,
-    ftol: float = 2.220446049250313e-09,
-    gtol: float = 1e-05,
-    maxiter: int = 15000,
-    maxfun: int = 15000,
-    maxls: int = 20,
-    history: int = 0,
-    ls_ftol: float = 1e-3,
-    ls_gtol: float = 0.9,
-    pgtol_rel: float = 0.0,
-    xtol_rel: float = 0.0,
-    has_aux: bool = False,
+    **options: Any,
 ) -> OptimizeResult:
   """Solves a batch of problems ``min fun(x_i, *args_i)`` s.t. ``l_i <= x_i <= u_i`` in one compiled program.
 
@@ -185,11 +179,12 @@ def minimize_batch(
     bounds: ``None`` or ``(lower, upper)``, each a scalar (shared) or an
       array or pytree shaped like ``x0`` (batch axis first); ``None`` or
       ``+-inf`` for no bound.
-    jac, maxcor, ftol, gtol, maxiter, maxfun, maxls, history, ls_ftol,
-      ls_gtol, pgtol_rel, xtol_rel, has_aux: as in :func:`minimize`, the same
-      for every problem.
+    jac: as in :func:`minimize`.
     lanes: problems solved at once; default :func:`default_lanes` (all on an
       accelerator, 32 on CPU).
+    **options: :func:`minimize`'s keyword options ``maxcor, ftol, gtol,
+      maxiter, maxfun, maxls, history, ls_ftol, ls_gtol, pgtol_rel, xtol_rel,
+      has_aux``, with its defaults, the same for every problem.
 
   Returns:
     :class:`OptimizeResult` with a leading batch axis on every field.
@@ -206,8 +201,14 @@ def minimize_batch(
      [3.  4. ]
      [4.5 4.5]] [2 2 1]
   """
-  _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history)
-  _check_line_search(ls_ftol, ls_gtol)
+  unknown = [name for name in options if name not in _BATCH_OPTIONS]
+  if unknown:
+    raise TypeError(f"minimize_batch() got unknown option(s) {', '.join(map(repr, unknown))}; its options are"
+                    f" {', '.join(_BATCH_OPTIONS)} (minimize's callback, iprint and x_scale are per-solve only).")
+  o = {name: options.get(name, _keyword_defaults()[name]) for name in _BATCH_OPTIONS}
+  maxcor, history, has_aux = o["maxcor"], o["history"], o["has_aux"]
+  _check_options(maxcor, o["maxiter"], o["maxfun"], o["maxls"], o["ftol"], o["gtol"], history)
+  _check_line_search(o["ls_ftol"], o["ls_gtol"])
   if lanes is not None and not int(lanes) >= 1:
     raise ValueError(f"minimize_batch: lanes must be >= 1; got {lanes}.")
   if not isinstance(args, tuple):
@@ -243,11 +244,7 @@ def minimize_batch(
   template = jax.tree.map(lambda a: a[0], (x0, batched))
   _check_fun_output(one, jac, has_aux, template[0], (*template[1], *shared))
   traced, consts = traced_fun(one, template[0], (*template[1], *shared))
-  options = Options(
-      ftol=_scalar(ftol, dtype), gtol=_scalar(gtol, dtype), maxiter=_scalar(maxiter, np.int32),
-      maxfun=_scalar(maxfun, np.int32), maxls=_scalar(maxls, np.int32), ls_ftol=_scalar(ls_ftol, dtype),
-      ls_gtol=_scalar(ls_gtol, dtype), pgtol_rel=_scalar(pgtol_rel, dtype), xtol_rel=_scalar(xtol_rel, dtype),
-  )
+  solver_options = traced_options(dtype, **o)
   lanes = min(default_lanes(batch) if lanes is None else int(lanes), batch)
   return _result(*_solve_batch_jit(traced, bool(jac), bool(has_aux), int(maxcor), int(history), lanes,
-                                   x0, l, u, batched, (*shared, *consts), options))
+                                   x0, l, u, batched, (*shared, *consts), solver_options))

@@ -253,6 +253,12 @@ def _scalar(value: Any, dtype: Any) -> Any:
   return jnp.asarray(value, dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
 
 
+def traced_options(dtype: Any, **values: Any) -> Options:
+  """The solver's :class:`Options` from option values: counts as int32, tolerances in ``dtype``."""
+  return Options(**{name: _scalar(values[name], np.int32 if name in ("maxiter", "maxfun", "maxls") else dtype)
+                    for name in Options._fields})
+
+
 def _parts(out: Any, jac: bool, has_aux: bool) -> tuple[Any, Any, Any]:
   """``(f, grad or None, aux or None)`` from ``fun``'s output: ``f``, ``(f, grad)``
   with ``jac``, ``(f, aux)`` with ``has_aux``, ``((f, aux), grad)`` with both."""
@@ -642,17 +648,8 @@ def minimize(
     scale = _scaling.flat_scale(x_scale, x0, dtype)
     if not isinstance(scale, jax.core.Tracer) and np.all(np.asarray(scale) == 1):
       scale = None  # no scaling: the very program (and bits) of a solve without x_scale
-  options = Options(
-      ftol=_scalar(ftol, dtype),
-      gtol=_scalar(gtol, dtype),
-      maxiter=_scalar(maxiter, np.int32),
-      maxfun=_scalar(maxfun, np.int32),
-      maxls=_scalar(maxls, np.int32),
-      ls_ftol=_scalar(ls_ftol, dtype),
-      ls_gtol=_scalar(ls_gtol, dtype),
-      pgtol_rel=_scalar(pgtol_rel, dtype),
-      xtol_rel=_scalar(xtol_rel, dtype),
-  )
+  options = traced_options(dtype, ftol=ftol, gtol=gtol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
+                           ls_ftol=ls_ftol, ls_gtol=ls_gtol, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel)
   host_callback = None
   if callback is not None:
     host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x0))

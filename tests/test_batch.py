@@ -124,6 +124,8 @@ def test_bad_batches_are_refused():
     minimize_batch(_quadratic, jnp.zeros((4, 3)), args=(jnp.ones((3, 3)),))
   with pytest.raises(ValueError, match="every leaf of x0 needs the batch axis first"):
     minimize_batch(lambda p: jnp.sum(p["a"]) + jnp.sum(p["b"]), {"a": jnp.zeros((4, 2)), "b": jnp.zeros((3, 2))})
+  with pytest.raises(TypeError, match="unknown option.*'iprint'"):
+    minimize_batch(rosen, jnp.zeros((2, 3)), iprint=0)
   with pytest.raises(ValueError, match="lanes must be >= 1"):
     minimize_batch(rosen, jnp.zeros((2, 3)), lanes=0)
 
