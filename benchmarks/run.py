@@ -458,8 +458,10 @@ def lean_iteration_section(time_ratio_ours: float | None) -> list[str]:
       "",
       _first_table(here / "RESULTS_compile.md"),
       "",
-      "512 bounded Rosenbrock problems, n = 10 (`python benchmarks/batch.py --no-jaxopt`, "
-      "benchmarks/RESULTS_batch.md; targets >= 20x a SciPy loop in steady state, >= 5x with compile):",
+      "Batches of bounded Rosenbrock problems, n = 10: a uniform one of 512 and a skewed one, 511 that stop "
+      "within a few iterations and one that needs ~75 (`python benchmarks/batch.py`, benchmarks/RESULTS_batch.md; "
+      "its SciPy loop calls a jitted value-and-grad on NumPy arrays; targets >= 20x a SciPy loop in steady "
+      "state, >= 5x with compile):",
       "",
       _first_table(here / "RESULTS_batch.md"),
       "",
