@@ -14,7 +14,8 @@ For EPT, PJB and MSA over a plate at n = 10^4, 10^5 and 10^6 (grids 100x100,
 - optax.lbfgs on the *unbounded* variant of the problem (it has no bounds),
   stopped by SciPy's two tests;
 - SciPy's L-BFGS-B on the host CPU, float64, stopped after ``--scipy-cap``
-  seconds (time per iteration from the iterations it made).
+  seconds (time per iteration from the iterations it made), its objective the
+  jitted ``value_and_grad`` called on NumPy arrays (``run.jax_fun_and_grad``).
 
 Per row: nit, nfev, f re-evaluated in float64 and its distance to the
 reference (the published f* where known, else SciPy's converged f), the first
@@ -38,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (sets float64 on, pins BLAS threads)
 
-jax, jnp, np = bench.jax, bench.jnp, bench.np
+jax, np = bench.jax, bench.np
 problems, ROOT = bench.problems, bench.ROOT
 
 FULL_GRIDS = (1000, 316, 100)  # largest first: the targets are at n = 10^6
@@ -59,14 +60,8 @@ def _unbounded(p):
   return p._replace(lower=np.full_like(p.lower, -np.inf), upper=np.full_like(p.upper, np.inf))
 
 
-def run_scipy_capped(q, cap_s: float):
+def run_scipy_capped(q, fun_and_grad, cap_s: float):
   """SciPy's L-BFGS-B in float64 on the host, stopped after ``cap_s`` seconds."""
-  value_and_grad = jax.jit(jax.value_and_grad(q.p.fun))
-
-  def fun_and_grad(x):
-    f, g = value_and_grad(jnp.asarray(x, jnp.float64))
-    return float(f), np.asarray(g, np.float64)
-
   fun_and_grad(q.x0)  # compile outside the timing
   t0 = time.perf_counter()
 
@@ -106,9 +101,10 @@ def benchmark(grids, budget_s: float, scipy_cap: float, repeats: int, notes: lis
           notes.append(f"budget of {budget_s:.0f} s spent: skipped {name} {k}x{k} {np.dtype(dtype).name}")
           continue
         q = bench._prepare(p, dtype)
-        t_fg = bench.fg_times(q, loops=10)[0]
+        t_fg = bench.fg_loop_time(q, loops=10)
         if dtype == np.float64:  # SciPy once per problem, in float64
-          scipy = run_scipy_capped(q, scipy_cap)
+          fun_and_grad = bench.jax_fun_and_grad(p.fun)
+          scipy = run_scipy_capped(q, fun_and_grad, scipy_cap)
           scipy_f = scipy.f if scipy.stop == "converged" else None
         f_ref = p.f_opt if p.f_opt is not None else scipy_f
         ours = bench.run_ours(q, OPTS, repeats)
@@ -119,7 +115,7 @@ def benchmark(grids, budget_s: float, scipy_cap: float, repeats: int, notes: lis
         optax_run = bench.run_optax(bench._prepare(_unbounded(p), dtype), OPTS, repeats)
         rows.append(_row(name, k, dtype, "optax (unbounded)", optax_run, t_fg, None))
         if dtype == np.float64:
-          rows.append(_row(name, k, dtype, "SciPy (host)", scipy, bench.fg_times(q, loops=2)[1], f_ref))
+          rows.append(_row(name, k, dtype, "SciPy (host)", scipy, bench.call_time(fun_and_grad, q.x0), f_ref))
       if bench.jaxopt is None and k == grids[0]:
         notes.append("jaxopt is not installed: its rows are skipped.")
   return rows

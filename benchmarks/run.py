@@ -10,8 +10,12 @@ Solvers, in one run, on the same objective code (:mod:`jax_lbfgsb.problems`):
 
 - ours: ``jax_lbfgsb.minimize(fun, x0, bounds=(lower, upper))`` (jitted inside);
 - SciPy: ``scipy.optimize.minimize(fun_and_grad, x0, jac=True, method="L-BFGS-B")``
-  with ``fun_and_grad`` a jitted ``jax.value_and_grad(fun)`` returning NumPy
-  float64 (the reference: every ratio is against it);
+  with ``fun_and_grad`` a jitted ``jax.value_and_grad(fun)`` called on SciPy's
+  NumPy ``x`` (no device operation of its own), ``f`` as a float and ``g`` by
+  ``np.asarray`` (the reference: every ratio is against it);
+- SciPy-NumPy: the same SciPy call on ``f`` and ``g`` written by hand in NumPy
+  (``benchmarks/numpy_objectives.py``), where the problem has them (the
+  Rosenbrocks, driver1 and seven MGH functions);
 - jaxopt: ``jax.jit(jaxopt.LBFGSB(fun, history_size=10, tol=gtol, maxls=20).run)``
   (its test is SciPy's projected-gradient test; it has no ftol test); skipped
   with a note when jaxopt is not installed;
@@ -26,7 +30,8 @@ call (compile + run), the steady-state time (median of the timed runs after
 the first call, each ended with ``block_until_ready``), and the solver's own
 time per iteration beyond its ``f``/``g`` evaluations: ``(time - nfev * t_fg) /
 nit`` with ``t_fg`` one evaluation inside a jitted loop for the JAX solvers
-and one host call of ``fun_and_grad`` for SciPy (what each actually pays).
+and one host call of ``fun_and_grad`` for SciPy (what each actually pays;
+the report prints it per row, so a slow baseline shows).
 The summary checks the targets of issue 6 on this run.
 """
 
@@ -72,12 +77,14 @@ if str(ROOT) not in sys.path:
 from jax_lbfgsb import minimize as _minimize  # noqa: E402
 from jax_lbfgsb import problems  # noqa: E402
 
+import numpy_objectives  # noqa: E402  (benchmarks/, next to this script)
+
 try:
   import jaxopt
 except ImportError:  # optional
   jaxopt = None
 
-SOLVERS = ("ours", "SciPy", "jaxopt", "optax")
+SOLVERS = ("ours", "SciPy", "SciPy-NumPy", "jaxopt", "optax")
 SMALL_N = 100  # "small problems" for the compile-time target
 # jaxopt has no ftol test and can run to maxiter where the others stop; its
 # maxiter is capped at this many times SciPy's nit (+ 100) to bound the run.
@@ -91,22 +98,23 @@ class Case(NamedTuple):
   dtype: Any = np.float64
   quick: bool = False
   gpu_only: bool = False
+  numpy_fg: Callable | None = None  # f and g by hand in NumPy (numpy_objectives), if any
 
 
 def _mgh(name: str, quick: bool = False, **kwargs) -> Case:
   factory = problems.PROBLEMS[name]
   label = factory(**kwargs).name
-  return Case(label, factory, kwargs, quick=quick)
+  return Case(label, factory, kwargs, quick=quick, numpy_fg=numpy_objectives.BY_PROBLEM.get(name))
 
 
 CASES: list[Case] = [
     # Moré-Garbow-Hillstrom: the core 14 (unbounded) and the bounded Rosenbrocks.
-    Case("rosenbrock n=2", problems.rosenbrock, {"n": 2}, quick=True),
+    Case("rosenbrock n=2", problems.rosenbrock, {"n": 2}, quick=True, numpy_fg=numpy_objectives.rosen_fg),
     Case("rosenbrock n=10 box [-1.5, 0.8]", problems.rosenbrock, {"n": 10, "lower": -1.5, "upper": 0.8},
-         quick=True),
+         quick=True, numpy_fg=numpy_objectives.rosen_fg),
     Case("rosenbrock n=10 box [-1.5, 0.8] float32", problems.rosenbrock,
-         {"n": 10, "lower": -1.5, "upper": 0.8}, np.float32, quick=True),
-    Case("driver1 n=25", problems.driver1, {"n": 25}, quick=True),
+         {"n": 10, "lower": -1.5, "upper": 0.8}, np.float32, quick=True, numpy_fg=numpy_objectives.rosen_fg),
+    Case("driver1 n=25", problems.driver1, {"n": 25}, quick=True, numpy_fg=numpy_objectives.driver1_fg),
     *(_mgh(name, quick=name in ("helical_valley", "watson", "brown_badly_scaled", "extended_powell"))
       for name in problems.CORE14),
     _mgh("wood", quick=True),
@@ -218,17 +226,42 @@ def run_ours(q: Problem64, opts: dict, repeats: int) -> Run:
   return Run(int(res.nit), int(res.nfev), f, projg, violation, stop, first, steady)
 
 
+def jax_fun_and_grad(fun: Callable, dtype=np.float64) -> Callable:
+  """SciPy's ``fun_and_grad(x, *args)`` from a JAX objective, as a competent user writes it.
+
+  One jitted ``value_and_grad`` called on NumPy arguments (``x`` cast in NumPy
+  to ``dtype``): no device operation of its own per call; ``f`` as a float,
+  ``g`` by ``np.asarray`` in float64.
+  """
+  value_and_grad = jax.jit(jax.value_and_grad(fun))
+
+  def fun_and_grad(x, *args):
+    f, g = value_and_grad(x.astype(dtype, copy=False), *args)
+    return float(f), np.asarray(g, np.float64)
+
+  return fun_and_grad
+
+
+def numpy_fun_and_grad(fg: Callable, dtype=np.float64) -> Callable:
+  """SciPy's ``fun_and_grad(x, *args)`` from a NumPy ``fg(x, *args) -> (f, g)`` computed in ``dtype``."""
+
+  def fun_and_grad(x, *args):
+    f, g = fg(x.astype(dtype, copy=False), *args)
+    return float(f), np.asarray(g, np.float64)
+
+  return fun_and_grad
+
+
+def call_time(fun_and_grad: Callable, x: np.ndarray, *args) -> float:
+  """Seconds per host call of a SciPy objective at ``x`` (median, after a first call)."""
+  return _timed(lambda: fun_and_grad(x, *args), 5, min_total=0.2)[1]
+
+
 @_guard
-def run_scipy(q: Problem64, opts: dict, repeats: int) -> Run:
-  value_and_grad = jax.jit(jax.value_and_grad(q.p.fun))
-
-  def fun_and_grad(x):
-    f, g = value_and_grad(jnp.asarray(x, q.dtype))
-    return float(f), np.asarray(g, dtype=np.float64)
-
+def run_scipy(q: Problem64, opts: dict, repeats: int, fun_and_grad: Callable) -> Run:
   bounds = scipy.optimize.Bounds(q.p.lower, q.p.upper)
   options = {k: opts[k] for k in ("maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls")}
-  fun_and_grad(q.x0)  # compile value_and_grad outside the timing
+  fun_and_grad(q.x0.astype(np.float64))  # compile a jitted value_and_grad outside the timing
 
   def call():
     return scipy.optimize.minimize(fun_and_grad, q.x0.astype(np.float64), jac=True, method="L-BFGS-B",
@@ -303,8 +336,8 @@ def run_optax(q: Problem64, opts: dict, repeats: int) -> Run:
   return Run(int(k), int(nfev), f, projg, violation, stop, first, steady)
 
 
-def fg_times(q: Problem64, loops: int = 50) -> tuple[float, float]:
-  """One ``f`` + ``g`` evaluation: inside a jitted loop, and as SciPy's host call."""
+def fg_loop_time(q: Problem64, loops: int = 50) -> float:
+  """Seconds per ``f`` + ``g`` evaluation inside a jitted loop (what the JAX solvers pay)."""
   value_and_grad = jax.value_and_grad(q.p.fun)
   x0 = jnp.asarray(q.x0)
   tiny = jnp.asarray(1e-30, q.dtype)
@@ -317,15 +350,7 @@ def fg_times(q: Problem64, loops: int = 50) -> tuple[float, float]:
     return lax.fori_loop(0, loops, body, (x, jnp.zeros((), q.dtype)))
 
   _, in_loop, _ = _timed(lambda: chain(x0)[1].block_until_ready(), 5, min_total=0.2)
-  vg = jax.jit(value_and_grad)
-  x_np = np.asarray(q.x0)
-
-  def host_call():
-    f, g = vg(jnp.asarray(x_np, q.dtype))
-    return float(f), np.asarray(g, np.float64)
-
-  _, host, _ = _timed(host_call, 5, min_total=0.2)
-  return in_loop / loops, host
+  return in_loop / loops
 
 
 def _overhead_us(r: Run, t_fg: float) -> float | None:
@@ -393,7 +418,7 @@ def _row(label: str, n: int, f_opt, solver: str, r: Run, ref: Run, t_fg: float) 
   gap = None if f_opt is None else r.f - f_opt
   return (f"| {label} | {n} | {solver} | {r.nit} | {r.nfev} | {r.f:.10g} | {_fmt(gap, '.1e')} "
           f"| {_fmt(r.projg, '.1e')} | {_fmt(r.violation, '.0e')} | {r.stop} | {_fmt(r.first_s)} "
-          f"| {_fmt(r.time_s)} | {_fmt(ratio)} | {_fmt(_overhead_us(r, t_fg), '.0f')} |")
+          f"| {_fmt(r.time_s)} | {_fmt(ratio)} | {t_fg * 1e6:.1f} | {_fmt(_overhead_us(r, t_fg), '.0f')} |")
 
 
 def _first_table(path: Path) -> str:
@@ -433,8 +458,10 @@ def lean_iteration_section(time_ratio_ours: float | None) -> list[str]:
       "",
       _first_table(here / "RESULTS_compile.md"),
       "",
-      "512 bounded Rosenbrock problems, n = 10 (`python benchmarks/batch.py --no-jaxopt`, "
-      "benchmarks/RESULTS_batch.md; targets >= 20x a SciPy loop in steady state, >= 5x with compile):",
+      "Batches of bounded Rosenbrock problems, n = 10: a uniform one of 512 and a skewed one, 511 that stop "
+      "within a few iterations and one that needs ~75 (`python benchmarks/batch.py`, benchmarks/RESULTS_batch.md; "
+      "its SciPy loop calls a jitted value-and-grad on NumPy arrays; targets >= 20x a SciPy loop in steady "
+      "state, >= 5x with compile):",
       "",
       _first_table(here / "RESULTS_batch.md"),
       "",
@@ -479,15 +506,14 @@ def lean_iteration_section(time_ratio_ours: float | None) -> list[str]:
 
 def build_report(results, command: str, opts: dict, repeats: int, elapsed: float, notes: list[str]) -> str:
   header = ("| problem | n | solver | nit | nfev | f (float64) | f - f* | proj g inf | bound viol. | stop "
-            "| first call s | steady s | time / SciPy | own us / iter |")
+            "| first call s | steady s | time / SciPy | f+g us | own us / iter |")
   lines = [header, "|" + "---|" * (header.count("|") - 1)]
   for res in results:
     for solver in SOLVERS:
       r = res["runs"].get(solver)
       if r is None:
         continue
-      t_fg = res["fg_host"] if solver == "SciPy" else res["fg_loop"]
-      lines.append(_row(res["label"], res["n"], res["f_opt"], solver, r, res["runs"]["SciPy"], t_fg))
+      lines.append(_row(res["label"], res["n"], res["f_opt"], solver, r, res["runs"]["SciPy"], res["t_fg"][solver]))
   table = "\n".join(lines)
 
   # Targets of issue 6 on this run.
@@ -501,14 +527,16 @@ def build_report(results, command: str, opts: dict, repeats: int, elapsed: float
   time_ratio = {solver: _gmean([res["runs"][solver].time_s / res["runs"]["SciPy"].time_s
                                 for res in results
                                 if ok(res["runs"].get(solver)) and ok(res["runs"]["SciPy"])])
-                for solver in ("ours", "jaxopt", "optax")}
+                for solver in ("ours", "SciPy-NumPy", "jaxopt", "optax")}
+  with_numpy = [res for res in results if ok(res["runs"].get("SciPy-NumPy")) and ok(res["runs"].get("ours"))]
+  ours_vs_numpy = _gmean([res["runs"]["ours"].time_s / res["runs"]["SciPy-NumPy"].time_s for res in with_numpy])
   unbounded = [res for res in results if "optax" in res["runs"]]
   time_ratio_unb = {solver: _gmean([res["runs"][solver].time_s / res["runs"]["SciPy"].time_s
                                     for res in unbounded if ok(res["runs"].get(solver))])
                     for solver in ("ours", "optax")}
   large = [res for res in results if res["n"] >= 10_000 and ok(res["runs"]["ours"])]
-  overhead = [(res["label"], _overhead_us(res["runs"]["ours"], res["fg_loop"]), res["fg_loop"] * 1e6,
-               _overhead_us(res["runs"]["SciPy"], res["fg_host"]) if ok(res["runs"]["SciPy"]) else None)
+  overhead = [(res["label"], _overhead_us(res["runs"]["ours"], res["t_fg"]["ours"]), res["t_fg"]["ours"] * 1e6,
+               _overhead_us(res["runs"]["SciPy"], res["t_fg"]["SciPy"]) if ok(res["runs"]["SciPy"]) else None)
               for res in large]
   compile_s = {solver: [res["runs"][solver].first_s - res["runs"][solver].time_s for res in results
                         if res["n"] <= SMALL_N and ok(res["runs"].get(solver))]
@@ -522,7 +550,9 @@ def build_report(results, command: str, opts: dict, repeats: int, elapsed: float
       f"(target 90%); identical nit and nfev on {same_counts}/{len(f64)}.",
       f"2. Steady-state time / SciPy, geometric mean over all {len(pairs)} problems: ours "
       f"**{_fmt(time_ratio['ours'])}** (target 0.10), jaxopt {_fmt(time_ratio['jaxopt'])}; on the "
-      f"{len(unbounded)} unbounded ones: ours {_fmt(time_ratio_unb['ours'])}, optax {_fmt(time_ratio_unb['optax'])}.",
+      f"{len(unbounded)} unbounded ones: ours {_fmt(time_ratio_unb['ours'])}, optax {_fmt(time_ratio_unb['optax'])}."
+      f" On the {len(with_numpy)} problems with a NumPy objective, SciPy-NumPy takes"
+      f" {_fmt(time_ratio['SciPy-NumPy'])} x SciPy's time and ours **{_fmt(ours_vs_numpy)}** x SciPy-NumPy's.",
       "3. Own work per iteration beyond f+g at n >= 10^4 (target <= 2x one f+g): "
       + ("; ".join(f"{label}: ours {_fmt(o, '.0f')} us vs f+g {fg:.0f} us = {_fmt(o / fg if o else None, '.1f')}x "
                    f"(SciPy's own {_fmt(s, '.0f')} us)" for label, o, fg, s in overhead) or "no such problem in this run")
@@ -578,12 +608,14 @@ def build_report(results, command: str, opts: dict, repeats: int, elapsed: float
       "there (float64); bound viol. is against the bounds the solver got (rounded to float32 in the float32 "
       "rows, except for SciPy); stop is converged / limit (maxiter, maxfun) / other (line search failure); "
       "first call = compile + run; steady = median of the later calls; time / SciPy is the ratio of "
-      "steady-state times in this run; own us / iter = (steady - nfev t_fg) / nit with t_fg one f+g inside a "
-      "jitted loop (JAX solvers) or one host call of the jitted value-and-grad (SciPy). jaxopt's nfev is its "
+      "steady-state times in this run; f+g us is t_fg, one f+g inside a jitted loop (JAX solvers) or one host "
+      "call of SciPy's objective (SciPy: the jitted value-and-grad on NumPy arrays; SciPy-NumPy: f and g "
+      "written in NumPy, benchmarks/numpy_objectives.py); own us / iter = (steady - nfev t_fg) / nit. "
+      "jaxopt's nfev is its "
       f"num_fun_eval, and its maxiter is min(15000, {JAXOPT_ITER_FACTOR} x SciPy's nit + 100) (it has no "
       "ftol test; the cap bounds the run time). optax's nfev is 1 + its zoom line-search steps; optax runs "
       "on the unbounded problems only. float32 rows: every solver gets the float32 objective (SciPy through "
-      "float64 arrays).",
+      "float64 arrays, cast in NumPy).",
       "",
       *summary,
       "",
@@ -608,14 +640,14 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--repeats", type=int, default=3, help="timed runs per solver and problem (>= 1)")
   parser.add_argument("--only", default=None, help="only problems whose label contains this text")
   parser.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated subset of "
-                      + ",".join(SOLVERS) + " (SciPy always runs: it is the reference)")
+                      + ",".join(SOLVERS) + " (SciPy, the reference, and SciPy-NumPy always run)")
   parser.add_argument("--maxcor", type=int, default=10)
   parser.add_argument("--ftol", type=float, default=2.220446049250313e-09)
   parser.add_argument("--gtol", type=float, default=1e-05)
   args = parser.parse_args(argv)
   if args.repeats < 1:
     parser.error("--repeats must be >= 1")
-  solvers = set(args.solvers.split(",")) | {"SciPy"}
+  solvers = set(args.solvers.split(",")) | {"SciPy", "SciPy-NumPy"}
   unknown = solvers - set(SOLVERS)
   if unknown:
     parser.error(f"--solvers: unknown {sorted(unknown)}; choose from {','.join(SOLVERS)}")
@@ -638,7 +670,15 @@ def main(argv: list[str] | None = None) -> int:
     p = case.factory(**case.kwargs)
     q = _prepare(p, case.dtype)
     print(f"{case.label} (n={p.x0.size}) ...", file=sys.stderr, flush=True)
-    runs = {"SciPy": run_scipy(q, opts, args.repeats)}
+    x0_64 = q.x0.astype(np.float64)
+    fun_and_grad = jax_fun_and_grad(p.fun, case.dtype)
+    runs = {"SciPy": run_scipy(q, opts, args.repeats, fun_and_grad)}
+    t_fg = {"SciPy": call_time(fun_and_grad, x0_64)}
+    if case.numpy_fg is not None:
+      numpy_objectives.check(case.numpy_fg, p.fun, p.x0)
+      numpy_fg = numpy_fun_and_grad(case.numpy_fg, case.dtype)
+      runs["SciPy-NumPy"] = run_scipy(q, opts, args.repeats, numpy_fg)
+      t_fg["SciPy-NumPy"] = call_time(numpy_fg, x0_64)
     if "ours" in solvers:
       runs["ours"] = run_ours(q, opts, args.repeats)
     if "jaxopt" in solvers:
@@ -646,12 +686,13 @@ def main(argv: list[str] | None = None) -> int:
       runs["jaxopt"] = run_jaxopt(q, opts, args.repeats, min(opts["maxiter"], JAXOPT_ITER_FACTOR * ref_nit + 100))
     if "optax" in solvers and np.all(np.isinf(p.lower)) and np.all(np.isinf(p.upper)):
       runs["optax"] = run_optax(q, opts, args.repeats)
-    fg_loop, fg_host = fg_times(q)
+    fg_loop = fg_loop_time(q)
+    t_fg.update({solver: fg_loop for solver in ("ours", "jaxopt", "optax")})
     for solver, r in runs.items():
-      print(f"  {solver:7s} " + (r.error or f"nit {r.nit} nfev {r.nfev} f {r.f:.10g} {r.stop} "
-                                   f"{_fmt(r.time_s)} s (first {_fmt(r.first_s)} s)"), file=sys.stderr)
-    results.append(dict(label=case.label, n=p.x0.size, dtype=case.dtype, f_opt=p.f_opt, runs=runs,
-                        fg_loop=fg_loop, fg_host=fg_host))
+      print(f"  {solver:11s} " + (r.error or f"nit {r.nit} nfev {r.nfev} f {r.f:.10g} {r.stop} "
+                                    f"{_fmt(r.time_s)} s (first {_fmt(r.first_s)} s), f+g {t_fg[solver] * 1e6:.1f} us"),
+            file=sys.stderr)
+    results.append(dict(label=case.label, n=p.x0.size, dtype=case.dtype, f_opt=p.f_opt, runs=runs, t_fg=t_fg))
   report = build_report(results, command, opts, args.repeats, time.perf_counter() - start, notes)
   print(report)
   out.parent.mkdir(parents=True, exist_ok=True)
