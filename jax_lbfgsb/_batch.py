@@ -67,6 +67,48 @@ def _select(pred: jax.Array, new: Any, old: Any) -> Any:
   return jax.tree.map(pick, new, old)
 
 
+class _Packing:
+  """A pytree of per-lane arrays ``(lanes, ...)`` as one ``(lanes, size)`` matrix per dtype, and back.
+
+  XLA:CPU expands a scatter into a loop over its rows with a few kernels per
+  row and per array; packed, a finished lane's whole state is written by one
+  ``dynamic_update_slice`` per dtype.
+  """
+
+  def __init__(self, tree: Any):
+    leaves, self.treedef = jax.tree.flatten(tree)
+    self.layout = []  # (dtype, offset, shape[1:]) per leaf
+    self.sizes: dict[Any, int] = {}
+    for leaf in leaves:
+      size = int(np.prod(leaf.shape[1:], dtype=np.int64))
+      self.layout.append((leaf.dtype, self.sizes.get(leaf.dtype, 0), leaf.shape[1:]))
+      self.sizes[leaf.dtype] = self.sizes.get(leaf.dtype, 0) + size
+
+  def pack(self, tree: Any) -> dict[Any, jax.Array]:
+    leaves = jax.tree.leaves(tree)
+    return {dtype: jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf, (d, _, _) in zip(leaves, self.layout)
+                                    if d == dtype], axis=1) for dtype in self.sizes}
+
+  def unpack(self, packed: dict[Any, jax.Array]) -> Any:
+    rows = next(iter(packed.values())).shape[0]
+    leaves = [packed[d][:, o:o + int(np.prod(shape, dtype=np.int64))].reshape((rows,) + shape)
+              for d, o, shape in self.layout]
+    return jax.tree.unflatten(self.treedef, leaves)
+
+
+def _write_finished(packing: _Packing, results: dict, states: Any, done: jax.Array, idx: jax.Array) -> dict:
+  """``results[idx[k]] = states[k]`` for the lanes ``k`` that are ``done``, one row at a time."""
+  packed = packing.pack(states)
+  order = jnp.argsort(~done, stable=True).astype(jnp.int32)  # the done lanes first
+
+  def write(k, res):
+    lane = order[k]
+    return {d: lax.dynamic_update_slice(res[d], lax.dynamic_slice_in_dim(packed[d], lane, 1), (idx[lane], jnp.int32(0)))
+            for d in res}
+
+  return lax.fori_loop(0, jnp.sum(done, dtype=jnp.int32), write, results)
+
+
 def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shared, options):
   """The jitted batch solve: ``x0`` ``(B, ...)`` pytree, ``l, u`` ``(B, n)``, ``args`` batched, ``shared`` not."""
   x0_flat = jax.vmap(lambda x: ravel_pytree(x)[0])(x0)
@@ -84,39 +126,45 @@ def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shar
   boxes = jax.vmap(Box.of)(l, u)
 
   def start(idx):
-    """``init`` of problems ``idx`` (one per lane)."""
-    return jax.vmap(lambda x, box, p: init(functools.partial(fun_and_grad, params=p), x, box, options, maxcor, hooks))(
-        x0_flat[idx], _take(boxes, idx), _take(params, idx))
+    """The lanes' inputs (box, params) and ``init`` for problems ``idx``, one per lane."""
+    box, p = _take(boxes, idx), _take(params, idx)
+    states = jax.vmap(lambda x, b, q: init(functools.partial(fun_and_grad, params=q), x, b, options, maxcor, hooks))(
+        x0_flat[idx], box, p)
+    return states, box, p
 
-  def advance(states, idx):
-    return jax.vmap(lambda s, box, p: step(functools.partial(fun_and_grad, params=p), box, options, s, hooks))(
-        states, _take(boxes, idx), _take(params, idx))
+  def advance(states, box, p):
+    return jax.vmap(lambda s, b, q: step(functools.partial(fun_and_grad, params=q), b, options, s, hooks))(
+        states, box, p)
 
   first = jnp.arange(lanes, dtype=jnp.int32)
-  states = start(first)
+  lane = start(first)  # (states, box, params) of each lane, carried: no gather per step
   # The results: one state per problem, written when its solve terminates.
-  results = jax.tree.map(lambda a: jnp.zeros((batch,) + a.shape[1:], a.dtype), states)
+  packing = _Packing(lane[0])
+  results = {d: jnp.zeros((batch, size), d) for d, size in packing.sizes.items()}
 
   def cond(carry):
     return jnp.any(carry[1] < batch)
 
   def body(carry):
-    states, idx, queued, results = carry
+    lane, idx, queued, results = carry
+    states = lane[0]
     active = idx < batch
     running = active & (states.termination == Termination.RUNNING)
-    states = _select(running, advance(states, idx), states)
+    states = _select(running, advance(*lane), states)
     done = active & (states.termination != Termination.RUNNING)
-    results = jax.tree.map(lambda buf, v: buf.at[jnp.where(done, idx, batch)].set(v, mode="drop"), results, states)
+    results = lax.cond(jnp.any(done), lambda: _write_finished(packing, results, states, done, idx),
+                       lambda: results)
     # Finished lanes take the next problems in order; past the end, none (idx = batch).
     new_idx = jnp.minimum(queued + jnp.cumsum(done, dtype=jnp.int32) - 1, batch).astype(jnp.int32)
     idx = jnp.where(done, new_idx, idx)
     queued = jnp.minimum(queued + jnp.sum(done, dtype=jnp.int32), batch)
     refill = done & (idx < batch)
-    states = lax.cond(jnp.any(refill), lambda: _select(refill, start(idx), states), lambda: states)
-    return states, idx, queued, results
+    lane = (states,) + lane[1:]
+    lane = lax.cond(jnp.any(refill), lambda: _select(refill, start(idx), lane), lambda: lane)
+    return lane, idx, queued, results
 
-  _, _, _, results = lax.while_loop(cond, body, (states, first, jnp.int32(lanes), results))
-  results = results._replace(box=boxes)
+  _, _, _, results = lax.while_loop(cond, body, (lane, first, jnp.int32(lanes), results))
+  results = packing.unpack(results)._replace(box=boxes)
   x = jax.vmap(unravel)(results.x)
   jac_out = jax.vmap(unravel)(results.g)
   status = jnp.asarray(_status.STATUS, jnp.int32)[results.termination]
