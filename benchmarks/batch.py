@@ -2,7 +2,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/batch.py [--batch 512] [--n 10] [--repeats 5] [--out benchmarks/RESULTS_batch.md]
+    python benchmarks/batch.py [--batch 512] [--n 10] [--repeats 5] [--lanes 8,16,64,128]
+                               [--out benchmarks/RESULTS_batch.md]
 
 Problems: bounded chained Rosenbrock functions ``sum 100 (x_{i+1} - x_i^2)^2 +
 (a - x_i)^2`` with ``n`` variables and a box per problem, in two batches:
@@ -26,7 +27,8 @@ Solvers, all with SciPy's default options:
   checked against);
 - ``jax.jit(jax.vmap(minimize))``, with XLA:CPU's default emitters and with its
   classic ones (``compiler_options``, on CPU);
-- ``jax.jit(minimize_batch)`` when ``jax_lbfgsb`` has it (classic emitters on CPU).
+- ``jax.jit(minimize_batch)`` when ``jax_lbfgsb`` has it (classic emitters on CPU),
+  with its default lane count and with each of ``--lanes``.
 
 Each batch starts from empty caches (``jax.clear_caches()``): a warm-up round
 gives every solver's first call (with compile), then ``--repeats`` rounds time
@@ -95,8 +97,9 @@ def _scipy_loop(fun_and_grad: Callable, b: Batch) -> list:
           for i in range(len(b.a))]
 
 
-def solvers(b: Batch) -> tuple[dict[str, Callable[[], object]], dict[str, Callable]]:
-  """The calls to time on ``b`` (each returns its results, ready) and the SciPy objectives."""
+def solvers(b: Batch, lanes: list[int]) -> tuple[dict[str, Callable[[], object]], dict[str, Callable]]:
+  """The calls to time on ``b`` (each returns its results, ready) and the SciPy objectives;
+  ``minimize_batch`` with its default lane count and with each of ``lanes``."""
   objectives = {SCIPY: bench.jax_fun_and_grad(rosen_a),
                 "SciPy-NumPy loop": bench.numpy_fun_and_grad(numpy_objectives.rosen_fg)}
   arrays = tuple(jnp.asarray(v) for v in (b.x0, b.a, b.lower, b.upper))
@@ -116,9 +119,12 @@ def solvers(b: Batch) -> tuple[dict[str, Callable[[], object]], dict[str, Callab
   if cpu:
     add(f"jit(vmap(minimize)), compiler_options={FAST_COMPILE}", jax.vmap(one), compiler_options=FAST_COMPILE)
   if hasattr(jax_lbfgsb, "minimize_batch"):
-    add("jit(minimize_batch)" + (f", compiler_options={FAST_COMPILE}" if cpu else ""),
-        lambda x0, a, lo, hi: jax_lbfgsb.minimize_batch(rosen_a, x0, args=(a,), bounds=(lo, hi)),
-        compiler_options=FAST_COMPILE if cpu else None)
+    for count in [None, *lanes]:
+      add("jit(minimize_batch" + (f", lanes={count})" if count else ")")
+          + (f", compiler_options={FAST_COMPILE}" if cpu and not count else ""),
+          lambda x0, a, lo, hi, count=count: jax_lbfgsb.minimize_batch(rosen_a, x0, args=(a,), bounds=(lo, hi),
+                                                                        lanes=count),
+          compiler_options=FAST_COMPILE if cpu else None)
   return calls, objectives
 
 
@@ -145,10 +151,10 @@ def per_problem(out) -> dict[str, np.ndarray]:
   return {k: np.asarray(getattr(out, k)) for k in ("nit", "nfev", "fun", "x")}
 
 
-def run_batch(b: Batch, repeats: int) -> tuple[list[str], list[str]]:
+def run_batch(b: Batch, repeats: int, lanes: list[int]) -> tuple[list[str], list[str]]:
   """Times every solver on ``b``: its table rows and its summary line."""
   jax.clear_caches()
-  calls, objectives = solvers(b)
+  calls, objectives = solvers(b, lanes)
   first, steady, out = time_interleaved(calls, repeats)
   eval_us = {name: bench.call_time(fg, b.x0[0], b.a[0]) * 1e6 for name, fg in objectives.items()}
   res = {name: per_problem(o) for name, o in out.items()}
@@ -176,12 +182,15 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=512)
   parser.add_argument("--n", type=int, default=10)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--lanes", default="8,16,64,128",
+                      help="lane counts of minimize_batch timed besides its default (comma-separated; '' for none)")
   parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_batch.md"))
   args = parser.parse_args()
+  lanes = [int(v) for v in args.lanes.split(",") if v]
 
   rows, summary = [], []
   for make in (uniform_batch, skewed_batch):
-    batch_rows, batch_summary = run_batch(make(args.batch, args.n), args.repeats)
+    batch_rows, batch_summary = run_batch(make(args.batch, args.n), args.repeats, lanes)
     rows += batch_rows
     summary += batch_summary
   note = ("" if hasattr(jax_lbfgsb, "minimize_batch")
@@ -193,7 +202,7 @@ def main() -> None:
       "Command:",
       "",
       "```",
-      f"python benchmarks/batch.py --batch {args.batch} --n {args.n} --repeats {args.repeats}",
+      f"python benchmarks/batch.py --batch {args.batch} --n {args.n} --repeats {args.repeats} --lanes '{args.lanes}'",
       "```",
       "",
       f"- {bench.machine_line()} Backend {jax.default_backend()}; scipy {scipy.__version__}; BLAS threads"
