@@ -21,7 +21,7 @@ from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _scaling, _solver
 from jax_lbfgsb._bounds import canonicalize_bounds, project
-from jax_lbfgsb._inputs import prepare_x0
+from jax_lbfgsb._inputs import count_limit, prepare_x0
 from jax_lbfgsb._minimize import fast_compile_jit
 from jax_lbfgsb._solver import Box, LbfgsbState, Options
 from jax_lbfgsb._status import Termination
@@ -196,7 +196,8 @@ def lbfgsb(
       for none. ``lower == upper`` fixes a variable.
     upper: upper bounds, like ``lower``; ``inf`` for none.
     memory_size: number of correction pairs kept (``maxcor``, ``m``).
-    maxls: maximum number of evaluations in one line search.
+    maxls: maximum number of evaluations in one line search (a fractional
+      value counts as SciPy compares it: ``ceil(maxls)``).
     ftol: relative reduction tolerance (SciPy's ``ftol``).
     gtol: projected-gradient tolerance (SciPy's ``gtol``).
     x_scale: variable scales (a positive scalar, or a pytree like ``params``)
@@ -253,9 +254,11 @@ def lbfgsb(
     optimization <https://doi.org/10.1137/0916069>`_, SIAM J. Sci. Comput.
     16(5), 1995.
   """
-  for name, value, low in (("memory_size", memory_size, 1), ("maxls", maxls, 1)):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-      raise ValueError(f"lbfgsb: {name} must be a Python int >= {low}; got {value!r}.")
+  if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
+    raise ValueError(f"lbfgsb: memory_size must be a Python int >= 1; got {memory_size!r}.")
+  maxls_given, maxls = maxls, count_limit(maxls, "lbfgsb: maxls", strict=False)  # SciPy's comparison: ceil
+  if not maxls >= 1:
+    raise ValueError(f"lbfgsb: maxls must be >= 1; got {maxls_given!r}.")
   for name, value in (("ftol", ftol), ("gtol", gtol)):
     if not value >= 0:
       raise ValueError(f"lbfgsb: {name} must be >= 0; got {value!r}.")
@@ -264,7 +267,7 @@ def lbfgsb(
     l, u = _flat_bounds(lower, upper, params, dtype)
     options = Options(
         ftol=jnp.asarray(ftol, dtype), gtol=jnp.asarray(gtol, dtype), maxiter=jnp.asarray(_NO_LIMIT, jnp.int32),
-        maxfun=jnp.asarray(_NO_LIMIT, jnp.int32), maxls=jnp.asarray(maxls, jnp.int32),
+        maxfun=jnp.asarray(_NO_LIMIT, jnp.int32), maxls=jnp.asarray(maxls),
         ls_ftol=jnp.asarray(1e-3, dtype), ls_gtol=jnp.asarray(0.9, dtype),  # lnsrlb's constants
         pgtol_rel=jnp.zeros((), dtype), xtol_rel=jnp.zeros((), dtype),  # off, as in SciPy
     )

@@ -155,10 +155,11 @@ def test_negative_ftol():
     minimize(rosen, jnp.zeros(4), ftol=-1.0)
 
 
-@pytest.mark.parametrize("name", ["maxiter", "maxfun", "maxls"])
-def test_fractional_limits_raise(name):
-  with pytest.raises(ValueError, match=f"{name} must be a whole number; got 3.7"):
-    minimize(rosen, jnp.zeros(4), **{name: 3.7})
+@pytest.mark.parametrize("name, value, error", [
+    ("maxiter", np.nan, ValueError), ("maxfun", "15", TypeError), ("maxls", True, TypeError)])
+def test_limits_that_are_no_number_raise(name, value, error):
+  with pytest.raises(error, match=f"{name} must be a number"):
+    minimize(rosen, jnp.zeros(4), **{name: value})
 
 
 def test_a_single_non_tuple_arg_is_one_argument():
