@@ -18,17 +18,14 @@ from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb._minimize import OptimizeResult, minimize
 from jax_lbfgsb._solver import with_termination
-from jax_lbfgsb._status import Termination
+from jax_lbfgsb._status import Outcome, Termination, codes
 
 __all__ = ["LBFGSB", "LbfgsbState", "OptStep"]
 
 # jaxopt has no evaluation limit.
 _MAXFUN = int(np.iinfo(np.int32).max)
-# Terminations where the last line search failed (SciPy's ABNORMAL ends).
-_LS_FAILED = (
-    int(Termination.ABNORMAL_LINE_SEARCH), int(Termination.ABNORMAL_NOT_DESCENT),
-    int(Termination.PRECISION_LIMIT), int(Termination.INCONSISTENT_GRADIENT),
-)
+# Terminations where the last line search failed (SciPy's ABNORMAL ends, f and g finite).
+_LS_FAILED = codes(outcome=Outcome.LINE_SEARCH_FAILED)
 # The line-search and H0 knobs of jaxopt: only their defaults have a meaning here.
 _LINE_SEARCH_DEFAULTS = {
     "linesearch": "zoom", "linesearch_init": "increase", "increase_factor": 1.5,

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lbfgsb import RECORDS, OptimizeResult, Termination, fmin_l_bfgs_b, minimize, problems
-from jax_lbfgsb import _inputs
+from jax_lbfgsb import RECORDS, OptimizeResult, Outcome, Termination, fmin_l_bfgs_b, minimize, problems
+from jax_lbfgsb import _inputs, report
+from jax_lbfgsb._status import codes
 
 scipy_optimize = pytest.importorskip("scipy.optimize")
 
@@ -205,6 +206,16 @@ def test_one_record_per_code():
     assert (record.status == 0) == (record.warnflag == 0), code
     assert record.message and record.task and (record.cause or code == Termination.RUNNING), code
     assert code.message == record.message and str(code) == code.name
+    # The classification everything else reads (implicit derivatives, jaxopt's
+    # failed_linesearch, iprint, report): consistent with SciPy's status.
+    assert (record.outcome is Outcome.CONVERGED) == (record.status == 0), code
+    assert (record.outcome is Outcome.LIMIT) == (record.status == 1) == bool(record.limit), code
+    assert (record.outcome is Outcome.USER_HALT) == (record.status == 99), code
+    assert bool(record.iprint) == (record.message == "ABNORMAL: "), code
+    assert not record.diagnosis or record.diagnosis in report._DIAGNOSES, code
+  assert set(codes(solved=True)) == {*codes(outcome=Outcome.CONVERGED), Termination.PRECISION_LIMIT}
+  assert set(codes(outcome=Outcome.LINE_SEARCH_FAILED)) | set(codes(outcome=Outcome.NONFINITE)) == {
+      code for code, record in RECORDS.items() if record.message == "ABNORMAL: "}
   # SciPy's exact texts (scipy/optimize/_lbfgsb_py.py task_messages).
   assert RECORDS[Termination.CONVERGED_FTOL].message == "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"
   assert RECORDS[Termination.MAXFUN].message == "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"
