@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -452,7 +453,7 @@ def test_nan_stops_at_last_finite_iterate():
   # The first line search from x0 = 0 steps into the NaN region.
   res = minimize(_nan_above_half, jnp.zeros(1))
   assert int(res.termination) == Termination.NONFINITE and int(res.status) == 2
-  assert np.isfinite(float(res.fun)) and np.all(np.isfinite(np.asarray(res.x)))
+  chex.assert_tree_all_finite((res.fun, res.x))
   assert float(res.x[0]) <= 0.5
   assert res.message == "ABNORMAL: " and res.cause.startswith("f or its gradient is NaN or inf")
 

@@ -1,5 +1,6 @@
 """The optax transformation: iterates equal minimize's, updates land inside the box, the MLP user story."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,7 +65,7 @@ def test_k_updates_equal_minimize_maxiter_k(from_state):
   assert int(state.solver.termination) in (Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL)
   np.testing.assert_allclose(ravel_pytree(final)[0], ravel_pytree(res.x)[0], rtol=0, atol=1e-12)
   for before, after in zip(trajectory[int(res.nit):], trajectory[int(res.nit) + 1:]):
-    assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[0]), jax.tree.leaves(after[0])))
+    chex.assert_trees_all_equal(before[0], after[0])
   assert float(state.value) == float(res.fun)
   assert jax.tree.structure(state.grad) == jax.tree.structure(params)
 
