@@ -6,7 +6,7 @@ from jax_lbfgsb._fmin import fmin_l_bfgs_b
 from jax_lbfgsb._jaxopt import LBFGSB, LbfgsbState, OptStep
 from jax_lbfgsb._minimize import IntermediateResult, OptimizeResult, minimize
 from jax_lbfgsb._solver import History
-from jax_lbfgsb._status import RECORDS, Record, Termination
+from jax_lbfgsb._status import RECORDS, Outcome, Record, Termination
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,7 @@ __all__ = [
     "OptStep",
     "InverseHessian",
     "OptimizeResult",
+    "Outcome",
     "RECORDS",
     "Record",
     "Termination",

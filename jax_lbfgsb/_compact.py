@@ -258,8 +258,11 @@ class InverseHessian(NamedTuple):
   ``rmatvec`` of an ``(n,)`` or ``(n, 1)`` array, ``matmat`` of ``(n, k)``,
   ``todense()``, ``shape``, ``dtype``, ``T``. SciPy's operator differs in what
   it computes: it uses ``H0 = I`` and takes the pairs in buffer order, which
-  is wrong once the buffer has wrapped (more than ``maxcor`` updates; see
-  REFERENCE.md c.8). This operator is the L-BFGS-B matrix, exact.
+  is wrong once the buffer has wrapped (more than ``maxcor`` updates:
+  ``_minimize_lbfgsb`` in SciPy's ``scipy/optimize/_lbfgsb_py.py`` passes
+  ``wa``'s first ``n_corrs`` rows of ``S`` and ``Y``, which ``matupd`` in
+  ``scipy/optimize/src/lbfgsb.c`` fills circularly). This operator is the
+  L-BFGS-B matrix, exact (``B = theta I - W M W'`` of Byrd, Lu, Nocedal, Zhu 1995).
 
   With ``scale`` (``x_scale``: the memory holds pairs in ``y = x / s``) it is
   ``S H_y S`` with ``S = diag(s)``, the inverse Hessian in the caller's variables.

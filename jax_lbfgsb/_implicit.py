@@ -59,7 +59,7 @@ from jax import lax
 
 from jax_lbfgsb._bounds import project
 from jax_lbfgsb._solver import LbfgsbState
-from jax_lbfgsb._status import WARNFLAG, Termination
+from jax_lbfgsb._status import codes
 
 __all__ = ["differentiable_solve"]
 
@@ -67,7 +67,7 @@ _HI = lax.Precision.HIGHEST
 _CG_MAXITER = 10_000  # cap on the 10 n conjugate-gradient iterations
 # Terminations at a solution: the optimality conditions hold there (to the
 # tolerance: SciPy's status 0, or to the precision of the type).
-_SOLVED = tuple(code for code, flag in enumerate(WARNFLAG) if flag == 0) + (int(Termination.PRECISION_LIMIT),)
+_SOLVED = codes(solved=True)
 
 
 def _zero_tangent(leaf: jax.Array) -> Any:

@@ -6,7 +6,8 @@ pytree of float arrays without weak types (JAX arrays stay JAX arrays, host
 values become NumPy arrays), and names the dtype of the solve.
 ``minimize`` (and so ``fmin_l_bfgs_b`` and ``LBFGSB``) and the optax
 transformation call it; the bounds go through
-:func:`jax_lbfgsb._bounds.canonicalize_bounds`.
+:func:`jax_lbfgsb._bounds.canonicalize_bounds`. :func:`count_limit` reads
+``maxiter``, ``maxfun`` and ``maxls`` as SciPy compares them.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import numpy as np
 
 from jax_lbfgsb._bounds import check_precision
 
-__all__ = ["prepare_x0"]
+__all__ = ["count_limit", "prepare_x0"]
 
 _warned_x64 = False
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 def _warn_float32(name: str, what: str) -> None:
@@ -119,3 +121,31 @@ def prepare_x0(x0: Any, name: str = "x0", check_nan: bool = True) -> tuple[Any, 
   dtype = jnp.result_type(*leaves)
   check_precision(dtype, name)
   return jax.tree.unflatten(treedef, leaves), dtype
+
+
+def count_limit(value: Any, name: str, strict: bool) -> Any:
+  """A limit on a count (``maxiter``, ``maxfun``, ``maxls``) as int32, compared as SciPy compares it.
+
+  SciPy's L-BFGS-B compares its integer counts with the limits as given, so a
+  fractional limit is valid (SciPy's gh-23430 test passes ``maxiter=100.1``):
+  ``count >= value`` (``strict=False``: ``nit >= maxiter``, a line search's
+  evaluations ``>= maxls``) holds exactly when ``count >= ceil(value)``, and
+  ``count > value`` (``strict=True``: ``nfev > maxfun``) when ``count >
+  floor(value)``. ``inf`` and values past int32 mean no limit. Traced values
+  (under ``jit`` or ``vmap``) are rounded the same way.
+
+  >>> int(count_limit(100.1, "maxiter", strict=False)), int(count_limit(5.5, "maxfun", strict=True))
+  (101, 5)
+  """
+  if isinstance(value, jax.Array):
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+      return value.astype(jnp.int32)
+    whole = jnp.floor(value) if strict else jnp.ceil(value)
+    return jnp.where(whole >= _INT32_MAX, _INT32_MAX, jnp.maximum(whole, -1).astype(jnp.int32))
+  if isinstance(value, bool) or not (isinstance(value, numbers.Real) or (
+      isinstance(value, np.ndarray) and jnp.issubdtype(value.dtype, jnp.number) and value.dtype != bool)):
+    raise TypeError(f"{name} must be a number (a count of {'evaluations' if name != 'maxiter' else 'iterations'});"
+                    f" got {value!r}.")
+  if np.any(np.isnan(value)):
+    raise ValueError(f"{name} must be a number, not NaN; use inf for no limit.")
+  return np.asarray(np.clip(np.floor(value) if strict else np.ceil(value), -1, _INT32_MAX), np.int32)

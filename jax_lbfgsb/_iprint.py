@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import textwrap
 
 import numpy as np
 
@@ -94,21 +93,16 @@ class IprintPrinter:
       self._print(["", iterate_line(nit, float(f), float(projg))])
 
   def finish(self, n, nit, nfev, nintol, nskip, nact, projg, f, termination) -> None:
-    code = _status.Termination(int(termination))
+    record = _status.Termination(int(termination)).record
     lines = []
-    if code != _status.Termination.INVALID_BOUNDS:
+    if record.outcome is not _status.Outcome.INVALID_INPUT:  # the Fortran code prints no table then
       lines.append(summary_table(int(n), int(nit), int(nfev), int(nintol), int(nskip), int(nact),
                                  float(projg), float(f)))
       if self.iprint >= 1:
         lines += ["", f" F = {float(f):.17g}"]
-    lines += ["", code.record.task]
-    if code == _status.Termination.ABNORMAL_LINE_SEARCH:
-      lines += ["", " Line search cannot locate an adequate point after MAXLS",
-                "  function and gradient evaluations.", "  Previous x, f and g restored.",
-                " Possible causes: 1 error in function or gradient evaluation;",
-                "                  2 rounding error dominate computation."]
-    elif code.record.task == code.record.message == "ABNORMAL: ":  # SciPy keeps no detail; we say it
-      lines += [""] + textwrap.wrap(code.cause, 78, initial_indent=" ", subsequent_indent=" ")
+    lines += ["", record.task]
+    if record.iprint:
+      lines += ["", record.iprint]
     self._print(lines)
 
   def _print(self, lines) -> None:

@@ -18,17 +18,14 @@ from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb._minimize import OptimizeResult, minimize
 from jax_lbfgsb._solver import with_termination
-from jax_lbfgsb._status import Termination
+from jax_lbfgsb._status import Outcome, Termination, codes
 
 __all__ = ["LBFGSB", "LbfgsbState", "OptStep"]
 
 # jaxopt has no evaluation limit.
 _MAXFUN = int(np.iinfo(np.int32).max)
-# Terminations where the last line search failed (SciPy's ABNORMAL ends).
-_LS_FAILED = (
-    int(Termination.ABNORMAL_LINE_SEARCH), int(Termination.ABNORMAL_NOT_DESCENT),
-    int(Termination.PRECISION_LIMIT), int(Termination.INCONSISTENT_GRADIENT),
-)
+# Terminations where the last line search failed (SciPy's ABNORMAL ends, f and g finite).
+_LS_FAILED = codes(outcome=Outcome.LINE_SEARCH_FAILED)
 # The line-search and H0 knobs of jaxopt: only their defaults have a meaning here.
 _LINE_SEARCH_DEFAULTS = {
     "linesearch": "zoom", "linesearch_init": "increase", "increase_factor": 1.5,
@@ -166,10 +163,13 @@ class LBFGSB:
     theta, use_gamma: only the defaults are accepted: ``H0 = I / theta_k``
       with L-BFGS-B's ``theta_k = y'y / s'y`` (jaxopt's ``use_gamma=True``).
     history_size: number of correction pairs kept (SciPy's ``maxcor``).
-    implicit_diff: must be True (no unrolled differentiation).
-    implicit_diff_solve: must be None (the implicit system is solved by
-      conjugate gradients on Hessian-vector products).
-    jit, unroll: ignored: each solve is one jitted ``lax.while_loop``.
+    implicit_diff, implicit_diff_solve, jit, unroll: accepted and ignored:
+      they only choose how jaxopt takes derivatives and runs its loop. Each
+      solve is one jitted ``lax.while_loop``, and derivatives of ``run`` are
+      always implicit, the free system solved by conjugate gradients on
+      Hessian-vector products (where jaxopt, with ``implicit_diff=False``,
+      would unroll its loop instead: both give the derivative of the
+      solution, the implicit one without storing the iterates).
     verbose: True or 1 prints ``f`` and ``|proj g|`` at each iteration
       (``minimize``'s ``iprint=1``), 2 also the line searches (``iprint=99``).
     x_scale: ours, not jaxopt's: variable scales or ``"auto"`` (see
@@ -235,14 +235,6 @@ class LBFGSB:
             field, getattr(self, field),
             "the initial Hessian follows L-BFGS-B (theta I with theta = y'y / s'y, jaxopt's"
             f" use_gamma=True with theta=1.0); leave {field} at its default {default!r}.")
-    if not self.implicit_diff:
-      raise _unsupported(
-          "implicit_diff", self.implicit_diff,
-          "derivatives of run are implicit (the solver's loop is not unrolled or differentiated).")
-    if self.implicit_diff_solve is not None:
-      raise _unsupported(
-          "implicit_diff_solve", self.implicit_diff_solve,
-          "the implicit system is solved by conjugate gradients on Hessian-vector products; leave it None.")
     for field in ("condition", "decrease_factor"):
       if getattr(self, field) is not None:
         warnings.warn(f"Argument {field} is deprecated (and ignored, as by jaxopt)", DeprecationWarning, stacklevel=3)

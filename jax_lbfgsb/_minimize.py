@@ -19,7 +19,7 @@ from jax_lbfgsb._bounds import canonicalize_bounds, project
 from jax_lbfgsb._compact import InverseHessian
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
-from jax_lbfgsb._inputs import prepare_x0
+from jax_lbfgsb._inputs import count_limit, prepare_x0
 from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, Options, init, resume, run
 
@@ -226,17 +226,18 @@ def _gradient_form(jac: Any, fun: Callable[..., Any]) -> tuple[bool, Callable[..
   )
 
 
-def _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history) -> None:
+def _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history) -> tuple[Any, Any, Any]:
+  """Raises for invalid options; returns ``maxiter, maxfun, maxls`` as int32 (:func:`count_limit`)."""
   if not isinstance(maxcor, (int, np.integer)) or isinstance(maxcor, bool) or maxcor < 1:
     raise ValueError(f"maxcor must be a Python int >= 1 (it fixes array shapes); got {maxcor!r}.")
   if not isinstance(history, (int, np.integer)) or isinstance(history, bool) or history < 0:
     raise ValueError(f"history must be a Python int >= 0 (it fixes array shapes); got {history!r}.")
-  for name, value, low in (("maxls", maxls, 1), ("ftol", ftol, 0), ("gtol", gtol, 0)):
+  limits = tuple(count_limit(value, name, strict=name == "maxfun")
+                 for name, value in (("maxiter", maxiter), ("maxfun", maxfun), ("maxls", maxls)))
+  for name, value, low, given in (("maxls", limits[2], 1, maxls), ("ftol", ftol, 0, ftol), ("gtol", gtol, 0, gtol)):
     if not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0 and not value >= low:
-      raise ValueError(f"{name} must be >= {low}; got {value!r}.")
-  for name, value in (("maxiter", maxiter), ("maxfun", maxfun), ("maxls", maxls)):
-    if not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0 and float(value) != int(value):
-      raise ValueError(f"{name} must be a whole number; got {value!r}.")
+      raise ValueError(f"{name} must be >= {low}; got {given!r}.")
+  return limits
 
 
 def _check_line_search(ls_ftol, ls_gtol) -> None:
@@ -543,7 +544,9 @@ def minimize(
     gtol: projected-gradient tolerance (``pgtol``).
     maxiter: maximum number of iterations.
     maxfun: maximum number of evaluations of ``f`` and ``g``.
-    maxls: maximum number of evaluations in one line search.
+    maxls: maximum number of evaluations in one line search. The three
+      limits may be fractional (or ``inf``), compared as SciPy compares
+      them: ``nit >= maxiter``, ``nfev > maxfun``.
     history: record the first ``history`` iterates in ``result.history``
       (fixed-size arrays, no host callbacks; costs ``history * n`` floats).
     iprint: progress output of the Fortran L-BFGS-B v3.0 (which SciPy
@@ -623,7 +626,7 @@ def minimize(
       given, dict(options or {}), tol, unknown)
   (maxcor, ftol, gtol, maxiter, maxfun, maxls, history, iprint, ls_ftol, ls_gtol, pgtol_rel, xtol_rel, has_aux,
    x_scale) = (merged[k] for k in given)
-  _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history)
+  maxiter, maxfun, maxls = _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history)
   if not isinstance(args, tuple):  # as SciPy: a single extra argument
     args = (args,)
   _check_line_search(ls_ftol, ls_gtol)

@@ -20,8 +20,8 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _scaling, _solver
-from jax_lbfgsb._bounds import canonicalize_bounds, project
-from jax_lbfgsb._inputs import prepare_x0
+from jax_lbfgsb._bounds import _cast_inward, _fix_crossed, canonicalize_bounds, project
+from jax_lbfgsb._inputs import count_limit, prepare_x0
 from jax_lbfgsb._minimize import fast_compile_jit
 from jax_lbfgsb._solver import Box, LbfgsbState, Options
 from jax_lbfgsb._status import Termination
@@ -69,32 +69,76 @@ def _strong(tree: Any) -> Any:
   return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.asarray(leaf).dtype), tree)
 
 
+def _is_half(leaf: Any) -> bool:
+  dtype = getattr(leaf, "dtype", None)
+  return dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32
+
+
 def _params(params: Any) -> tuple[Any, Any]:
   """``(params, dtype)`` through minimize's input layer (one float dtype, no weak types);
-  NaN params are left to the solver (``NONFINITE``), so no host sync per update."""
-  return prepare_x0(params, "lbfgsb: params", check_nan=False)
+  NaN params are left to the solver (``NONFINITE``), so no host sync per update.
+
+  Mixed precision: float16 and bfloat16 leaves stay as they are, and the solve
+  runs in float32 (``dtype``), over their exact float32 values."""
+  name = "lbfgsb: params"
+  if not any(_is_half(leaf) for leaf in jax.tree.leaves(params)):
+    return prepare_x0(params, name, check_nan=False)
+  wide, dtype = prepare_x0(jax.tree.map(lambda a: a.astype(jnp.float32) if _is_half(a) else a, params), name,
+                           check_nan=False)
+  return jax.tree.map(lambda a, w: _strong(a) if _is_half(a) else w, params, wide), dtype
+
+
+def _widened(params: Any, dtype: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
+  """``(p, unravel)``: the params raveled in the solve's ``dtype`` (exact), and back to each leaf's dtype."""
+  p, unravel = ravel_pytree(jax.tree.map(lambda a: a.astype(dtype), params))
+  return p, lambda flat: jax.tree.map(lambda a, leaf: a.astype(leaf.dtype), unravel(flat), params)
+
+
+def _half_box(l: Any, u: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """The box rounded inward to each leaf's dtype (as ``minimize`` rounds float64 bounds to
+  float32), in ``dtype``: float32 iterates inside it round to nearest into it."""
+  unravel = ravel_pytree(jax.tree.map(lambda a: a.astype(dtype), params))[1]
+  pairs = [_fix_crossed(_cast_inward(lo, a.dtype, -np.inf), _cast_inward(hi, a.dtype, np.inf))
+           for lo, hi, a in zip(*(jax.tree.leaves(unravel(jnp.asarray(b))) for b in (l, u)), jax.tree.leaves(params))]
+  return tuple(jnp.concatenate([pair[k].astype(dtype).ravel() for pair in pairs]) for k in (0, 1))
+
+
+def _rounded(a: jax.Array) -> jax.Array:
+  """``a`` rounded to its own dtype: under ``jit`` XLA may keep half-precision
+  sums in float32 (excess precision), which ``optax.apply_updates`` rounds."""
+  info = jnp.finfo(a.dtype)
+  return lax.reduce_precision(a, exponent_bits=info.nexp, mantissa_bits=info.nmant)
 
 
 def _landing_update(p: jax.Array, x: jax.Array, l: jax.Array, u: jax.Array) -> jax.Array:
-  """``d`` with ``l <= p + d <= u`` in floating point, for ``p`` and ``x`` inside the box.
+  """``d`` in ``p``'s dtype with ``l <= p + d <= u`` in that floating point, landing on ``x`` where it can.
 
-  ``p + d == x`` when ``x - p`` is exact (e.g. when ``p`` and ``x`` are within a
+  ``x``, ``l`` and ``u`` (with ``p`` and ``x`` inside the box) are rounded to
+  ``p``'s dtype first, to nearest: ``x`` stays inside a box whose ends are
+  values of that dtype (a half-precision leaf's box, rounded inward). ``p + d
+  == x`` when ``x - p`` is exact (e.g. when ``p`` and ``x`` are within a
   factor 2 of each other); otherwise ``p + d`` can miss ``x`` by an ulp of
-  ``x - p``, past a bound when ``x`` is on it. Such a ``d`` moves one ulp
-  inward, and failing that becomes ``P(p) - p``.
+  ``x - p``: ``d`` then moves one ulp toward ``x`` where that lands on it; a
+  sum still past a bound moves one ulp inward, and failing that ``d`` becomes
+  ``P(p) - p``.
   """
-  d = x - p
-  y = p + d
-  inward = jnp.where(y > u, jnp.asarray(-jnp.inf, p.dtype), jnp.asarray(jnp.inf, p.dtype))
-  d = jnp.where((y < l) | (y > u), jnp.nextafter(d, inward), d)
-  y = p + d
-  return jnp.where((y < l) | (y > u), project(p, l, u) - p, d)
+  x, l, u = (a.astype(p.dtype) for a in (x, l, u))
+  inf = jnp.asarray(jnp.inf, p.dtype)
+  d = _rounded(x - p)
+  y = _rounded(p + d)
+  toward = jnp.nextafter(d, jnp.where(y < x, inf, -inf))
+  d = jnp.where((y != x) & (_rounded(p + toward) == x), toward, d)
+  y = _rounded(p + d)
+  d = jnp.where((y < l) | (y > u), jnp.nextafter(d, jnp.where(y > u, -inf, inf)), d)
+  y = _rounded(p + d)
+  return jnp.where((y < l) | (y > u), _rounded(project(p, l, u) - p), d)
 
 
 def _update(value_fn, auto_scale, params, state, value, grad, box, options, extra_args):
-  """One iteration of the solve, on the raveled params (divided by the scales, with ``x_scale``)."""
-  p, unravel = ravel_pytree(params)
-  dtype = p.dtype
+  """One iteration of the solve, on the raveled params (divided by the scales, with ``x_scale``),
+  in the box's dtype; ``value_fn``, the grad and the updates are in each leaf's dtype."""
+  dtype = box.l.dtype
+  p, unravel = _widened(params, dtype)
 
   def fun_and_grad(x):
     f, g = jax.value_and_grad(value_fn)(unravel(x), **extra_args)
@@ -138,9 +182,11 @@ def _update(value_fn, auto_scale, params, state, value, grad, box, options, extr
   x_new, g_new = solver.x, solver.g
   if scale is not None:
     x_new, g_new = jnp.clip(x_new * scale, box.l, box.u), g_new / scale
-  d = jnp.where(stay, jnp.zeros((), dtype), _landing_update(p, x_new, box.l, box.u))
-  new_state = LbfgsbTransformState(value=solver.f, grad=unravel(g_new), landed=p + d, solver=solver, scale=scale)
-  return unravel(d), new_state
+  d = jax.tree.map(_landing_update, params, *(unravel(a) for a in (x_new, box.l, box.u)))  # each leaf's dtype
+  d = unravel(jnp.where(stay, jnp.zeros((), dtype), _widened(d, dtype)[0]))
+  landed = _widened(jax.tree.map(lambda p, d: _rounded(p + d), params, d), dtype)[0]  # as optax.apply_updates
+  new_state = LbfgsbTransformState(value=solver.f, grad=unravel(g_new), landed=landed, solver=solver, scale=scale)
+  return d, new_state
 
 
 _update_jit = fast_compile_jit(_update, ("value_fn", "auto_scale"))
@@ -181,6 +227,14 @@ def lbfgsb(
   within rounding of params of the box (the box may hold no ``params + d``
   at all), and the second inside.
 
+  bfloat16 and float16 params are trained in mixed precision: the state keeps
+  a float32 master copy (``state.solver``: the iterate and the memory),
+  ``value_fn`` is evaluated at the params in their own dtype (the master
+  rounded to it), ``state.grad`` and the updates come in each leaf's dtype and
+  ``state.value`` in float32, and the bounds are rounded inward to the leaf's
+  dtype. Steps below that dtype's spacing are lost: pass ``x_scale`` for
+  variables far from unit size.
+
   ``update`` runs under :func:`jax.jit` with ``value_fn`` static: pass the same
   function object every step (not a new lambda), or each call recompiles.
   ``extra_args`` must be arrays or pytrees of arrays; it works under
@@ -196,7 +250,8 @@ def lbfgsb(
       for none. ``lower == upper`` fixes a variable.
     upper: upper bounds, like ``lower``; ``inf`` for none.
     memory_size: number of correction pairs kept (``maxcor``, ``m``).
-    maxls: maximum number of evaluations in one line search.
+    maxls: maximum number of evaluations in one line search (a fractional
+      value counts as SciPy compares it: ``ceil(maxls)``).
     ftol: relative reduction tolerance (SciPy's ``ftol``).
     gtol: projected-gradient tolerance (SciPy's ``gtol``).
     x_scale: variable scales (a positive scalar, or a pytree like ``params``)
@@ -212,7 +267,8 @@ def lbfgsb(
     ValueError: ``memory_size < 1``, ``maxls < 1``, negative ``ftol`` or
       ``gtol`` (at once); bounds that do not fit ``params`` or have
       ``lower > upper`` (in ``init``).
-    TypeError: ``params`` that are not float arrays of one dtype (in ``init``).
+    TypeError: ``params`` that are not float arrays of one dtype (half-precision
+      leaves may sit beside float32 ones) (in ``init``).
 
   Example:
     Maximize a hidden unit of a small MLP over a 28x28 image with pixels in
@@ -253,18 +309,22 @@ def lbfgsb(
     optimization <https://doi.org/10.1137/0916069>`_, SIAM J. Sci. Comput.
     16(5), 1995.
   """
-  for name, value, low in (("memory_size", memory_size, 1), ("maxls", maxls, 1)):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-      raise ValueError(f"lbfgsb: {name} must be a Python int >= {low}; got {value!r}.")
+  if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
+    raise ValueError(f"lbfgsb: memory_size must be a Python int >= 1; got {memory_size!r}.")
+  maxls_given, maxls = maxls, count_limit(maxls, "lbfgsb: maxls", strict=False)  # SciPy's comparison: ceil
+  if not maxls >= 1:
+    raise ValueError(f"lbfgsb: maxls must be >= 1; got {maxls_given!r}.")
   for name, value in (("ftol", ftol), ("gtol", gtol)):
     if not value >= 0:
       raise ValueError(f"lbfgsb: {name} must be >= 0; got {value!r}.")
 
   def box_and_options(params: Any, dtype: Any) -> tuple[Box, Options]:
     l, u = _flat_bounds(lower, upper, params, dtype)
+    if any(_is_half(leaf) for leaf in jax.tree.leaves(params)):
+      l, u = _half_box(l, u, params, dtype)
     options = Options(
         ftol=jnp.asarray(ftol, dtype), gtol=jnp.asarray(gtol, dtype), maxiter=jnp.asarray(_NO_LIMIT, jnp.int32),
-        maxfun=jnp.asarray(_NO_LIMIT, jnp.int32), maxls=jnp.asarray(maxls, jnp.int32),
+        maxfun=jnp.asarray(_NO_LIMIT, jnp.int32), maxls=jnp.asarray(maxls),
         ls_ftol=jnp.asarray(1e-3, dtype), ls_gtol=jnp.asarray(0.9, dtype),  # lnsrlb's constants
         pgtol_rel=jnp.zeros((), dtype), xtol_rel=jnp.zeros((), dtype),  # off, as in SciPy
     )
@@ -277,7 +337,7 @@ def lbfgsb(
   def init_fn(params: Any) -> LbfgsbTransformState:
     params, dtype = _params(params)
     box, options = box_and_options(params, dtype)
-    p = ravel_pytree(params)[0]
+    p = _widened(params, dtype)[0]
     scale = None if x_scale is None else jnp.ones_like(p) if auto else _scaling.flat_scale(x_scale, params, dtype)
     # Zeros of the solver state's shapes, a placeholder that evaluates
     # nothing: the first update starts the solve at its params (landed is NaN).

@@ -153,8 +153,9 @@ def _indices(mask: np.ndarray, first: int = 5) -> str:
   return shown + (f", ... ({where.size} in all)" if where.size > first else "")
 
 
-def _early_stop(s: _Solve, pg_inf: float, free: np.ndarray) -> list[str]:
+def _early_stop(s: _Solve, pg_inf: float) -> list[str]:
   """Why a solve with free variables passed the gtol test at its start (nit == 0)."""
+  free = ~s.fixed
   nfree = int(free.sum())
   notes = [
       "The solve stopped at iteration 0, before taking any step: the largest component of the"
@@ -284,7 +285,6 @@ def diagnose(result: OptimizeResult, lower: Any = None, upper: Any = None, x0: A
 
 
 def _notes(s: _Solve, x0: Any) -> list[str]:
-  free = ~s.fixed
   pg_inf = float(np.abs(s.pg).max(initial=0.0))
   notes = []
   if x0 is not None:
@@ -295,57 +295,75 @@ def _notes(s: _Solve, x0: Any) -> list[str]:
           f"x0 was outside the bounds in {int(outside.sum())} variable{'s' * (int(outside.sum()) > 1)}"
           f" ({_indices(outside)}): the solve started from its projection onto the box."
       )
-  code = s.code
-  if not free.any():
+  if s.fixed.all():
     return notes + [
         f"All {s.x.size} variables are fixed by their bounds (lower == upper), so there is nothing"
         " to minimize: the projected gradient is 0 by definition and x is x0 projected onto the"
         " bounds. Widen the bounds of the variables you want to optimize."
     ]
-  if code == Termination.NONFINITE:
-    where = ("at the start x0" if s.nfev <= 1
-             else f"during iteration {s.nit + 1} (after {s.nit} iterations and {s.nfev} evaluations)")
-    notes.append(
-        f"f or its gradient became NaN or inf {where}. x is the last point where both were finite."
-        " Look for overflow (exp of large values, huge x), log or sqrt of negative values, or a"
-        " division by zero inside the bounds; tighter bounds or a rescaled f usually avoid it (or a"
-        " larger maxls, when the line search ran out of halvings back from such a region)."
-    )
-  elif s.nit == 0 and code == Termination.CONVERGED_PGTOL:
-    notes += _early_stop(s, pg_inf, free)
-  elif code == Termination.CONVERGED_FTOL:
-    notes += _ftol_notes(s, pg_inf)
-  elif code == Termination.PRECISION_LIMIT:
-    notes.append(_precision_note(s, pg_inf))
-  elif code == Termination.INCONSISTENT_GRADIENT:
-    notes.append(
-        f"In iteration {s.nit + 1} every trial step raised f although the gradient predicted a"
-        " decrease larger than rounding error: the gradient probably does not match f. Compare it"
-        " with jax.grad(f)(x) or run jax.test_util.check_grads(f, (x,), order=1)."
-    )
-  elif code in (Termination.ABNORMAL_LINE_SEARCH, Termination.ABNORMAL_NOT_DESCENT):
-    notes.append(
-        f"The line search failed in iteration {s.nit + 1} (after {s.nit} iterations and {s.nfev}"
-        f" evaluations; largest projected-gradient component {pg_inf:.3g}). With jac=True compare"
-        " your gradient with jax.grad; otherwise f is probably non-smooth or noisy near x."
-    )
-  elif code in (Termination.MAXITER, Termination.MAXFUN):
-    limit = ("maxiter", f"{s.nit} iterations") if code == Termination.MAXITER else (
-        "maxfun", f"{s.nfev} evaluations")
-    notes.append(
-        f"The solve reached {limit[0]} after {limit[1]} while the largest projected-gradient"
-        f" component is still {pg_inf:.3g}. Raise {limit[0]}, or continue from here:"
-        f" minimize(fun, result, ...) resumes this solve with its memory."
-    )
-  elif code == Termination.CONVERGED_XTOL and pg_inf > _LARGE_PG:
-    notes.append(
-        f"The last step was tiny while the largest projected-gradient component is still"
-        f" {pg_inf:.3g}: the solve may have stalled (f badly scaled or non-smooth) rather than"
-        " converged. Lower xtol_rel or rescale x and f."
-    )
-  elif code == Termination.CALLBACK_HALT:
-    notes.append(f"Your callback raised StopIteration after iteration {s.nit}.")
-  return notes
+  key = s.code.record.diagnosis
+  return notes + (_DIAGNOSES[key](s, pg_inf) if key else [])
+
+
+def _nonfinite_notes(s: _Solve, pg_inf: float) -> list[str]:
+  where = ("at the start x0" if s.nfev <= 1
+           else f"during iteration {s.nit + 1} (after {s.nit} iterations and {s.nfev} evaluations)")
+  return [
+      f"f or its gradient became NaN or inf {where}. x is the last point where both were finite."
+      " Look for overflow (exp of large values, huge x), log or sqrt of negative values, or a"
+      " division by zero inside the bounds; tighter bounds or a rescaled f usually avoid it (or a"
+      " larger maxls, when the line search ran out of halvings back from such a region)."
+  ]
+
+
+def _inconsistent_notes(s: _Solve, pg_inf: float) -> list[str]:
+  return [
+      f"In iteration {s.nit + 1} every trial step raised f although the gradient predicted a"
+      " decrease larger than rounding error: the gradient probably does not match f. Compare it"
+      " with jax.grad(f)(x) or run jax.test_util.check_grads(f, (x,), order=1)."
+  ]
+
+
+def _line_search_notes(s: _Solve, pg_inf: float) -> list[str]:
+  return [
+      f"The line search failed in iteration {s.nit + 1} (after {s.nit} iterations and {s.nfev}"
+      f" evaluations; largest projected-gradient component {pg_inf:.3g}). With jac=True compare"
+      " your gradient with jax.grad; otherwise f is probably non-smooth or noisy near x."
+  ]
+
+
+def _limit_notes(s: _Solve, pg_inf: float) -> list[str]:
+  limit = s.code.record.limit
+  count = f"{s.nit} iterations" if limit == "maxiter" else f"{s.nfev} evaluations"
+  return [
+      f"The solve reached {limit} after {count} while the largest projected-gradient"
+      f" component is still {pg_inf:.3g}. Raise {limit}, or continue from here:"
+      f" minimize(fun, result, ...) resumes this solve with its memory."
+  ]
+
+
+def _stall_notes(s: _Solve, pg_inf: float) -> list[str]:
+  if pg_inf <= _LARGE_PG:
+    return []
+  return [
+      f"The last step was tiny while the largest projected-gradient component is still"
+      f" {pg_inf:.3g}: the solve may have stalled (f badly scaled or non-smooth) rather than"
+      " converged. Lower xtol_rel or rescale x and f."
+  ]
+
+
+# Record.diagnosis -> its notes (jax_lbfgsb._status names the key of each code).
+_DIAGNOSES = {
+    "nonfinite": _nonfinite_notes,
+    "early stop": lambda s, pg_inf: _early_stop(s, pg_inf) if s.nit == 0 else [],
+    "ftol": _ftol_notes,
+    "precision": lambda s, pg_inf: [_precision_note(s, pg_inf)],
+    "inconsistent gradient": _inconsistent_notes,
+    "line search": _line_search_notes,
+    "limit": _limit_notes,
+    "stall": _stall_notes,
+    "callback": lambda s, pg_inf: [f"Your callback raised StopIteration after iteration {s.nit}."],
+}
 
 
 def _seconds(t: float) -> str:

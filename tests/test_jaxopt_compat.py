@@ -200,7 +200,6 @@ def test_value_and_grad_with_aux():
     ("stepsize", 0.1), ("stepsize", lambda k: 0.1), ("linesearch", "backtracking"),
     ("linesearch", "hager-zhang"), ("linesearch_init", "max"), ("increase_factor", 2.0),
     ("max_stepsize", 10.0), ("min_stepsize", 1e-3), ("theta", 2.0), ("use_gamma", False),
-    ("implicit_diff", False), ("implicit_diff_solve", lambda *a: None),
 ])
 def test_unsupported_knob_raises_naming_it(field, value):
   with pytest.raises(ValueError, match=rf"LBFGSB: {field}=.* is not supported"):
@@ -248,12 +247,15 @@ def test_float32():
   np.testing.assert_allclose(sol.params, exact_solution(), atol=2e-3)
 
 
-def test_grad_through_run_wrt_args_and_kwargs():
-  """Closed form: x_F = H_FF^{-1} (a_F - H_FA x_A), H = Q + diag(c), the active x fixed."""
+@pytest.mark.parametrize("flags", [{}, dict(implicit_diff=False, implicit_diff_solve=lambda *a, **k: None)],
+                         ids=["default", "implicit_diff=False"])
+def test_grad_through_run_wrt_args_and_kwargs(flags):
+  """Closed form: x_F = H_FF^{-1} (a_F - H_FA x_A), H = Q + diag(c), the active x fixed.
+  jaxopt's flags for how derivatives are taken change nothing: they stay implicit."""
   w = jnp.arange(1.0, 7.0)
 
   def loss(a, c):
-    return w @ LBFGSB(fun=quad, tol=1e-10).run(x0(), BOUNDS, a, c=c).params
+    return w @ LBFGSB(fun=quad, tol=1e-10, **flags).run(x0(), BOUNDS, a, c=c).params
 
   ga, gc = jax.grad(loss, argnums=(0, 1))(jnp.asarray(A), jnp.asarray(C))
   x = exact_solution()
@@ -262,3 +264,14 @@ def test_grad_through_run_wrt_args_and_kwargs():
   v[FREE] = np.linalg.solve(h[np.ix_(FREE, FREE)], np.asarray(w)[FREE])
   np.testing.assert_allclose(ga, v, atol=1e-8)
   np.testing.assert_allclose(gc, -v * x, atol=1e-8)
+
+
+def test_a_jaxopt_users_call_runs_unchanged():
+  def vg(x, a):
+    return jax.value_and_grad(quad)(x, a)
+
+  sol = LBFGSB(fun=vg, value_and_grad=True, maxiter=50, tol=1e-3, implicit_diff=False, jit=False,
+               unroll=True).run(x0(), BOUNDS, jnp.asarray(A))
+  ref = LBFGSB(fun=quad, maxiter=50, tol=1e-3).run(x0(), BOUNDS, jnp.asarray(A))
+  np.testing.assert_array_equal(sol.params, ref.params)
+  assert int(sol.state.iter_num) == int(ref.state.iter_num) and float(sol.state.error) <= 1e-3

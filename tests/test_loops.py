@@ -2,6 +2,7 @@
 
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,10 +46,8 @@ def test_packed_while_loop_matches_lax_while_loop_under_jit_and_vmap(dtype):
   xs = np.linspace(0.1, 0.9, 12).reshape(4, 3)
   plain = jax.jit(jax.vmap(lambda x: lax.while_loop(cond, body, init(x))))(xs)
   packed = jax.jit(jax.vmap(lambda x: packed_while_loop(cond, body, init(x))))(xs)
-  assert jax.tree.structure(packed) == jax.tree.structure(plain)
-  for got, want in zip(jax.tree.leaves(packed), jax.tree.leaves(plain)):
-    assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
+  chex.assert_trees_all_equal_shapes_and_dtypes(packed, plain)  # and structures
+  chex.assert_trees_all_equal(packed, plain)
   assert int(packed.k[0]) == 7 and packed.v.dtype == dtype
   # Unbatched, unjitted, with the same values.
   single = packed_while_loop(cond, body, init(xs[1]))

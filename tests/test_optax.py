@@ -1,5 +1,8 @@
 """The optax transformation: iterates equal minimize's, updates land inside the box, the MLP user story."""
 
+import functools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +31,18 @@ def _run(opt, f, params, k, *, from_state=False, **extra_args):
     params = optax.apply_updates(params, updates)
     trajectory.append((params, state))
   return trajectory
+
+
+def _scan(opt, f, params, k, record):
+  """``k`` updates in a ``lax.scan``, as training code runs them; ``record(params, updates, state)`` after each."""
+  def body(carry, _):
+    params, state = carry
+    value, grad = jax.value_and_grad(f)(params)
+    updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=f)
+    params = optax.apply_updates(params, updates)
+    return (params, state), record(params, updates, state)
+
+  return lax.scan(body, (params, opt.init(params)), length=k)[1]
 
 
 # ---------------------------------------------------------------- parity with minimize
@@ -64,7 +79,7 @@ def test_k_updates_equal_minimize_maxiter_k(from_state):
   assert int(state.solver.termination) in (Termination.CONVERGED_PGTOL, Termination.CONVERGED_FTOL)
   np.testing.assert_allclose(ravel_pytree(final)[0], ravel_pytree(res.x)[0], rtol=0, atol=1e-12)
   for before, after in zip(trajectory[int(res.nit):], trajectory[int(res.nit) + 1:]):
-    assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[0]), jax.tree.leaves(after[0])))
+    chex.assert_trees_all_equal(before[0], after[0])
   assert float(state.value) == float(res.fun)
   assert jax.tree.structure(state.grad) == jax.tree.structure(params)
 
@@ -206,24 +221,98 @@ def test_maximize_a_hidden_unit_over_an_image():
 
   # As in training code: the updates inside one jitted scan. (A plain Python
   # loop of updates takes the same steps: test_apply_updates_stays_in_bounds_under_jit_and_vmap.)
-  @jax.jit
-  def scanned(image):
-    def body(carry, _):
-      image, state = carry
-      value, grad = jax.value_and_grad(f)(image)
-      updates, state = opt.update(grad, state, image, value=value, grad=grad, value_fn=f)
-      image = optax.apply_updates(image, updates)
-      return (image, state), image
-
-    return lax.scan(body, (image, opt.init(image)), length=k)[1]
-
-  images = np.asarray(scanned(image0))
+  images = np.asarray(jax.jit(lambda image: _scan(opt, f, image, k, lambda image, updates, state: image))(image0))
   assert images.dtype == dtype
   assert np.all((images >= 0) & (images <= 255))
   assert np.all(images[:, ~inside] == 0)
   activations = np.asarray(jax.vmap(lambda im: hidden(im)[unit])(jnp.asarray(images)))
   assert np.all(np.diff(activations) >= 0)  # L-BFGS-B never increases f
   assert activations[0] > float(hidden(image0)[unit]) and activations[-1] > 0.98
+
+
+# ---------------------------------------------------------------- half precision: a float32 master copy
+
+HALF = [jnp.bfloat16, jnp.float16]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_input_against_a_float32_network_under_jit_and_vmap(dtype):
+  hidden, unit = _mlp(jnp.float32), 5
+
+  def f(image):  # the float32 network evaluated at the half-precision image
+    return -hidden(image.astype(jnp.float32))[unit]
+
+  inside = np.zeros((28, 28), bool)
+  inside[2:-2, 2:-2] = True
+  upper = np.where(inside, 255.0, 0.0)
+  # x_scale: the first step has unit length, far below bfloat16's spacing (0.5 to 1) at [0, 255].
+  opt = lbfgsb(lower=0.0, upper=upper, x_scale="auto")
+  images0 = jnp.asarray(np.where(inside, np.random.default_rng(0).uniform(0, 255, (2, 28, 28)), 0.0), dtype)
+
+  def record(image, updates, state):
+    assert updates.dtype == state.grad.dtype == dtype and state.solver.x.dtype == jnp.float32
+    return image, jnp.clip(state.solver.x * state.scale, 0.0, upper.ravel()), state.landed, state.solver.f
+
+  images, masters, landed, fs = jax.jit(jax.vmap(lambda image: _scan(opt, f, image, 10, record)))(images0)
+  assert images.dtype == dtype
+  wide = np.asarray(images.astype(jnp.float32)).reshape(2, 10, -1)
+  assert np.all((wide >= 0) & (wide <= upper.ravel())) and np.all(wide[..., ~inside.ravel()] == 0)
+  np.testing.assert_array_equal(wide, landed)  # where the next update continues from the float32 master
+  # params + updates is the master iterate rounded to the dtype, except where a
+  # step's own rounding (a half-precision d, an ulp of |d|) cannot reach it.
+  target = np.asarray(masters.astype(dtype).astype(jnp.float32))
+  before = np.concatenate([np.asarray(images0.astype(jnp.float32)).reshape(2, 1, -1), wide[:, :-1]], axis=1)
+  assert np.mean(wide == target) > 0.98  # 98.97% (bfloat16), all but far jumps
+  assert np.all(np.abs(wide - target) <= 2.0 ** -7 * (np.abs(target - before) + np.abs(target)))
+  # value_fn is evaluated at half-precision params: the solver's f is f there, never rising.
+  np.testing.assert_allclose(fs, jax.vmap(jax.vmap(f))(images), atol=1e-3)
+  assert np.all(np.diff(np.asarray(fs), axis=1) <= 0) and np.all(np.asarray(fs)[:, -1] < -0.98)
+
+
+@pytest.mark.parametrize("dtype", HALF + DTYPES)
+def test_state_and_updates_keep_their_dtypes_under_cond(dtype):
+  # optax's test_state_shape_dtype_shard_stability: a step, or none, chosen by lax.cond.
+  def objective(x):
+    return jnp.sum((x - 0.5) ** 2)
+
+  opt = lbfgsb(lower=-1.0, upper=1.0)
+
+  @jax.jit
+  def step(params, state):
+    value, grad = jax.value_and_grad(objective)(params)
+    value = value.astype(jnp.float16 if dtype != jnp.float16 else jnp.float32)  # another dtype, as optax's test
+    cond = jax.random.randint(jax.random.key(0), (), 0, 2) == 0
+    updates, state = lax.cond(
+        cond, lambda: opt.update(grad, state, params, value=value, grad=grad, value_fn=objective),
+        lambda: (params, state))
+    return optax.apply_updates(params, updates), state
+
+  params = jnp.array([1.0, 2.0, -1.5], dtype)
+  state = opt.init(params)
+  for _ in range(2):
+    params, new_state = step(params, state)
+    assert params.dtype == dtype
+    state = lax.cond(jax.random.randint(jax.random.key(0), (), 0, 2) == 0, lambda: state, lambda: new_state)  # noqa: B023
+  chex.assert_trees_all_equal_shapes_and_dtypes(state, opt.init(params))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_gradient_accumulation_with_multisteps(dtype):
+  # optax's test_gradient_accumulation: MultiSteps returns zeros until its k-th step.
+  def fun(x):
+    return jnp.sum(x ** 2)
+
+  opt = optax.MultiSteps(lbfgsb(), every_k_schedule=4)
+  params = jnp.array([1.0, 2.0], dtype)
+  grads = jax.grad(fun)(params)
+  state = jax.jit(opt.init)(params)
+  updates, _ = jax.jit(functools.partial(opt.update, value_fn=fun))(grads, state, params, value=fun(params), grad=grads)
+  chex.assert_trees_all_equal(updates, jnp.zeros_like(grads))
+
+
+def test_minimize_refuses_half_precision():
+  with pytest.raises(TypeError, match="x0 has dtype bfloat16; L-BFGS-B needs float32 or float64"):
+    minimize(jnp.sum, jnp.zeros(2, jnp.bfloat16))
 
 
 # ---------------------------------------------------------------- errors
@@ -238,9 +327,3 @@ def test_bad_arguments_raise():
     lbfgsb(lower=jnp.array([0.0, 2.0]), upper=1.0).init(jnp.zeros(2))
   with pytest.raises(TypeError, match=r"params has leaves of dtypes \['float32', 'float64'\]; L-BFGS-B solves in one"):
     lbfgsb().init({"a": jnp.zeros(2, jnp.float32), "b": jnp.zeros(2, jnp.float64)})
-  opt, half = lbfgsb(), jnp.zeros(2, jnp.bfloat16)
-  with pytest.raises(TypeError, match="params has dtype bfloat16; L-BFGS-B needs float32 or float64"):
-    opt.init(half)
-  state = opt.init(jnp.zeros(2, jnp.float32))
-  with pytest.raises(TypeError, match="params has dtype bfloat16"):  # update checks too
-    opt.update(half, state, half, value=jnp.zeros((), jnp.bfloat16), grad=half, value_fn=jnp.sum)

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lbfgsb import RECORDS, OptimizeResult, Termination, fmin_l_bfgs_b, minimize, problems
-from jax_lbfgsb import _inputs
+from jax_lbfgsb import RECORDS, OptimizeResult, Outcome, Termination, fmin_l_bfgs_b, minimize, problems
+from jax_lbfgsb import _inputs, report
+from jax_lbfgsb._status import codes
 
 scipy_optimize = pytest.importorskip("scipy.optimize")
 
@@ -84,6 +85,42 @@ def test_options_are_the_keywords():
 def test_unsupported_calls_name_the_argument(call, error, match):
   with pytest.raises(error, match=match):
     minimize(rosen, jnp.asarray(X0), **call)
+
+
+@pytest.mark.rounding
+@pytest.mark.parametrize("options", [{"maxiter": 100.1}, {"maxiter": 2.5}, {"maxfun": 5.5}])
+def test_fractional_limits_count_as_in_scipy(options):
+  # SciPy's gh-23430 test passes maxiter=100.1; its counts compare with the
+  # limit as given: nit >= 2.5 stops at 3 iterations, nfev > 5.5 after 6 evaluations.
+  x0 = np.array([1.3, 0.7, 0.8, 1.9, 1.2])
+  ref = scipy_optimize.minimize(scipy_optimize.rosen, x0, method="L-BFGS-B", jac=jax.grad(rosen), options=options)
+  _same(minimize(rosen, x0, options=options), ref)
+  ours = fmin_l_bfgs_b(rosen, x0, approx_grad=1, **options)[2]
+  assert (ours["nit"], ours["funcalls"]) == (ref.nit, ref.nfev)
+
+
+def test_fractional_limits_in_every_face_and_traced():
+  from jax_lbfgsb import LBFGSB
+  from jax_lbfgsb.optax import lbfgsb
+
+  x0 = jnp.asarray(X0)
+  nit = lambda maxiter: minimize(rosen, x0, maxiter=maxiter).nit  # noqa: E731
+  np.testing.assert_array_equal(jax.jit(nit)(2.5), 3)
+  np.testing.assert_array_equal(jax.vmap(nit)(jnp.array([2.0, 2.5, 3.0])), [2, 3, 3])
+  assert int(minimize(rosen, x0, maxiter=np.inf).termination) != Termination.MAXITER
+  assert int(LBFGSB(fun=rosen, maxiter=2.5).run(x0).state.iter_num) == 3
+
+  def evaluations(maxls):  # minimize, LBFGSB and 8 optax updates; SciPy's C takes no float maxls
+    opt, params = lbfgsb(maxls=maxls), x0
+    state = opt.init(params)
+    for _ in range(8):
+      value, grad = jax.value_and_grad(rosen)(params)
+      updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=rosen)
+      params = params + updates
+    return (int(minimize(rosen, x0, maxls=maxls).nfev), int(LBFGSB(fun=rosen, maxls=maxls).run(x0).state.num_fun_eval),
+            int(state.solver.nfev))
+
+  assert evaluations(1.5) == evaluations(2) != evaluations(1)  # counted as nls >= maxls: ceil
 
 
 # ---------------------------------------------------------------- inputs
@@ -169,6 +206,16 @@ def test_one_record_per_code():
     assert (record.status == 0) == (record.warnflag == 0), code
     assert record.message and record.task and (record.cause or code == Termination.RUNNING), code
     assert code.message == record.message and str(code) == code.name
+    # The classification everything else reads (implicit derivatives, jaxopt's
+    # failed_linesearch, iprint, report): consistent with SciPy's status.
+    assert (record.outcome is Outcome.CONVERGED) == (record.status == 0), code
+    assert (record.outcome is Outcome.LIMIT) == (record.status == 1) == bool(record.limit), code
+    assert (record.outcome is Outcome.USER_HALT) == (record.status == 99), code
+    assert bool(record.iprint) == (record.message == "ABNORMAL: "), code
+    assert not record.diagnosis or record.diagnosis in report._DIAGNOSES, code
+  assert set(codes(solved=True)) == {*codes(outcome=Outcome.CONVERGED), Termination.PRECISION_LIMIT}
+  assert set(codes(outcome=Outcome.LINE_SEARCH_FAILED)) | set(codes(outcome=Outcome.NONFINITE)) == {
+      code for code, record in RECORDS.items() if record.message == "ABNORMAL: "}
   # SciPy's exact texts (scipy/optimize/_lbfgsb_py.py task_messages).
   assert RECORDS[Termination.CONVERGED_FTOL].message == "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"
   assert RECORDS[Termination.MAXFUN].message == "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"

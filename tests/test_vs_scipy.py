@@ -9,7 +9,8 @@ from jax_lbfgsb import minimize
 
 pytestmark = pytest.mark.rounding  # every test here compares rounding-sensitive paths with SciPy
 
-# The first iterates agree to rounding (REFERENCE.md c.10); 1e-10 leaves room
+# The first iterates agree to rounding: each is the same arithmetic as SciPy's
+# scipy/optimize/src/lbfgsb.c (mainlb: cauchy, subsm, lnsrlb/dcsrch, matupd); 1e-10 leaves room
 # for XLA's and BLAS's different summation orders (and fused multiply-adds).
 ITERATE_RTOL = 1e-10
 N_ITERATES = 10
