@@ -255,7 +255,8 @@ def minimize_batch(
                     f" {', '.join(_BATCH_OPTIONS)} (minimize's callback, iprint and x_scale are per-solve only).")
   o = {name: options.get(name, _keyword_defaults()[name]) for name in _BATCH_OPTIONS}
   maxcor, history, has_aux = o["maxcor"], o["history"], o["has_aux"]
-  _check_options(maxcor, o["maxiter"], o["maxfun"], o["maxls"], o["ftol"], o["gtol"], history)
+  o["maxiter"], o["maxfun"], o["maxls"] = _check_options(maxcor, o["maxiter"], o["maxfun"], o["maxls"], o["ftol"],
+                                                         o["gtol"], history)
   _check_line_search(o["ls_ftol"], o["ls_gtol"])
   if lanes is not None and not int(lanes) >= 1:
     raise ValueError(f"minimize_batch: lanes must be >= 1; got {lanes}.")

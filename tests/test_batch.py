@@ -104,6 +104,9 @@ def test_empty_batch_and_batch_of_one():
   assert (int(one.nit[0]), int(one.nfev[0]), int(one.termination[0])) == (
       int(single.nit), int(single.nfev), int(single.termination))
   np.testing.assert_allclose(one.x[0], single.x, rtol=0, atol=1e-12)
+  # minimize's options, fractional limits as SciPy counts them (maxiter=1.5: two iterations).
+  short = minimize_batch(rosen, x0, bounds=(-1.5, 0.8), maxiter=1.5)
+  assert int(short.nit[0]) == 2 and int(short.termination[0]) == Termination.MAXITER
 
 
 def test_history_and_aux_per_problem():
