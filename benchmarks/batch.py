@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/batch.py [--batch 512] [--n 10] [--repeats 5] [--lanes 8,16,64,128]
+    python benchmarks/batch.py [--batch 512] [--n 10] [--repeats 5] [--lanes 8,32,64,128]
                                [--out benchmarks/RESULTS_batch.md]
 
 Problems: bounded chained Rosenbrock functions ``sum 100 (x_{i+1} - x_i^2)^2 +
@@ -182,7 +182,7 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=512)
   parser.add_argument("--n", type=int, default=10)
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--lanes", default="8,16,64,128",
+  parser.add_argument("--lanes", default="8,32,64,128",
                       help="lane counts of minimize_batch timed besides its default (comma-separated; '' for none)")
   parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_batch.md"))
   args = parser.parse_args()

@@ -41,11 +41,13 @@ __all__ = ["minimize_batch", "default_lanes"]
 _BATCH_OPTIONS = ("maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "history", "ls_ftol", "ls_gtol",
                   "pgtol_rel", "xtol_rel", "has_aux")
 
-# Lanes on CPU: each vmapped step pays a fixed cost (its kernels) plus a cost
-# per lane; past a few dozen lanes the fixed part is amortized and more lanes
-# only lengthen the tail where one slow problem runs alone
-# (benchmarks/batch.py, RESULTS_batch.md).
-CPU_LANES = 32
+# Lanes on CPU: each vmapped step pays a fixed cost (its ~200 kernels, about
+# 250 us) plus about 8 us per lane (n = 10); more lanes amortize the first and
+# lengthen the tail where a slow last problem runs with idle lanes. 16 was
+# fastest on both of benchmarks/batch.py's batches (512 problems: uniform
+# 12.1 us per problem-iteration against 12.5 at 32 and 15.1 at 8; skewed 21.9
+# against 29.6 at 32, 24.4 at 8 and 71.6 at 128).
+CPU_LANES = 16
 
 
 def default_lanes(batch: int, platform: str | None = None) -> int:
@@ -229,7 +231,7 @@ def minimize_batch(
       ``+-inf`` for no bound.
     jac: as in :func:`minimize`.
     lanes: problems solved at once; default :func:`default_lanes` (all on an
-      accelerator, 32 on CPU).
+      accelerator, 16 on CPU).
     **options: :func:`minimize`'s keyword options ``maxcor, ftol, gtol,
       maxiter, maxfun, maxls, history, ls_ftol, ls_gtol, pgtol_rel, xtol_rel,
       has_aux``, with its defaults, the same for every problem.

@@ -134,4 +134,4 @@ def test_bad_batches_are_refused():
 
 
 def test_default_lanes():
-  assert default_lanes(512, "gpu") == 512 and default_lanes(512, "cpu") == 32 and default_lanes(5, "cpu") == 5
+  assert default_lanes(512, "gpu") == 512 and default_lanes(512, "cpu") == 16 and default_lanes(5, "cpu") == 5
