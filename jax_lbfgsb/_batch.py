@@ -44,9 +44,9 @@ _BATCH_OPTIONS = ("maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "histo
 # Lanes on CPU: each vmapped step pays a fixed cost (its ~200 kernels, about
 # 250 us) plus about 8 us per lane (n = 10); more lanes amortize the first and
 # lengthen the tail where a slow last problem runs with idle lanes. 16 was
-# fastest on both of benchmarks/batch.py's batches (512 problems: uniform
-# 12.1 us per problem-iteration against 12.5 at 32 and 15.1 at 8; skewed 21.9
-# against 29.6 at 32, 24.4 at 8 and 71.6 at 128).
+# fastest on both of benchmarks/batch.py's batches (RESULTS_batch.md, 512
+# problems: uniform 11.9 us per problem-iteration against 12.9 at 32 and 14.6
+# at 8; skewed 23.1 against 29.2 at 32, 25.1 at 8 and 73.2 at 128).
 CPU_LANES = 16
 
 
@@ -179,8 +179,9 @@ def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shar
 _solve_batch_jit = fast_compile_jit(_solve_batch, ("fun", "jac", "has_aux", "maxcor", "history", "lanes"))
 
 
-def _batched_args(args: tuple, batch: int) -> tuple[tuple, tuple]:
-  """``args`` split into batched leaves (leading axis ``batch``) and shared ones (Python numbers, 0-d arrays)."""
+def _batched_args(args: tuple, batch: int) -> tuple[Any, list[bool], list[Any]]:
+  """``args``'s treedef, which leaves are batched (leading axis ``batch``; the others, Python numbers and
+  0-d arrays, are shared) and the leaves."""
   leaves, treedef = jax.tree.flatten(args)
   mask = []
   for i, leaf in enumerate(leaves):
