@@ -9,7 +9,9 @@ problem's index and starts the next problem (its ``init``), inside one
 each problem takes exactly the steps of its single solve (``init``, then
 ``step`` until it terminates), so its ``nit``, ``nfev`` and termination are
 those of ``minimize`` and ``x`` equal to rounding (a vmapped step may round
-differently from a single one).
+differently from a single one). The loop runs on its inputs without
+derivatives; each problem's solution gets them back from
+:func:`~jax_lbfgsb._implicit.differentiable_solve`, as a single solve's does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from jax.flatten_util import ravel_pytree
 from jax_lbfgsb import _status
 from jax_lbfgsb._bounds import canonicalize_bounds
 from jax_lbfgsb._fun_key import traced_fun
+from jax_lbfgsb._implicit import differentiable_solve
 from jax_lbfgsb._inputs import prepare_x0
 from jax_lbfgsb._minimize import (
     OptimizeResult, _check_fun_output, _check_line_search, _check_options, _gradient_form, _keyword_defaults,
@@ -111,6 +114,11 @@ def _write_finished(packing: _Packing, results: dict, states: Any, done: jax.Arr
   return lax.fori_loop(0, jnp.sum(done, dtype=jnp.int32), write, results)
 
 
+def _solved(l, u, params, state):
+  """The ``solve`` of :func:`~jax_lbfgsb._implicit.differentiable_solve` for a problem the batch loop solved."""
+  return state
+
+
 def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shared, options):
   """The jitted batch solve: ``x0`` ``(B, ...)`` pytree, ``l, u`` ``(B, n)``, ``args`` batched, ``shared`` not."""
   x0_flat = jax.vmap(lambda x: ravel_pytree(x)[0])(x0)
@@ -118,13 +126,20 @@ def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shar
   batch = x0_flat.shape[0]
   value = lambda *inputs: _parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
 
-  def fun_and_grad(x, params):
-    inputs = (unravel(x), *params, *shared)
+  def problem_fun_and_grad(x, inputs):  # inputs: (one problem's args, the shared ones)
+    inputs = (unravel(x), *inputs[0], *inputs[1])
     f, g = _parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
     return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
 
+  # The loop is not differentiated: it sees its inputs without derivatives,
+  # and each problem's x, f and g get them back from the implicit rule below.
   hooks = Hooks(history=history)
-  params = tuple(args)
+  params_in, shared_in, l_in, u_in = tuple(args), tuple(shared), l, u
+  params, shared, l, u = lax.stop_gradient((params_in, shared_in, l, u))
+
+  def fun_and_grad(x, params):
+    return problem_fun_and_grad(x, (params, shared))
+
   boxes = jax.vmap(Box.of)(l, u)
 
   def start(idx):
@@ -167,12 +182,14 @@ def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shar
 
   _, _, _, results = lax.while_loop(cond, body, (lane, first, jnp.int32(lanes), results))
   results = packing.unpack(results)._replace(box=boxes)
+  results = jax.vmap(lambda li, ui, pi, state: differentiable_solve(
+      _solved, problem_fun_and_grad, li, ui, (pi, shared_in), state))(l_in, u_in, params_in, results)
   x = jax.vmap(unravel)(results.x)
   jac_out = jax.vmap(unravel)(results.g)
   status = jnp.asarray(_status.STATUS, jnp.int32)[results.termination]
   aux = None
   if has_aux:
-    aux = jax.vmap(lambda xi, p: _parts(fun(xi, *p, *shared), jac, True)[2])(x, params)
+    aux = jax.vmap(lambda xi, p: _parts(fun(xi, *p, *shared_in), jac, True)[2])(x, params_in)
   return x, jac_out, status, status == 0, results, aux, None
 
 
@@ -216,9 +233,10 @@ def minimize_batch(
   not the batch size times the slowest: ``lanes`` solver states step
   together, and a lane whose problem stops takes the next one, inside one
   ``lax.while_loop`` (no host round trip, one compile). Works under
-  :func:`jax.jit`. Derivatives through the solution: use
-  ``jax.vmap(minimize)``, whose solves are differentiated implicitly; this
-  loop is not.
+  :func:`jax.jit`; :func:`jax.grad` and :func:`jax.jvp` differentiate each
+  problem's ``x``, ``fun`` and ``jac`` with respect to ``args``, the bounds
+  and arrays ``fun`` closes over by the implicit function theorem, as for
+  :func:`minimize` (the loop itself is not differentiated).
 
   Args:
     fun: ``fun(x, *args) -> scalar`` for one problem (``x`` shaped like one
