@@ -47,9 +47,10 @@ _BATCH_OPTIONS = ("maxcor", "ftol", "gtol", "maxiter", "maxfun", "maxls", "histo
 # Lanes on CPU: each vmapped step pays a fixed cost (its ~200 kernels, about
 # 250 us) plus about 8 us per lane (n = 10); more lanes amortize the first and
 # lengthen the tail where a slow last problem runs with idle lanes. 16 was
-# fastest on both of benchmarks/batch.py's batches (RESULTS_batch.md, 512
-# problems: uniform 11.9 us per problem-iteration against 12.9 at 32 and 14.6
-# at 8; skewed 23.1 against 29.2 at 32, 25.1 at 8 and 73.2 at 128).
+# fastest on the skewed batch of benchmarks/batch.py and within noise of the
+# best on the uniform one (RESULTS_batch.md, 512 problems, us per
+# problem-iteration: uniform 12.9 against 12.5 at 32, 12.5 at 64 and 14.7 at
+# 8; skewed 22.1 against 29.1 at 32, 25.2 at 8 and 69.8 at 128).
 CPU_LANES = 16
 
 
