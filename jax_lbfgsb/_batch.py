@@ -32,7 +32,7 @@ from jax_lbfgsb._implicit import differentiable_solve
 from jax_lbfgsb._inputs import prepare_x0
 from jax_lbfgsb._minimize import (
     OptimizeResult, _check_fun_output, _check_line_search, _check_options, _gradient_form, _keyword_defaults,
-    _parts, _result, fast_compile_jit, traced_options,
+    _parts, _result, fast_compile_jit, flat_fun_and_grad, traced_options,
 )
 from jax_lbfgsb._solver import Box, Hooks, init, step
 from jax_lbfgsb._status import Termination
@@ -125,12 +125,10 @@ def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shar
   x0_flat = jax.vmap(lambda x: ravel_pytree(x)[0])(x0)
   unravel = ravel_pytree(jax.tree.map(lambda a: a[0], x0))[1]
   batch = x0_flat.shape[0]
-  value = lambda *inputs: _parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
+  flat = flat_fun_and_grad(fun, jac, has_aux, unravel)
 
   def problem_fun_and_grad(x, inputs):  # inputs: (one problem's args, the shared ones)
-    inputs = (unravel(x), *inputs[0], *inputs[1])
-    f, g = _parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
-    return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
+    return flat(x, (*inputs[0], *inputs[1]))
 
   # The loop is not differentiated: it sees its inputs without derivatives,
   # and each problem's x, f and g get them back from the implicit rule below.

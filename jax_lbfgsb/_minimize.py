@@ -272,6 +272,20 @@ def _parts(out: Any, jac: bool, has_aux: bool) -> tuple[Any, Any, Any]:
   return out, grad, aux
 
 
+def flat_fun_and_grad(fun: Callable[..., Any], jac: bool, has_aux: bool, unravel: Callable[[Any], Any]
+                      ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
+  """``fun_and_grad(x, params) -> (f, g)`` over the raveled variables ``x``: ``fun(unravel(x), *params)``
+  and its gradient (``fun``'s own with ``jac``, else :func:`jax.value_and_grad`), raveled, in ``x``'s dtype."""
+  value = lambda *inputs: _parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
+
+  def fun_and_grad(x, params):
+    inputs = (unravel(x), *params)
+    f, g = _parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
+    return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
+
+  return fun_and_grad
+
+
 def _check_fun_output(fun, jac, has_aux, x0, args) -> None:
   """Trace-time check of ``fun``'s output: a float scalar, with ``grad`` shaped like ``x0``."""
   out = jax.eval_shape(fun, x0, *args)
@@ -356,12 +370,7 @@ def _solve(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, 
   ``auto_scale``) the solver works on ``y = x / scale`` (:mod:`._scaling`)."""
   x0_flat, unravel = ravel_pytree(x0)
   _check_fun_output(fun, jac, has_aux, x0, args)
-  value = lambda *inputs: _parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
-
-  def fun_and_grad(x, params):
-    inputs = (unravel(x), *params)
-    f, g = _parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
-    return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
+  fun_and_grad = flat_fun_and_grad(fun, jac, has_aux, unravel)
 
   def solve_with(fg_params):
     def solve(l, u, params, start):

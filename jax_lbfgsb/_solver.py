@@ -349,7 +349,7 @@ def resume(
   state = state._replace(
       x=x, f=jnp.where(same, state.f, f), g=jnp.where(same, state.g, g), fold=jnp.where(same, state.fold, f),
       nfev=state.nfev + 1, sbgnrm=jnp.where(same, state.sbgnrm, projected_gradient_norm(x, g, box.l, box.u)),
-      info=_info(state.info, hooks), box=None,
+      info=_info(state.info, hooks),
   )
   return with_termination(state, _entry_tests(state, box, options, continuing=same))
 
