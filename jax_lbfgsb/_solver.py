@@ -220,66 +220,101 @@ def _record(history: History | None, k: jax.Array, x, f, projg, nfev, stp) -> Hi
   return jax.tree.map(lambda buf, v: buf.at[k].set(v, mode="drop"), history, entry)
 
 
-def _new_x_tests(s: LbfgsbState, box: Box, options: Options, halt) -> jax.Array:
-  """Stopping tests at a new iterate: SciPy's driver, then ``mainlb``, then the relative tests."""
-  # ftol test: (f_old - f) <= factr * epsmch * max(|f_old|, |f|, 1), factr = ftol / eps64.
+class Event(NamedTuple):
+  """What the entry or a pass found, for :func:`terminate`.
+
+  Attributes:
+    entry: the tests before the first pass (:func:`init`, :func:`resume`).
+    continuing: at the entry, the solve continues one that made iterations:
+      the tests of its last new iterate instead of the initial ones.
+    accepted: the pass's line search found a new iterate.
+    failed: the pass's line search failed (no new iterate).
+    empty: the memory was empty at the start of the pass (a failed search ends the solve).
+    nans: some trial of the search had ``f`` or ``g`` NaN or inf.
+    mismatch: ``f`` rose beyond rounding against the gradient's prediction and never fell.
+    flat: the failed search's last ``f`` is within rounding of the pass's first.
+    gd: ``g'd`` at the start of the search.
+    halt: the callback halted the solve at this new iterate.
+  """
+
+  entry: Any = False
+  continuing: Any = False
+  accepted: Any = False
+  failed: Any = False
+  empty: Any = False
+  nans: Any = False
+  mismatch: Any = False
+  flat: Any = False
+  gd: Any = 0.0
+  halt: Any = False
+
+
+def terminate(s: LbfgsbState, box: Box, options: Options, event: Event) -> jax.Array:
+  """The termination code after the entry or a pass: every stopping test, in one table.
+
+  The first rule that holds decides, in SciPy's order (its ``minimize``'s
+  fixed-variable exit, ``mainlb``'s entry test, the line search's ``ABNORMAL``
+  exits, then at a new iterate the driver's ``maxiter``/``maxfun`` and
+  callback before ``mainlb``'s ``pgtol`` and ``ftol`` tests), then our
+  relative tests. Two corrections at a new iterate: a search that only found
+  ``f`` rising against the gradient's prediction (accepted by ``dcsrch`` on
+  rounding) stops as ``INCONSISTENT_GRADIENT`` instead of running on or
+  calling that convergence; an ``ftol`` stop whose step changed ``f`` by no
+  more than 4 ulps, where the quadratic model predicted a decrease (``-g'd /
+  2`` at its minimizer along ``d``) beyond ``sqrt(eps) max(|f|, 1)``, is the
+  precision limit of the type (``PRECISION_LIMIT``), as MGH's Brown badly
+  scaled in float32 at ``f = 6e11``; a smaller prediction is within what
+  rounding in ``g`` allows near a minimizer, and ``ftol`` stands.
+  """
+  e = event
+  entry = jnp.asarray(e.entry)
+  initial = entry & ~(jnp.asarray(e.continuing) & (s.nit > 0))  # the initial tests, not a new iterate's
+  searched = ~entry & (jnp.asarray(e.accepted) | jnp.asarray(e.failed))
+  eps = jnp.finfo(s.f.dtype).eps
+  scale = jnp.maximum(jnp.abs(s.fold), jnp.abs(s.f))
+  # ftol: (f_old - f) <= factr * epsmch * max(|f_old|, |f|, 1), factr = ftol / eps64 (SciPy's driver).
   tol = options.ftol / 2.220446049250313e-16 * 2.220446049250313e-16
-  small_reduction = (s.fold - s.f) <= tol * jnp.maximum(jnp.maximum(jnp.abs(s.fold), jnp.abs(s.f)), 1.0)
+  small_reduction = (s.fold - s.f) <= tol * jnp.maximum(scale, 1.0)
+  floor = ~entry & (s.fold - s.f <= 4.0 * eps * scale) & (-0.5 * e.gd > jnp.sqrt(eps) * jnp.maximum(scale, 1.0))
+  mismatch = ~entry & jnp.asarray(e.mismatch)
   pg2 = jnp.linalg.norm(projected_gradient(s.x, s.g, box.l, box.u))
   small_pg = (options.pgtol_rel > 0) & (pg2 <= options.pgtol_rel * (1.0 + jnp.abs(s.f)))
   small_step = (options.xtol_rel > 0) & (s.xstep <= options.xtol_rel * (jnp.linalg.norm(s.x) + 1.0))
-  return jnp.select(
-      [s.nit >= options.maxiter, s.nfev > options.maxfun, halt, s.sbgnrm <= options.gtol, small_reduction,
-       small_pg, small_step],
-      [Termination.MAXITER, Termination.MAXFUN, Termination.CALLBACK_HALT, Termination.CONVERGED_PGTOL,
-       Termination.CONVERGED_FTOL, Termination.CONVERGED_PGTOL_REL, Termination.CONVERGED_XTOL],
-      Termination.RUNNING,
-  ).astype(jnp.int32)
-
-
-def _accepted_tests(s: LbfgsbState, box: Box, options: Options, mismatch, gd, halt) -> jax.Array:
-  """The tests at a new iterate after a line search along ``d``, with two corrections.
-
-  A search that only found ``f`` rising against the gradient's prediction
-  (accepted by ``dcsrch`` on rounding) stops as ``INCONSISTENT_GRADIENT``
-  instead of running on or calling that convergence. An ``ftol`` stop whose
-  step changed ``f`` by no more than its rounding (4 ulps) is the precision
-  limit of the type, not convergence (``PRECISION_LIMIT``), where the
-  quadratic model predicted a decrease (``-g'd / 2`` at its minimizer along
-  ``d``) beyond ``sqrt(eps) max(|f|, 1)``: far from a solution, as MGH's
-  Brown badly scaled in float32 at ``f = 6e11``. A smaller prediction is
-  within what rounding in ``g`` allows near a minimizer: converged to the
-  precision of the type, ``ftol`` stands.
-  """
-  code = _new_x_tests(s, box, options, halt)
-  stalled = (code == Termination.RUNNING) | (code == Termination.CONVERGED_FTOL) | (code == Termination.CONVERGED_XTOL)
-  eps, scale = jnp.finfo(s.f.dtype).eps, jnp.maximum(jnp.abs(s.fold), jnp.abs(s.f))
-  floor = ((code == Termination.CONVERGED_FTOL) & (s.fold - s.f <= 4.0 * eps * scale)
-           & (-0.5 * gd > jnp.sqrt(eps) * jnp.maximum(scale, 1.0)))
-  code = jnp.where(floor, Termination.PRECISION_LIMIT, code)
-  return jnp.where(mismatch & stalled, Termination.INCONSISTENT_GRADIENT, code).astype(jnp.int32)
-
-
-def _entry_tests(s: LbfgsbState, box: Box, options: Options, continuing=False) -> jax.Array:
-  """Tests before the first pass: bounds, finiteness, every variable fixed (SciPy's
-  ``minimize`` says so instead of running), then ``||proj g|| <= gtol`` (or, when
-  ``continuing`` a solve after iterations, the tests of the last new iterate)."""
-  first = jnp.select(
-      [jnp.all(box.fixed), s.sbgnrm <= options.gtol], [Termination.ALL_FIXED, Termination.CONVERGED_PGTOL],
-      Termination.RUNNING,
-  )
   # Traced bad bounds (concrete ones raise in canonicalize_bounds): lower > upper,
   # NaN, a lower bound at +inf or an upper bound at -inf.
   invalid = jnp.any(~(box.l <= box.u) | (box.l == jnp.inf) | (box.u == -jnp.inf))
-  return jnp.where(
-      invalid,
-      Termination.INVALID_BOUNDS,
-      jnp.where(
-          _nonfinite(s.f, s.g),
-          Termination.NONFINITE,
-          jnp.where(continuing & (s.nit > 0), _new_x_tests(s, box, options, False), first),
-      ),
-  ).astype(jnp.int32)
+  failed = searched & jnp.asarray(e.failed)
+  rules = [
+      (entry & invalid, Termination.INVALID_BOUNDS),
+      (entry & _nonfinite(s.f, s.g), Termination.NONFINITE),
+      (initial & jnp.all(box.fixed), Termination.ALL_FIXED),
+      (initial & (s.sbgnrm <= options.gtol), Termination.CONVERGED_PGTOL),
+      (initial | (~entry & ~searched), Termination.RUNNING),  # a failed direction: the pass restarts
+      # A failed search with an empty memory ends the solve (a restart otherwise):
+      # NONFINITE where NaN or inf cut it short, else why it failed.
+      (failed & ~jnp.asarray(e.empty), Termination.RUNNING),
+      (failed & (jnp.asarray(e.nans) > 0), Termination.NONFINITE),
+      (failed & (e.gd >= 0), Termination.ABNORMAL_NOT_DESCENT),
+      (failed & mismatch, Termination.INCONSISTENT_GRADIENT),
+      (failed & jnp.asarray(e.flat), Termination.PRECISION_LIMIT),
+      (failed, Termination.ABNORMAL_LINE_SEARCH),
+      # A new iterate (or, at the entry, the last one of the solve continued).
+      (s.nit >= options.maxiter, Termination.MAXITER),
+      (s.nfev > options.maxfun, Termination.MAXFUN),
+      (jnp.asarray(e.halt), Termination.CALLBACK_HALT),
+      (s.sbgnrm <= options.gtol, Termination.CONVERGED_PGTOL),
+      (small_reduction & mismatch, Termination.INCONSISTENT_GRADIENT),
+      (small_reduction & floor, Termination.PRECISION_LIMIT),
+      (small_reduction, Termination.CONVERGED_FTOL),
+      (small_pg, Termination.CONVERGED_PGTOL_REL),
+      (small_step & mismatch, Termination.INCONSISTENT_GRADIENT),
+      (small_step, Termination.CONVERGED_XTOL),
+      (mismatch, Termination.INCONSISTENT_GRADIENT),
+  ]
+  code = jnp.asarray(Termination.RUNNING, jnp.int32)
+  for holds, value in reversed(rules):  # nested selects: one fused kernel
+    code = jnp.where(holds, jnp.int32(value), code)
+  return code
 
 
 def init(
@@ -311,7 +346,7 @@ def init(
       nit=zero, nfev=_i32(1), stp=jnp.zeros((), x.dtype), xstep=jnp.zeros((), x.dtype),
       termination=_i32(Termination.RUNNING), history=history, info=_info(None, hooks),
   )
-  state = with_termination(state, _entry_tests(state, box, options))
+  state = with_termination(state, terminate(state, box, options, Event(entry=True)))
   if hooks.printer is not None:
     at_bound = jnp.sum((x == box.l) | (x == box.u), dtype=jnp.int32)
     jax.debug.callback(
@@ -351,7 +386,7 @@ def resume(
       nfev=state.nfev + 1, sbgnrm=jnp.where(same, state.sbgnrm, projected_gradient_norm(x, g, box.l, box.u)),
       info=_info(state.info, hooks),
   )
-  return with_termination(state, _entry_tests(state, box, options, continuing=same))
+  return with_termination(state, terminate(state, box, options, Event(entry=True, continuing=same)))
 
 
 class _LineSearch(NamedTuple):
@@ -505,18 +540,6 @@ def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: B
   searched = ~failed_direction
   failed, accepted = searched & ls.failed, searched & ls.done
   empty = state.memory.col == 0
-  # A search where f rose beyond rounding while the gradient predicted a fall
-  # beyond it, and never fell at all, says that g does not match f (for a
-  # smooth f and a consistent g, short enough steps fall as predicted; a long
-  # trial that rose over a hump, then a short one that fell, even by a few
-  # ulps, is no evidence). One that shrank the step until f's changes were
-  # lost in rounding failed for lack of precision.
-  mismatch = ls.rose & ~ls.fell
-  abnormal = jnp.select(
-      [gdold >= 0, mismatch, jnp.abs(ls.f - state.f) <= _rounding(state.f)],
-      [Termination.ABNORMAL_NOT_DESCENT, Termination.INCONSISTENT_GRADIENT, Termination.PRECISION_LIMIT],
-      Termination.ABNORMAL_LINE_SEARCH,
-  )
   pick = lambda new, old: jnp.where(accepted, new, old)  # noqa: E731
   s = state._replace(
       x=pick(ls.x, state.x), f=pick(ls.f, state.f), g=pick(ls.g, state.g), fold=pick(state.f, state.fold),
@@ -526,18 +549,18 @@ def _accept(state: LbfgsbState, ls: _LineSearch, gdold, failed_direction, box: B
       xstep=pick(jnp.linalg.norm(ls.x - state.x), state.xstep),
       memory=refresh(state.memory, failed_direction | (failed & ~empty)),
   )
-  halt = _callback_halt(hooks, state, s, accepted)
-  # A failed search with an empty memory ends the solve (a restart otherwise):
-  # NONFINITE where NaN or inf cut it short (no finite point along steepest
-  # descent, or the NaN region left no acceptable step), else ABNORMAL.
-  termination = jnp.where(
-      failed_direction, state.termination,
-      jnp.where(failed, jnp.where(empty, jnp.where(ls.nans > 0, Termination.NONFINITE, abnormal),
-                                  Termination.RUNNING),
-                _accepted_tests(s, box, options, mismatch, gdold, halt)),
+  # A search where f rose beyond rounding while the gradient predicted a fall
+  # beyond it, and never fell at all, says that g does not match f (for a
+  # smooth f and a consistent g, short enough steps fall as predicted; a long
+  # trial that rose over a hump, then a short one that fell, even by a few
+  # ulps, is no evidence). One that shrank the step until f's changes were
+  # lost in rounding failed for lack of precision (flat).
+  event = Event(
+      accepted=accepted, failed=failed, empty=empty, nans=ls.nans, mismatch=ls.rose & ~ls.fell,
+      flat=jnp.abs(ls.f - state.f) <= _rounding(state.f), gd=gdold, halt=_callback_halt(hooks, state, s, accepted),
   )
   history = _record(s.history, jnp.where(accepted, s.nit, _NOWHERE), s.x, s.f, s.sbgnrm, s.nfev, s.stp)
-  return with_termination(s._replace(history=history), termination)
+  return with_termination(s._replace(history=history), terminate(s, box, options, event))
 
 
 def _update_memory(s: LbfgsbState, old: LbfgsbState, ls: _LineSearch, d, gdold, accepted
