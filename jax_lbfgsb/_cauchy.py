@@ -48,7 +48,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, w_row, w_rows, w_transpose_times
+from jax_lbfgsb._compact import Memory, _padded_d_l, bmv, chronological_slots, w_rows, w_transpose_times
+from jax_lbfgsb._loops import packed_while_loop
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -87,56 +88,110 @@ class _Segment(NamedTuple):
   dtm: jax.Array
   p: jax.Array
   c: jax.Array
-  ibp: jax.Array  # the next breakpoint
-  done: jax.Array  # the minimizer lies before ibp, or no breakpoint is left
   info: jax.Array
 
 
-def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segment:
+class _Walk(NamedTuple):
+  """The walk's carry: the scalars (packed by dtype) and ``pc = [p; c]``, one array.
+
+  The breakpoints passed are not carried: they are those before ``(tj, last)``
+  in the walk's order (increasing ``t``, ties by index), :func:`_passed`."""
+
+  k: jax.Array  # breakpoints passed
+  last: jax.Array  # the last breakpoint passed
+  ibp: jax.Array  # the next breakpoint
+  tj: jax.Array  # t at the last breakpoint passed
+  tnext: jax.Array  # t at ibp
+  tsum: jax.Array
+  f1: jax.Array
+  f2: jax.Array
+  dtm: jax.Array
+  info: jax.Array
+  pc: jax.Array  # (2, 2m): p = W'd over the free variables, c = W'(x(tj) - x)
+
+
+def _passed(t, k, tj, last) -> jax.Array:
+  """The ``k`` breakpoints up to ``last`` (at ``t = tj``) in the walk's order."""
+  index = jnp.arange(t.size, dtype=jnp.int32)
+  return (k > 0) & ((t < tj) | ((t == tj) & (index <= last)))
+
+
+def _bmv_factors(memory: Memory) -> tuple:
+  """What :func:`bmv` computes from the memory alone, formed once for the walk."""
+  d, low = _padded_d_l(memory)
+  return d, jnp.sqrt(d), low, memory.WT
+
+
+def _bmv(factors, v: jax.Array) -> jax.Array:
+  """:func:`bmv` (``M v``) with the factors of :func:`_bmv_factors`, the same arithmetic."""
+  d, sqrt_d, low, wt = factors
+  m = d.size
+  v1, v2 = v[:m], v[m:]
+  p2 = v2 + jnp.matmul(low, v1 / d, precision=_HI)
+  p2 = lax.linalg.triangular_solve(wt, p2[:, None], left_side=True, lower=False, transpose_a=True)[:, 0]
+  p1 = v1 / sqrt_d
+  p2 = lax.linalg.triangular_solve(wt, p2[:, None], left_side=True, lower=False)[:, 0]
+  p1 = -p1 / sqrt_d + jnp.matmul(low.T, p2, precision=_HI) / d
+  return jnp.concatenate([p1, p2])
+
+
+def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors) -> _Segment:
   """The walk: passes breakpoint ``ibp``, finds the next one, and stops before it
   when the minimizer of the new segment comes first."""
   dtype = x.dtype
   eps = jnp.finfo(dtype).eps
   f2_org = f2
+  use_w = memory.col > 0
+  # Row ibp of W = [Y, theta S] (w_row), its columns rotated to chronological
+  # order by a slice (no gather: it fuses with its users).
+  m = memory.S.shape[0]
+  valid = jnp.tile(chronological_slots(memory)[1], 2)
+  scale = jnp.concatenate([jnp.ones((m,), dtype), jnp.full((m,), theta, dtype)])
+  column = lambda a, i: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
+  chronological = lambda a: lax.dynamic_slice_in_dim(jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)  # noqa: E731
 
-  def advance(s: _Segment, next_breakpoint) -> _Segment:
+  def advance(s: _Walk, next_breakpoint) -> _Walk:
     ibp = s.ibp
-    tj = t[ibp]
+    tj = s.tnext
     dt = tj - s.tj
     dibp = d[ibp]
     zibp = jnp.where(dibp > 0, u[ibp] - x[ibp], l[ibp] - x[ibp])
     dibp2 = dibp * dibp
+    sp, sc = s.pc[0], s.pc[1]
     f1 = s.f1 + dt * s.f2 + dibp2 - theta * dibp * zibp
     f2 = s.f2 - theta * dibp2
-    c = s.c + dt * s.p
-    wbp = w_row(memory, ibp)
-    v = bmv(memory, wbp)
-    use_w = memory.col > 0
-    f1 = f1 + jnp.where(use_w, dibp * jnp.vdot(c, v), 0.0)
-    f2 = f2 + jnp.where(use_w, 2.0 * dibp * jnp.vdot(s.p, v) - dibp2 * jnp.vdot(wbp, v), 0.0)
-    p = s.p - dibp * wbp
+    c = sc + dt * sp
+    wbp = jnp.where(valid, scale * jnp.concatenate([chronological(column(a, ibp)) for a in (memory.Y, memory.S)]), 0.0)
+    v = _bmv(factors, wbp)
+    cv, pv, wv = jnp.sum(jnp.stack([c, sp, wbp]) * v[None, :], axis=1)  # one reduction
+    f1 = f1 + jnp.where(use_w, dibp * cv, 0.0)
+    f2 = f2 + jnp.where(use_w, 2.0 * dibp * pv - dibp2 * wv, 0.0)
+    p = sp - dibp * wbp
     f2 = jnp.maximum(eps * f2_org, f2)
     more = s.k + 1 < nbreak
     dtm = jnp.where(~more & bnded, 0.0, -f1 / f2)
-    passed = s.passed.at[ibp].set(True)
-    nxt = next_breakpoint(s.k + 1, passed)
-    return _Segment(
-        k=s.k + 1, passed=passed, tj=tj, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm, p=p, c=c, ibp=nxt,
-        done=~more | (dtm < t[nxt] - tj), info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))),
+    nxt, tnext = next_breakpoint(s.k + 1, tj, ibp)
+    return _Walk(
+        k=s.k + 1, last=ibp, ibp=nxt, tj=tj, tnext=tnext, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm,
+        info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))), pc=jnp.stack([p, c]),
     )
 
+  def done(s: _Walk) -> jax.Array:
+    """The minimizer lies before ibp, or no breakpoint is left (or, at the start, info)."""
+    return (s.k >= nbreak) | (s.dtm < s.tnext - s.tj) | ((s.k == 0) & s.info)
+
   # The first SORT_AFTER breakpoints: one masked argmin each.
-  def by_argmin(k, passed) -> jax.Array:
-    return first_argmin(jnp.where(passed, jnp.inf, t))[0]
+  def by_argmin(k, tj, last) -> tuple[jax.Array, jax.Array]:
+    return first_argmin(jnp.where(_passed(t, k, tj, last), jnp.inf, t))
 
   zero = jnp.zeros((), dtype)
-  ibp = by_argmin(0, jnp.zeros(x.shape, bool))
-  init = _Segment(
-      k=jnp.zeros((), jnp.int32), passed=jnp.zeros(x.shape, bool), tj=zero, tsum=zero, f1=f1, f2=f2,
-      dtm=-f1 / f2, p=p, c=jnp.zeros_like(p), ibp=ibp, done=(nbreak == 0) | info | (-f1 / f2 < t[ibp]),
-      info=info,
+  k0 = jnp.zeros((), jnp.int32)
+  ibp, tnext = by_argmin(k0, zero, k0)
+  init = _Walk(
+      k=k0, last=k0, ibp=ibp, tj=zero, tnext=tnext, tsum=zero, f1=f1, f2=f2, dtm=-f1 / f2, info=info,
+      pc=jnp.stack([p, jnp.zeros_like(p)]),
   )
-  seg = lax.while_loop(lambda s: ~s.done & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init)
+  seg = packed_while_loop(lambda s: ~done(s) & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init)
 
   # The rest, if any: one stable sort of the remaining breakpoints (its first
   # entry is seg.ibp: ties go by index in both). Only the sort is under a
@@ -145,12 +200,18 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segm
   # every breakpoint, and this part is left out of the graph.
   if x.size > SORT_AFTER:
     order = lax.cond(
-        seg.done, lambda: jnp.zeros(x.shape, jnp.int32),
-        lambda: jnp.argsort(jnp.where(seg.passed, jnp.inf, t), stable=True).astype(jnp.int32),
+        done(seg), lambda: jnp.zeros(x.shape, jnp.int32),
+        lambda: jnp.argsort(jnp.where(_passed(t, seg.k, seg.tj, seg.last), jnp.inf, t), stable=True).astype(jnp.int32),
     )
-    k0 = seg.k
-    seg = lax.while_loop(lambda r: ~r.done, lambda r: advance(r, lambda k, _: order[k - k0]), seg)
-  return seg
+    k1 = seg.k
+
+    def by_order(k, tj, last) -> tuple[jax.Array, jax.Array]:
+      nxt = order[k - k1]
+      return nxt, t[nxt]
+
+    seg = packed_while_loop(lambda r: ~done(r), lambda r: advance(r, by_order), seg)
+  return _Segment(k=seg.k, passed=_passed(t, seg.k, seg.tj, seg.last), tj=seg.tj, tsum=seg.tsum, f1=seg.f1,
+                  f2=seg.f2, dtm=seg.dtm, p=seg.pc[0], c=seg.pc[1], info=seg.info)
 
 
 def floored_sums(f0: jax.Array, deltas: jax.Array, floor: jax.Array) -> jax.Array:
@@ -246,7 +307,7 @@ def _start(f1, f2, p) -> _Start:
 
 def _segment(seg: _Start, dtm, passed, info) -> _Segment:
   return _Segment(k=seg.k, passed=passed, tj=seg.tj, tsum=seg.tsum, f1=seg.f1, f2=seg.f2, dtm=dtm, p=seg.p, c=seg.c,
-                  ibp=jnp.zeros((), jnp.int32), done=jnp.ones((), bool), info=info)
+                  info=info)
 
 
 def _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segment:
@@ -370,13 +431,14 @@ def cauchy_point(
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
   f1 = -jnp.vdot(d, d)
   p = w_transpose_times(memory, d)
-  v = bmv(memory, p)
+  factors = _bmv_factors(memory)
+  v = _bmv(factors, p)
   f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
   info = ~jnp.all(jnp.isfinite(v))
 
   # 4. The segment where the model's minimizer lies, in increasing t.
   def walk():
-    return _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory)
+    return _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
 
   def scan():
     return _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory)
