@@ -48,8 +48,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, _padded_d_l, bmv, chronological_slots, w_rows, w_transpose_times
-from jax_lbfgsb._loops import packed_while_loop
+from jax_lbfgsb._compact import Memory, _padded_d_l, bmv, w_row, w_rows, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -92,9 +91,9 @@ class _Segment(NamedTuple):
 
 
 class _Walk(NamedTuple):
-  """The walk's carry: the scalars (packed by dtype) and ``pc = [p; c]``, one array.
+  """The walk's state, carried as two arrays (:meth:`pack`): one fusion writes each.
 
-  The breakpoints passed are not carried: they are those before ``(tj, last)``
+  The breakpoints passed are not carried: they are those up to ``(tj, last)``
   in the walk's order (increasing ``t``, ties by index), :func:`_passed`."""
 
   k: jax.Array  # breakpoints passed
@@ -108,6 +107,29 @@ class _Walk(NamedTuple):
   dtm: jax.Array
   info: jax.Array
   pc: jax.Array  # (2, 2m): p = W'd over the free variables, c = W'(x(tj) - x)
+  nbreak: jax.Array  # the number of breakpoints, and
+  bnded: jax.Array  # whether every moving variable has one (constants: carried, not hoisted into kernels of their own)
+
+  def pack(self) -> tuple[jax.Array, jax.Array]:
+    """``([p, c, tj, tnext, tsum, f1, f2, dtm], [k, last, ibp, info, nbreak, bnded])``."""
+    floats = jnp.stack([self.tj, self.tnext, self.tsum, self.f1, self.f2, self.dtm]).astype(self.pc.dtype)
+    flags = [self.info, self.bnded]
+    return (jnp.concatenate([self.pc.ravel(), floats]),
+            jnp.stack([self.k, self.last, self.ibp, self.nbreak, *(f.astype(jnp.int32) for f in flags)]))
+
+  @staticmethod
+  def unpack(carry: tuple[jax.Array, jax.Array]) -> "_Walk":
+    floats, ints = carry
+    size = floats.size - 6
+    tj, tnext, tsum, f1, f2, dtm = (floats[size + i] for i in range(6))
+    return _Walk(k=ints[0], last=ints[1], ibp=ints[2], tj=tj, tnext=tnext, tsum=tsum, f1=f1, f2=f2, dtm=dtm,
+                 info=ints[4] != 0, pc=floats[:size].reshape(2, size // 2), nbreak=ints[3], bnded=ints[5] != 0)
+
+
+def _while(cond, body, init: _Walk) -> _Walk:
+  """``lax.while_loop`` on the packed :class:`_Walk`."""
+  return _Walk.unpack(lax.while_loop(lambda c: cond(_Walk.unpack(c)), lambda c: body(_Walk.unpack(c)).pack(),
+                                     init.pack()))
 
 
 def _passed(t, k, tj, last) -> jax.Array:
@@ -135,6 +157,16 @@ def _bmv(factors, v: jax.Array) -> jax.Array:
   return jnp.concatenate([p1, p2])
 
 
+def _chronological(memory: Memory, y: jax.Array, s: jax.Array) -> jax.Array:
+  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``, as
+  :func:`w_row` and :func:`w_transpose_times` form it; rotated by a slice, not a gather,
+  so that it fuses with its users."""
+  m = memory.S.shape[0]
+  rotate = lambda a: lax.dynamic_slice_in_dim(jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)  # noqa: E731
+  valid = jnp.arange(m) < memory.col
+  return jnp.concatenate([jnp.where(valid, rotate(y), 0.0), jnp.where(valid, memory.theta * rotate(s), 0.0)])
+
+
 def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors) -> _Segment:
   """The walk: passes breakpoint ``ibp``, finds the next one, and stops before it
   when the minimizer of the new segment comes first."""
@@ -142,13 +174,10 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
   eps = jnp.finfo(dtype).eps
   f2_org = f2
   use_w = memory.col > 0
-  # Row ibp of W = [Y, theta S] (w_row), its columns rotated to chronological
-  # order by a slice (no gather: it fuses with its users).
-  m = memory.S.shape[0]
-  valid = jnp.tile(chronological_slots(memory)[1], 2)
-  scale = jnp.concatenate([jnp.ones((m,), dtype), jnp.full((m,), theta, dtype)])
-  column = lambda a, i: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
-  chronological = lambda a: lax.dynamic_slice_in_dim(jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)  # noqa: E731
+
+  def w_row(i) -> jax.Array:
+    column = lambda a: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
+    return _chronological(memory, column(memory.Y), column(memory.S))
 
   def advance(s: _Walk, next_breakpoint) -> _Walk:
     ibp = s.ibp
@@ -161,24 +190,24 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
     f1 = s.f1 + dt * s.f2 + dibp2 - theta * dibp * zibp
     f2 = s.f2 - theta * dibp2
     c = sc + dt * sp
-    wbp = jnp.where(valid, scale * jnp.concatenate([chronological(column(a, ibp)) for a in (memory.Y, memory.S)]), 0.0)
+    wbp = w_row(ibp)
     v = _bmv(factors, wbp)
     cv, pv, wv = jnp.sum(jnp.stack([c, sp, wbp]) * v[None, :], axis=1)  # one reduction
     f1 = f1 + jnp.where(use_w, dibp * cv, 0.0)
     f2 = f2 + jnp.where(use_w, 2.0 * dibp * pv - dibp2 * wv, 0.0)
     p = sp - dibp * wbp
     f2 = jnp.maximum(eps * f2_org, f2)
-    more = s.k + 1 < nbreak
-    dtm = jnp.where(~more & bnded, 0.0, -f1 / f2)
+    more = s.k + 1 < s.nbreak
+    dtm = jnp.where(~more & s.bnded, 0.0, -f1 / f2)
     nxt, tnext = next_breakpoint(s.k + 1, tj, ibp)
     return _Walk(
         k=s.k + 1, last=ibp, ibp=nxt, tj=tj, tnext=tnext, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm,
-        info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))), pc=jnp.stack([p, c]),
+        info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))), pc=jnp.stack([p, c]), nbreak=s.nbreak, bnded=s.bnded,
     )
 
   def done(s: _Walk) -> jax.Array:
     """The minimizer lies before ibp, or no breakpoint is left (or, at the start, info)."""
-    return (s.k >= nbreak) | (s.dtm < s.tnext - s.tj) | ((s.k == 0) & s.info)
+    return (s.k >= s.nbreak) | (s.dtm < s.tnext - s.tj) | ((s.k == 0) & s.info)
 
   # The first SORT_AFTER breakpoints: one masked argmin each.
   def by_argmin(k, tj, last) -> tuple[jax.Array, jax.Array]:
@@ -189,9 +218,9 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
   ibp, tnext = by_argmin(k0, zero, k0)
   init = _Walk(
       k=k0, last=k0, ibp=ibp, tj=zero, tnext=tnext, tsum=zero, f1=f1, f2=f2, dtm=-f1 / f2, info=info,
-      pc=jnp.stack([p, jnp.zeros_like(p)]),
+      pc=jnp.stack([p, jnp.zeros_like(p)]), nbreak=nbreak, bnded=bnded,
   )
-  seg = packed_while_loop(lambda s: ~done(s) & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init)
+  seg = _while(lambda s: ~done(s) & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init)
 
   # The rest, if any: one stable sort of the remaining breakpoints (its first
   # entry is seg.ibp: ties go by index in both). Only the sort is under a
@@ -209,7 +238,7 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
       nxt = order[k - k1]
       return nxt, t[nxt]
 
-    seg = packed_while_loop(lambda r: ~done(r), lambda r: advance(r, by_order), seg)
+    seg = _while(lambda r: ~done(r), lambda r: advance(r, by_order), seg)
   return _Segment(k=seg.k, passed=_passed(t, seg.k, seg.tj, seg.last), tj=seg.tj, tsum=seg.tsum, f1=seg.f1,
                   f2=seg.f2, dtm=seg.dtm, p=seg.pc[0], c=seg.pc[1], info=seg.info)
 
@@ -430,7 +459,7 @@ def cauchy_point(
 
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
   f1 = -jnp.vdot(d, d)
-  p = w_transpose_times(memory, d)
+  p = _chronological(memory, jnp.matmul(memory.Y, d, precision=_HI), jnp.matmul(memory.S, d, precision=_HI))
   factors = _bmv_factors(memory)
   v = _bmv(factors, p)
   f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
