@@ -107,29 +107,32 @@ class _Walk(NamedTuple):
   dtm: jax.Array
   info: jax.Array
   pc: jax.Array  # (2, 2m): p = W'd over the free variables, c = W'(x(tj) - x)
-  nbreak: jax.Array  # the number of breakpoints, and
-  bnded: jax.Array  # whether every moving variable has one (constants: carried, not hoisted into kernels of their own)
+  # Constants, carried: XLA would hoist what the body computes from them into kernels of their own.
+  nbreak: jax.Array  # the number of breakpoints
+  bnded: jax.Array  # every moving variable has one
+  col: jax.Array  # pairs in the memory
+  floor: jax.Array  # of f2: eps f2(0)
 
   def pack(self) -> tuple[jax.Array, jax.Array]:
-    """``([p, c, tj, tnext, tsum, f1, f2, dtm], [k, last, ibp, info, nbreak, bnded])``."""
-    floats = jnp.stack([self.tj, self.tnext, self.tsum, self.f1, self.f2, self.dtm]).astype(self.pc.dtype)
+    """``([p, c, tj, tnext, tsum, f1, f2, dtm, floor], [k, last, ibp, nbreak, col, info, bnded])``."""
+    floats = jnp.stack([self.tj, self.tnext, self.tsum, self.f1, self.f2, self.dtm, self.floor]).astype(self.pc.dtype)
     flags = [self.info, self.bnded]
     return (jnp.concatenate([self.pc.ravel(), floats]),
-            jnp.stack([self.k, self.last, self.ibp, self.nbreak, *(f.astype(jnp.int32) for f in flags)]))
+            jnp.stack([self.k, self.last, self.ibp, self.nbreak, self.col, *(f.astype(jnp.int32) for f in flags)]))
 
   @staticmethod
   def unpack(carry: tuple[jax.Array, jax.Array]) -> "_Walk":
     floats, ints = carry
-    size = floats.size - 6
-    tj, tnext, tsum, f1, f2, dtm = (floats[size + i] for i in range(6))
+    size = floats.size - 7
+    tj, tnext, tsum, f1, f2, dtm, floor = (floats[size + i] for i in range(7))
     return _Walk(k=ints[0], last=ints[1], ibp=ints[2], tj=tj, tnext=tnext, tsum=tsum, f1=f1, f2=f2, dtm=dtm,
-                 info=ints[4] != 0, pc=floats[:size].reshape(2, size // 2), nbreak=ints[3], bnded=ints[5] != 0)
+                 info=ints[5] != 0, pc=floats[:size].reshape(2, size // 2), nbreak=ints[3], bnded=ints[6] != 0,
+                 col=ints[4], floor=floor)
 
 
-def _while(cond, body, init: _Walk) -> _Walk:
-  """``lax.while_loop`` on the packed :class:`_Walk`."""
-  return _Walk.unpack(lax.while_loop(lambda c: cond(_Walk.unpack(c)), lambda c: body(_Walk.unpack(c)).pack(),
-                                     init.pack()))
+def _while(cond, body, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+  """``lax.while_loop`` on a packed :class:`_Walk`."""
+  return lax.while_loop(lambda c: cond(_Walk.unpack(c)), lambda c: body(_Walk.unpack(c)).pack(), carry)
 
 
 def _passed(t, k, tj, last) -> jax.Array:
@@ -157,13 +160,13 @@ def _bmv(factors, v: jax.Array) -> jax.Array:
   return jnp.concatenate([p1, p2])
 
 
-def _chronological(memory: Memory, y: jax.Array, s: jax.Array) -> jax.Array:
+def _chronological(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
   """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``, as
   :func:`w_row` and :func:`w_transpose_times` form it; rotated by a slice, not a gather,
   so that it fuses with its users."""
   m = memory.S.shape[0]
   rotate = lambda a: lax.dynamic_slice_in_dim(jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)  # noqa: E731
-  valid = jnp.arange(m) < memory.col
+  valid = jnp.arange(m) < col
   return jnp.concatenate([jnp.where(valid, rotate(y), 0.0), jnp.where(valid, memory.theta * rotate(s), 0.0)])
 
 
@@ -172,12 +175,10 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
   when the minimizer of the new segment comes first."""
   dtype = x.dtype
   eps = jnp.finfo(dtype).eps
-  f2_org = f2
-  use_w = memory.col > 0
 
-  def w_row(i) -> jax.Array:
+  def w_row(i, col) -> jax.Array:
     column = lambda a: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
-    return _chronological(memory, column(memory.Y), column(memory.S))
+    return _chronological(memory, column(memory.Y), column(memory.S), col)
 
   def advance(s: _Walk, next_breakpoint) -> _Walk:
     ibp = s.ibp
@@ -190,19 +191,21 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
     f1 = s.f1 + dt * s.f2 + dibp2 - theta * dibp * zibp
     f2 = s.f2 - theta * dibp2
     c = sc + dt * sp
-    wbp = w_row(ibp)
+    use_w = s.col > 0
+    wbp = w_row(ibp, s.col)
     v = _bmv(factors, wbp)
     cv, pv, wv = jnp.sum(jnp.stack([c, sp, wbp]) * v[None, :], axis=1)  # one reduction
     f1 = f1 + jnp.where(use_w, dibp * cv, 0.0)
     f2 = f2 + jnp.where(use_w, 2.0 * dibp * pv - dibp2 * wv, 0.0)
     p = sp - dibp * wbp
-    f2 = jnp.maximum(eps * f2_org, f2)
+    f2 = jnp.maximum(s.floor, f2)
     more = s.k + 1 < s.nbreak
     dtm = jnp.where(~more & s.bnded, 0.0, -f1 / f2)
     nxt, tnext = next_breakpoint(s.k + 1, tj, ibp)
     return _Walk(
         k=s.k + 1, last=ibp, ibp=nxt, tj=tj, tnext=tnext, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm,
         info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))), pc=jnp.stack([p, c]), nbreak=s.nbreak, bnded=s.bnded,
+        col=s.col, floor=s.floor,
     )
 
   def done(s: _Walk) -> jax.Array:
@@ -218,27 +221,25 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
   ibp, tnext = by_argmin(k0, zero, k0)
   init = _Walk(
       k=k0, last=k0, ibp=ibp, tj=zero, tnext=tnext, tsum=zero, f1=f1, f2=f2, dtm=-f1 / f2, info=info,
-      pc=jnp.stack([p, jnp.zeros_like(p)]), nbreak=nbreak, bnded=bnded,
+      pc=jnp.stack([p, jnp.zeros_like(p)]), nbreak=nbreak, bnded=bnded, col=memory.col, floor=eps * f2,
   )
-  seg = _while(lambda s: ~done(s) & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init)
+  carry = _while(lambda s: ~done(s) & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init.pack())
 
-  # The rest, if any: one stable sort of the remaining breakpoints (its first
-  # entry is seg.ibp: ties go by index in both). Only the sort is under a
-  # cond; a finished walk makes no trip (a cond passing the walk's state
-  # through would copy it). With n <= SORT_AFTER the walk above has passed
-  # every breakpoint, and this part is left out of the graph.
+  # The rest, if any: one stable sort of the breakpoints (ties by index, as
+  # above: its first k are those passed, its entry k is ibp). Only the sort is
+  # under a cond; a finished walk makes no trip (a cond passing the walk's
+  # state through would copy it). With n <= SORT_AFTER the walk above has
+  # passed every breakpoint, and this part is left out of the graph.
   if x.size > SORT_AFTER:
-    order = lax.cond(
-        done(seg), lambda: jnp.zeros(x.shape, jnp.int32),
-        lambda: jnp.argsort(jnp.where(_passed(t, seg.k, seg.tj, seg.last), jnp.inf, t), stable=True).astype(jnp.int32),
-    )
-    k1 = seg.k
+    order = lax.cond(done(_Walk.unpack(carry)), lambda: jnp.zeros(x.shape, jnp.int32),
+                     lambda: jnp.argsort(t, stable=True).astype(jnp.int32))
 
     def by_order(k, tj, last) -> tuple[jax.Array, jax.Array]:
-      nxt = order[k - k1]
+      nxt = order[k]
       return nxt, t[nxt]
 
-    seg = _while(lambda r: ~done(r), lambda r: advance(r, by_order), seg)
+    carry = _while(lambda r: ~done(r), lambda r: advance(r, by_order), carry)
+  seg = _Walk.unpack(carry)
   return _Segment(k=seg.k, passed=_passed(t, seg.k, seg.tj, seg.last), tj=seg.tj, tsum=seg.tsum, f1=seg.f1,
                   f2=seg.f2, dtm=seg.dtm, p=seg.pc[0], c=seg.pc[1], info=seg.info)
 
@@ -459,7 +460,7 @@ def cauchy_point(
 
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
   f1 = -jnp.vdot(d, d)
-  p = _chronological(memory, jnp.matmul(memory.Y, d, precision=_HI), jnp.matmul(memory.S, d, precision=_HI))
+  p = _chronological(memory, jnp.matmul(memory.Y, d, precision=_HI), jnp.matmul(memory.S, d, precision=_HI), memory.col)
   factors = _bmv_factors(memory)
   v = _bmv(factors, p)
   f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
