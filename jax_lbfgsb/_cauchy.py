@@ -16,7 +16,10 @@ find the segment, equal to rounding:
 - ``"walk"`` (CPU): like the reference's lazy heapsort, it avoids a full sort
   when it stops early: each of the first ``SORT_AFTER`` breakpoints is found by
   a masked argmin (``O(n)``, no sort), in a ``while`` loop; a walk that passes
-  more sorts the rest once. Cheapest where a loop trip costs microseconds.
+  more sorts the breakpoints once and goes on in that order. Cheapest where a
+  loop trip costs microseconds. Its loop carries two arrays (floats, ints),
+  each written by one kernel a trip; the breakpoints passed are not carried
+  but follow from the last one passed.
 - ``"scan"`` (GPU, TPU): no loop. One sort of all breakpoints, then every
   segment's ``f1``, ``f2``, ``c`` and ``p`` at once by prefix sums (``f2``'s
   floor ``eps f2(0)`` by a max-plus associative scan), and the first segment
@@ -48,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, _padded_d_l, bmv, w_row, w_rows, w_transpose_times
+from jax_lbfgsb._compact import Memory, _padded_d_l, bmv, w_rows
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -162,10 +165,11 @@ def _bmv(factors, v: jax.Array) -> jax.Array:
 
 def _chronological(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
   """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``, as
-  :func:`w_row` and :func:`w_transpose_times` form it; rotated by a slice, not a gather,
-  so that it fuses with its users."""
+  ``w_row`` and ``w_transpose_times`` form it; rotated by a slice, not a gather, so
+  that it fuses with its users."""
   m = memory.S.shape[0]
-  rotate = lambda a: lax.dynamic_slice_in_dim(jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)  # noqa: E731
+  rotate = lambda a: lax.dynamic_slice_in_dim(  # noqa: E731
+      jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)
   valid = jnp.arange(m) < col
   return jnp.concatenate([jnp.where(valid, rotate(y), 0.0), jnp.where(valid, memory.theta * rotate(s), 0.0)])
 
@@ -177,6 +181,7 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
   eps = jnp.finfo(dtype).eps
 
   def w_row(i, col) -> jax.Array:
+    """Row ``i`` of ``W`` (``w_row``)."""
     column = lambda a: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
     return _chronological(memory, column(memory.Y), column(memory.S), col)
 
@@ -456,11 +461,16 @@ def cauchy_point(
   has_break = brk_l | brk_u
   t = jnp.where(brk_l, tl / jnp.where(brk_l, -neggi, 1.0), jnp.where(brk_u, tu / jnp.where(brk_u, neggi, 1.0), jnp.inf))
   nbreak = jnp.sum(has_break, dtype=jnp.int32)
-  bnded = ~jnp.any(moving & ~has_break & (jnp.abs(neggi) > 0))
+  # One reduction for two flags: 2 if a moving variable without a breakpoint has
+  # g != 0 (the path is unbounded), 1 if one has g = 0, else 0.
+  unlimited = jnp.max(jnp.where(moving & ~has_break, jnp.where(jnp.abs(neggi) > 0, 2, 1), 0).astype(jnp.int32),
+                      initial=0)
+  bnded = unlimited < 2
 
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
   f1 = -jnp.vdot(d, d)
-  p = _chronological(memory, jnp.matmul(memory.Y, d, precision=_HI), jnp.matmul(memory.S, d, precision=_HI), memory.col)
+  p = _chronological(memory, jnp.matmul(memory.Y, d, precision=_HI), jnp.matmul(memory.S, d, precision=_HI),
+                     memory.col)  # W'd
   factors = _bmv_factors(memory)
   v = _bmv(factors, p)
   f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
@@ -490,7 +500,7 @@ def cauchy_point(
   xcp = jnp.where(hit, bound, x + tsum * jnp.where(hit, 0.0, d))
   c = seg.c + dtm * seg.p
   # With no breakpoint and no moving variable the reference returns xcp = x.
-  trivial = (nbreak == 0) & ~jnp.any(moving & ~has_break)
+  trivial = (nbreak == 0) & (unlimited == 0)
   xcp = jnp.where(trivial, x, xcp)
   c = jnp.where(trivial, jnp.zeros_like(c), c)
   nseg = jnp.where(trivial, 0, 1 + seg.k).astype(jnp.int32)
