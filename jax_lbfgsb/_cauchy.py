@@ -16,7 +16,10 @@ find the segment, equal to rounding:
 - ``"walk"`` (CPU): like the reference's lazy heapsort, it avoids a full sort
   when it stops early: each of the first ``SORT_AFTER`` breakpoints is found by
   a masked argmin (``O(n)``, no sort), in a ``while`` loop; a walk that passes
-  more sorts the rest once. Cheapest where a loop trip costs microseconds.
+  more sorts the breakpoints once and goes on in that order. Cheapest where a
+  loop trip costs microseconds. Its loop carries two arrays (floats, ints),
+  each written by one kernel a trip; the breakpoints passed are not carried
+  but follow from the last one passed.
 - ``"scan"`` (GPU, TPU): no loop. One sort of all breakpoints, then every
   segment's ``f1``, ``f2``, ``c`` and ``p`` at once by prefix sums (``f2``'s
   floor ``eps f2(0)`` by a max-plus associative scan), and the first segment
@@ -48,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, w_row, w_rows, w_transpose_times
+from jax_lbfgsb._compact import Memory, _padded_d_l, bmv, w_rows
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -87,70 +90,163 @@ class _Segment(NamedTuple):
   dtm: jax.Array
   p: jax.Array
   c: jax.Array
-  ibp: jax.Array  # the next breakpoint
-  done: jax.Array  # the minimizer lies before ibp, or no breakpoint is left
   info: jax.Array
 
 
-def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segment:
+class _Walk(NamedTuple):
+  """The walk's state, carried as two arrays (:meth:`pack`): one fusion writes each.
+
+  The breakpoints passed are not carried: they are those up to ``(tj, last)``
+  in the walk's order (increasing ``t``, ties by index), :func:`_passed`."""
+
+  k: jax.Array  # breakpoints passed
+  last: jax.Array  # the last breakpoint passed
+  ibp: jax.Array  # the next breakpoint
+  tj: jax.Array  # t at the last breakpoint passed
+  tnext: jax.Array  # t at ibp
+  tsum: jax.Array
+  f1: jax.Array
+  f2: jax.Array
+  dtm: jax.Array
+  info: jax.Array
+  pc: jax.Array  # (2, 2m): p = W'd over the free variables, c = W'(x(tj) - x)
+  # Constants, carried: XLA would hoist what the body computes from them into kernels of their own.
+  nbreak: jax.Array  # the number of breakpoints
+  bnded: jax.Array  # every moving variable has one
+  col: jax.Array  # pairs in the memory
+  floor: jax.Array  # of f2: eps f2(0)
+
+  def pack(self) -> tuple[jax.Array, jax.Array]:
+    """``([p, c, tj, tnext, tsum, f1, f2, dtm, floor], [k, last, ibp, nbreak, col, info, bnded])``."""
+    floats = jnp.stack([self.tj, self.tnext, self.tsum, self.f1, self.f2, self.dtm, self.floor]).astype(self.pc.dtype)
+    flags = [self.info, self.bnded]
+    return (jnp.concatenate([self.pc.ravel(), floats]),
+            jnp.stack([self.k, self.last, self.ibp, self.nbreak, self.col, *(f.astype(jnp.int32) for f in flags)]))
+
+  @staticmethod
+  def unpack(carry: tuple[jax.Array, jax.Array]) -> "_Walk":
+    floats, ints = carry
+    size = floats.size - 7
+    tj, tnext, tsum, f1, f2, dtm, floor = (floats[size + i] for i in range(7))
+    return _Walk(k=ints[0], last=ints[1], ibp=ints[2], tj=tj, tnext=tnext, tsum=tsum, f1=f1, f2=f2, dtm=dtm,
+                 info=ints[5] != 0, pc=floats[:size].reshape(2, size // 2), nbreak=ints[3], bnded=ints[6] != 0,
+                 col=ints[4], floor=floor)
+
+
+def _while(cond, body, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+  """``lax.while_loop`` on a packed :class:`_Walk`."""
+  return lax.while_loop(lambda c: cond(_Walk.unpack(c)), lambda c: body(_Walk.unpack(c)).pack(), carry)
+
+
+def _passed(t, k, tj, last) -> jax.Array:
+  """The ``k`` breakpoints up to ``last`` (at ``t = tj``) in the walk's order."""
+  index = jnp.arange(t.size, dtype=jnp.int32)
+  return (k > 0) & ((t < tj) | ((t == tj) & (index <= last)))
+
+
+def _bmv_factors(memory: Memory) -> tuple:
+  """What :func:`bmv` computes from the memory alone, formed once for the walk."""
+  d, low = _padded_d_l(memory)
+  return d, jnp.sqrt(d), low, memory.WT
+
+
+def _bmv(factors, v: jax.Array) -> jax.Array:
+  """:func:`bmv` (``M v``) with the factors of :func:`_bmv_factors`, the same arithmetic."""
+  d, sqrt_d, low, wt = factors
+  m = d.size
+  v1, v2 = v[:m], v[m:]
+  p2 = v2 + jnp.matmul(low, v1 / d, precision=_HI)
+  p2 = lax.linalg.triangular_solve(wt, p2[:, None], left_side=True, lower=False, transpose_a=True)[:, 0]
+  p1 = v1 / sqrt_d
+  p2 = lax.linalg.triangular_solve(wt, p2[:, None], left_side=True, lower=False)[:, 0]
+  p1 = -p1 / sqrt_d + jnp.matmul(low.T, p2, precision=_HI) / d
+  return jnp.concatenate([p1, p2])
+
+
+def _chronological(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
+  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``, as
+  ``w_row`` and ``w_transpose_times`` form it; rotated by a slice, not a gather, so
+  that it fuses with its users."""
+  m = memory.S.shape[0]
+  rotate = lambda a: lax.dynamic_slice_in_dim(  # noqa: E731
+      jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)
+  valid = jnp.arange(m) < col
+  return jnp.concatenate([jnp.where(valid, rotate(y), 0.0), jnp.where(valid, memory.theta * rotate(s), 0.0)])
+
+
+def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors) -> _Segment:
   """The walk: passes breakpoint ``ibp``, finds the next one, and stops before it
   when the minimizer of the new segment comes first."""
   dtype = x.dtype
   eps = jnp.finfo(dtype).eps
-  f2_org = f2
 
-  def advance(s: _Segment, next_breakpoint) -> _Segment:
+  def w_row(i, col) -> jax.Array:
+    """Row ``i`` of ``W`` (``w_row``)."""
+    column = lambda a: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
+    return _chronological(memory, column(memory.Y), column(memory.S), col)
+
+  def advance(s: _Walk, next_breakpoint) -> _Walk:
     ibp = s.ibp
-    tj = t[ibp]
+    tj = s.tnext
     dt = tj - s.tj
     dibp = d[ibp]
     zibp = jnp.where(dibp > 0, u[ibp] - x[ibp], l[ibp] - x[ibp])
     dibp2 = dibp * dibp
+    sp, sc = s.pc[0], s.pc[1]
     f1 = s.f1 + dt * s.f2 + dibp2 - theta * dibp * zibp
     f2 = s.f2 - theta * dibp2
-    c = s.c + dt * s.p
-    wbp = w_row(memory, ibp)
-    v = bmv(memory, wbp)
-    use_w = memory.col > 0
-    f1 = f1 + jnp.where(use_w, dibp * jnp.vdot(c, v), 0.0)
-    f2 = f2 + jnp.where(use_w, 2.0 * dibp * jnp.vdot(s.p, v) - dibp2 * jnp.vdot(wbp, v), 0.0)
-    p = s.p - dibp * wbp
-    f2 = jnp.maximum(eps * f2_org, f2)
-    more = s.k + 1 < nbreak
-    dtm = jnp.where(~more & bnded, 0.0, -f1 / f2)
-    passed = s.passed.at[ibp].set(True)
-    nxt = next_breakpoint(s.k + 1, passed)
-    return _Segment(
-        k=s.k + 1, passed=passed, tj=tj, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm, p=p, c=c, ibp=nxt,
-        done=~more | (dtm < t[nxt] - tj), info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))),
+    c = sc + dt * sp
+    use_w = s.col > 0
+    wbp = w_row(ibp, s.col)
+    v = _bmv(factors, wbp)
+    cv, pv, wv = jnp.sum(jnp.stack([c, sp, wbp]) * v[None, :], axis=1)  # one reduction
+    f1 = f1 + jnp.where(use_w, dibp * cv, 0.0)
+    f2 = f2 + jnp.where(use_w, 2.0 * dibp * pv - dibp2 * wv, 0.0)
+    p = sp - dibp * wbp
+    f2 = jnp.maximum(s.floor, f2)
+    more = s.k + 1 < s.nbreak
+    dtm = jnp.where(~more & s.bnded, 0.0, -f1 / f2)
+    nxt, tnext = next_breakpoint(s.k + 1, tj, ibp)
+    return _Walk(
+        k=s.k + 1, last=ibp, ibp=nxt, tj=tj, tnext=tnext, tsum=s.tsum + dt, f1=f1, f2=f2, dtm=dtm,
+        info=s.info | (use_w & ~jnp.all(jnp.isfinite(v))), pc=jnp.stack([p, c]), nbreak=s.nbreak, bnded=s.bnded,
+        col=s.col, floor=s.floor,
     )
+
+  def done(s: _Walk) -> jax.Array:
+    """The minimizer lies before ibp, or no breakpoint is left (or, at the start, info)."""
+    return (s.k >= s.nbreak) | (s.dtm < s.tnext - s.tj) | ((s.k == 0) & s.info)
 
   # The first SORT_AFTER breakpoints: one masked argmin each.
-  def by_argmin(k, passed) -> jax.Array:
-    return first_argmin(jnp.where(passed, jnp.inf, t))[0]
+  def by_argmin(k, tj, last) -> tuple[jax.Array, jax.Array]:
+    return first_argmin(jnp.where(_passed(t, k, tj, last), jnp.inf, t))
 
   zero = jnp.zeros((), dtype)
-  ibp = by_argmin(0, jnp.zeros(x.shape, bool))
-  init = _Segment(
-      k=jnp.zeros((), jnp.int32), passed=jnp.zeros(x.shape, bool), tj=zero, tsum=zero, f1=f1, f2=f2,
-      dtm=-f1 / f2, p=p, c=jnp.zeros_like(p), ibp=ibp, done=(nbreak == 0) | info | (-f1 / f2 < t[ibp]),
-      info=info,
+  k0 = jnp.zeros((), jnp.int32)
+  ibp, tnext = by_argmin(k0, zero, k0)
+  init = _Walk(
+      k=k0, last=k0, ibp=ibp, tj=zero, tnext=tnext, tsum=zero, f1=f1, f2=f2, dtm=-f1 / f2, info=info,
+      pc=jnp.stack([p, jnp.zeros_like(p)]), nbreak=nbreak, bnded=bnded, col=memory.col, floor=eps * f2,
   )
-  seg = lax.while_loop(lambda s: ~s.done & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init)
+  carry = _while(lambda s: ~done(s) & (s.k < SORT_AFTER), lambda s: advance(s, by_argmin), init.pack())
 
-  # The rest, if any: one stable sort of the remaining breakpoints (its first
-  # entry is seg.ibp: ties go by index in both). Only the sort is under a
-  # cond; a finished walk makes no trip (a cond passing the walk's state
-  # through would copy it). With n <= SORT_AFTER the walk above has passed
-  # every breakpoint, and this part is left out of the graph.
+  # The rest, if any: one stable sort of the breakpoints (ties by index, as
+  # above: its first k are those passed, its entry k is ibp). Only the sort is
+  # under a cond; a finished walk makes no trip (a cond passing the walk's
+  # state through would copy it). With n <= SORT_AFTER the walk above has
+  # passed every breakpoint, and this part is left out of the graph.
   if x.size > SORT_AFTER:
-    order = lax.cond(
-        seg.done, lambda: jnp.zeros(x.shape, jnp.int32),
-        lambda: jnp.argsort(jnp.where(seg.passed, jnp.inf, t), stable=True).astype(jnp.int32),
-    )
-    k0 = seg.k
-    seg = lax.while_loop(lambda r: ~r.done, lambda r: advance(r, lambda k, _: order[k - k0]), seg)
-  return seg
+    order = lax.cond(done(_Walk.unpack(carry)), lambda: jnp.zeros(x.shape, jnp.int32),
+                     lambda: jnp.argsort(t, stable=True).astype(jnp.int32))
+
+    def by_order(k, tj, last) -> tuple[jax.Array, jax.Array]:
+      nxt = order[k]
+      return nxt, t[nxt]
+
+    carry = _while(lambda r: ~done(r), lambda r: advance(r, by_order), carry)
+  seg = _Walk.unpack(carry)
+  return _Segment(k=seg.k, passed=_passed(t, seg.k, seg.tj, seg.last), tj=seg.tj, tsum=seg.tsum, f1=seg.f1,
+                  f2=seg.f2, dtm=seg.dtm, p=seg.pc[0], c=seg.pc[1], info=seg.info)
 
 
 def floored_sums(f0: jax.Array, deltas: jax.Array, floor: jax.Array) -> jax.Array:
@@ -246,7 +342,7 @@ def _start(f1, f2, p) -> _Start:
 
 def _segment(seg: _Start, dtm, passed, info) -> _Segment:
   return _Segment(k=seg.k, passed=passed, tj=seg.tj, tsum=seg.tsum, f1=seg.f1, f2=seg.f2, dtm=dtm, p=seg.p, c=seg.c,
-                  ibp=jnp.zeros((), jnp.int32), done=jnp.ones((), bool), info=info)
+                  info=info)
 
 
 def _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory) -> _Segment:
@@ -365,18 +461,24 @@ def cauchy_point(
   has_break = brk_l | brk_u
   t = jnp.where(brk_l, tl / jnp.where(brk_l, -neggi, 1.0), jnp.where(brk_u, tu / jnp.where(brk_u, neggi, 1.0), jnp.inf))
   nbreak = jnp.sum(has_break, dtype=jnp.int32)
-  bnded = ~jnp.any(moving & ~has_break & (jnp.abs(neggi) > 0))
+  # One reduction for two flags: 2 if a moving variable without a breakpoint has
+  # g != 0 (the path is unbounded), 1 if one has g = 0, else 0.
+  unlimited = jnp.max(jnp.where(moving & ~has_break, jnp.where(jnp.abs(neggi) > 0, 2, 1), 0).astype(jnp.int32),
+                      initial=0)
+  bnded = unlimited < 2
 
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
   f1 = -jnp.vdot(d, d)
-  p = w_transpose_times(memory, d)
-  v = bmv(memory, p)
+  p = _chronological(memory, jnp.matmul(memory.Y, d, precision=_HI), jnp.matmul(memory.S, d, precision=_HI),
+                     memory.col)  # W'd
+  factors = _bmv_factors(memory)
+  v = _bmv(factors, p)
   f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
   info = ~jnp.all(jnp.isfinite(v))
 
   # 4. The segment where the model's minimizer lies, in increasing t.
   def walk():
-    return _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory)
+    return _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
 
   def scan():
     return _scan(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory)
@@ -398,7 +500,7 @@ def cauchy_point(
   xcp = jnp.where(hit, bound, x + tsum * jnp.where(hit, 0.0, d))
   c = seg.c + dtm * seg.p
   # With no breakpoint and no moving variable the reference returns xcp = x.
-  trivial = (nbreak == 0) & ~jnp.any(moving & ~has_break)
+  trivial = (nbreak == 0) & (unlimited == 0)
   xcp = jnp.where(trivial, x, xcp)
   c = jnp.where(trivial, jnp.zeros_like(c), c)
   nseg = jnp.where(trivial, 0, 1 + seg.k).astype(jnp.int32)
