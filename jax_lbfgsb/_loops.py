@@ -5,8 +5,8 @@
 array per dtype. The solver's loops carry many scalars (counters, flags, the line search's
 interval). XLA:CPU gives each loop-carried scalar its own buffer, fusion output
 and, where values move between fields, a copy, each a separate kernel call
-per iteration. Packed into one vector per dtype, they are written by one
-fusion and copied at most once.
+per iteration. Packed into one vector per dtype (or one in all), they are
+written by one fusion and copied at most once.
 """
 
 from __future__ import annotations
@@ -17,16 +17,32 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["packed_while_loop", "cond_on_cpu", "devices_spanned"]
+__all__ = ["packed_while_loop", "stack", "cond_on_cpu", "devices_spanned"]
 
 Carry = TypeVar("Carry")
 
 
-def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carry], Carry], init: Carry) -> Carry:
+def stack(values) -> jax.Array:
+  """``jnp.stack(values)`` (broadcast), built from rows of at most 8 (padding: ones).
+
+  XLA:CPU fuses no concatenate of more than 8 operands: each operand would
+  be computed by a kernel of its own.
+  """
+  values = list(jnp.broadcast_arrays(*values))
+  if len(values) <= 8:
+    return jnp.stack(values)
+  values += [jnp.ones_like(values[0])] * (-len(values) % 8)
+  rows = jnp.stack([jnp.stack(values[i:i + 8]) for i in range(0, len(values), 8)])
+  return rows.reshape((-1,) + rows.shape[2:])
+
+
+def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carry], Carry], init: Carry,
+                      dtype: Any = None) -> Carry:
   """``lax.while_loop(cond_fun, body_fun, init)`` with the 0-d leaves of ``init`` packed by dtype.
 
   ``cond_fun`` and ``body_fun`` see the carry with its usual structure (the
-  scalars lose a weak type).
+  scalars lose a weak type). With ``dtype``, all of them are packed into one
+  vector of that dtype (integers must be exact in it; booleans are 0 or 1).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -39,7 +55,7 @@ def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carr
   groups: dict[Any, list[int]] = {}
   for i, leaf in enumerate(leaves):
     if leaf.ndim == 0:
-      groups.setdefault(leaf.dtype, []).append(i)
+      groups.setdefault(leaf.dtype if dtype is None else jnp.dtype(dtype), []).append(i)
   if sum(len(idx) for idx in groups.values()) < 2:
     return lax.while_loop(cond_fun, body_fun, init)
   scalar = {i for idx in groups.values() for i in idx}
@@ -47,9 +63,7 @@ def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carr
   def pack(tree):
     flat = jax.tree.leaves(tree)
     arrays = tuple(flat[i] for i in range(len(flat)) if i not in scalar)
-    vectors = tuple(
-        lax.concatenate([jnp.asarray(flat[i], dtype).reshape(1) for i in idx], 0) for dtype, idx in groups.items()
-    )
+    vectors = tuple(stack([jnp.asarray(flat[i]).astype(dtype) for i in idx]) for dtype, idx in groups.items())
     return arrays, vectors
 
   def unpack(carry):
@@ -61,7 +75,7 @@ def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carr
         flat[i] = next(rest)
     for vector, idx in zip(vectors, groups.values()):
       for j, i in enumerate(idx):
-        flat[i] = vector[j]
+        flat[i] = vector[j] != 0 if leaves[i].dtype == bool else vector[j].astype(leaves[i].dtype)
     return jax.tree.unflatten(treedef, flat)
 
   return unpack(lax.while_loop(lambda c: cond_fun(unpack(c)), lambda c: pack(body_fun(unpack(c))), pack(init)))

@@ -394,6 +394,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   stpmax = jnp.maximum(stpmx, stp)
   gd0 = jnp.vdot(state.g, d)
   noise = _rounding(state.f)
+  fall = -noise
 
   def cond(ls: _LineSearch):
     return ~(ls.done | ls.failed)
@@ -402,7 +403,8 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     xt = lnsrlb_trial_point(x, d, z, ls.stp, box.l, box.u)
     f, g = fun_and_grad(xt)
     gd = jnp.vdot(g, d)
-    nonfinite = _nonfinite(f, g) | ~jnp.isfinite(gd)
+    # NaN or inf in g makes g'd NaN or inf (d is finite): one reduction tests both.
+    nonfinite = ~(jnp.isfinite(f) & jnp.isfinite(gd))
     bad = jnp.where(nonfinite, jnp.minimum(ls.bad, ls.stp), ls.bad)
     good = jnp.where(~nonfinite & (ls.stp < bad), jnp.maximum(ls.good, ls.stp), ls.good)
     new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, ftol=options.ls_ftol, gtol=options.ls_gtol,
@@ -419,7 +421,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     return _LineSearch(
         x=xt, f=jnp.where(nonfinite, ls.f, f), g=g, gd=gd, stp=new_stp, dcsrch=ds,
         ifun=ifun, nans=nans, nfev=ls.nfev + 1, done=done, failed=failed, bad=bad, good=good,
-        rose=ls.rose | (~nonfinite & (change > noise) & (predicted < -noise)),
+        rose=ls.rose | (~nonfinite & (change > noise) & (predicted < fall)),
         fell=ls.fell | (~nonfinite & (change < 0)),
     )
 
@@ -429,7 +431,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
       ifun=_i32(1), nans=_i32(0), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
       bad=jnp.asarray(jnp.inf, dtype), good=jnp.zeros((), dtype), rose=zero, fell=zero,
   )
-  return packed_while_loop(cond, body, init_ls), gd0
+  return packed_while_loop(cond, body, init_ls, dtype), gd0
 
 
 _cauchy_point = jax.jit(cauchy_point, static_argnames=("blocks",))
