@@ -67,37 +67,41 @@ def _divide(quotients, carry=()) -> jax.Array:
   rather than recompute it (XLA:CPU would give each value read by several
   kernels a kernel of its own).
   """
-  nums, dens = zip(*quotients) if quotients else ((), ())
+  nums, dens = zip(*quotients)
   return stack([*nums, *carry]) / stack([*dens, *([1.0] * len(carry))])
 
 
 def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax, carry=()):
   """``dcstep``, and ``carry`` as computed by its first stage (see ``dcstep``)."""
-  # Stage 1: sgnd's dx/|dx|, theta's 3 (fx - fp)/(stp - stx), case 1's
-  # (fx - fp)/(stp - stx), cases 2 and 3's dp/(dp - dx), case 4's theta's
-  # 3 (fp - fy)/(sty - stp); the inputs and steps later stages read carried.
+  # Stage 1, q: [0] sgnd's dx/|dx|, [1] theta's 3 (fx - fp)/(stp - stx),
+  # [2] case 1's (fx - fp)/(stp - stx), [3] cases 2 and 3's dp/(dp - dx),
+  # [4] case 4's 3 (fp - fy)/(sty - stp); [5:] carried: the inputs and
+  # differences later stages read, then ``carry``.
   q = _divide([(dx, jnp.abs(dx)), (3.0 * (fx - fp), stp - stx), (fx - fp, stp - stx), (dp, dp - dx),
                (3.0 * (fp - fy), sty - stp)], (fx, dx, fy, dy, fp, dp, stp - stx, stx - stp, sty - stp, *carry))
   fx, dx, fy, dy, fp, dp, stp_stx, stx_stp, sty_stp = q[5:14]
   theta = q[1] + dx + dp
   theta4 = q[4] + dy + dp
-  # Stage 2: the cubic's terms over its scale, cases 1-3 (theta, dx, dp over
-  # s) and case 4 (theta4, dy, dp over s4); case 1's quadratic step
-  # dx/((fx - fp)/(stp - stx) + dx).
+  # Stage 2, r: the cubic's terms over its scale, [0:3] cases 1-3's theta,
+  # dx, dp over s, [3:6] case 4's theta4, dy, dp over s4; [6] case 1's
+  # quadratic step dx/((fx - fp)/(stp - stx) + dx); [7:] carried.
   s = jnp.maximum(jnp.abs(theta), jnp.maximum(jnp.abs(dx), jnp.abs(dp)))
   s4 = jnp.maximum(jnp.abs(theta4), jnp.maximum(jnp.abs(dy), jnp.abs(dp)))
   r = _divide([(theta, s), (dx, s), (dp, s), (theta4, s4), (dy, s4), (dp, s4), (dx, q[2] + dx)],
               (theta, theta4, s, s4))
   theta, theta4, s, s4 = r[7:11]
-  # Stage 3: gamma/s of cases 1 and 2, of case 3 (clamped at 0), of case 4.
+  # Stage 3, in stage 4's kernel (each square root has one use): gamma of
+  # cases 1 and 2, of case 3 (clamped at 0), of case 4.
   disc = r[0] ** 2 - r[1] * r[2]
-  root = jnp.sqrt(stack([disc, jnp.maximum(0.0, disc), r[3] ** 2 - r[4] * r[5]]))
-  # Stage 4: the cubic steps' p/q, cases 1-4.
+  gamma = s * jnp.sqrt(disc)
   right = stp > stx
-  gamma1 = jnp.where(stp < stx, -(s * root[0]), s * root[0])
-  gamma2 = jnp.where(right, -(s * root[0]), s * root[0])
-  gamma3 = jnp.where(right, -(s * root[1]), s * root[1])
-  gamma4 = jnp.where(stp > sty, -(s4 * root[2]), s4 * root[2])
+  gamma1 = jnp.where(stp < stx, -gamma, gamma)
+  gamma2 = jnp.where(right, -gamma, gamma)
+  gamma = s * jnp.sqrt(jnp.maximum(0.0, disc))
+  gamma3 = jnp.where(right, -gamma, gamma)
+  gamma = s4 * jnp.sqrt(r[3] ** 2 - r[4] * r[5])
+  gamma4 = jnp.where(stp > sty, -gamma, gamma)
+  # Stage 4, pq: [0:4] the cubic steps' p/q, cases 1-4; [4:] carried.
   pq = _divide([((gamma1 - dx) + theta, ((gamma1 - dx) + gamma1) + dp),
                 ((gamma2 - dp) + theta, ((gamma2 - dp) + gamma2) + dx),
                 ((gamma3 - dp) + theta, (gamma3 + (dx - dp)) + gamma3),
