@@ -78,8 +78,9 @@ def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax, carry
   # [4] case 4's 3 (fp - fy)/(sty - stp); [5:] carried: the inputs and
   # differences later stages read, then ``carry``.
   q = _divide([(dx, jnp.abs(dx)), (3.0 * (fx - fp), stp - stx), (fx - fp, stp - stx), (dp, dp - dx),
-               (3.0 * (fp - fy), sty - stp)], (fx, dx, fy, dy, fp, dp, stp - stx, stx - stp, sty - stp, *carry))
-  fx, dx, fy, dy, fp, dp, stp_stx, stx_stp, sty_stp = q[5:14]
+               (3.0 * (fp - fy), sty - stp)], (fx, dx, fy, dy, fp, dp, stp, stp - stx, sty - stp, *carry))
+  fx, dx, fy, dy, fp, dp, stp, stp_stx, sty_stp = q[5:14]
+  stx_stp = stx - stp
   theta = q[1] + dx + dp
   theta4 = q[4] + dy + dp
   # Stage 2, r: the cubic's terms over its scale, [0:3] cases 1-3's theta,
@@ -90,8 +91,8 @@ def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax, carry
   r = _divide([(theta, s), (dx, s), (dp, s), (theta4, s4), (dy, s4), (dp, s4), (dx, q[2] + dx)],
               (theta, theta4, s, s4))
   theta, theta4, s, s4 = r[7:11]
-  # Stage 3, in stage 4's kernel (each square root has one use): gamma of
-  # cases 1 and 2, of case 3 (clamped at 0), of case 4.
+  # Stage 3: gamma of cases 1 and 2, of case 3 (clamped at 0), of case 4
+  # (each square root has one use, so it fuses into the division below).
   disc = r[0] ** 2 - r[1] * r[2]
   gamma = s * jnp.sqrt(disc)
   right = stp > stx
@@ -101,7 +102,7 @@ def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax, carry
   gamma3 = jnp.where(right, -gamma, gamma)
   gamma = s4 * jnp.sqrt(r[3] ** 2 - r[4] * r[5])
   gamma4 = jnp.where(stp > sty, -gamma, gamma)
-  # Stage 4, pq: [0:4] the cubic steps' p/q, cases 1-4; [4:] carried.
+  # pq: [0:4] the cubic steps' p/q, cases 1-4; [4:] carried.
   pq = _divide([((gamma1 - dx) + theta, ((gamma1 - dx) + gamma1) + dp),
                 ((gamma2 - dp) + theta, ((gamma2 - dp) + gamma2) + dx),
                 ((gamma3 - dp) + theta, (gamma3 + (dx - dp)) + gamma3),
@@ -154,12 +155,11 @@ def dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
   Returns ``(stx, fx, dx, sty, fy, dy, stp, brackt)``.
 
   Every case's step is computed, then the case's is selected. The divisions
-  and square roots come in four stages, each over one vector (one XLA:CPU
-  kernel each; the cheap arithmetic fuses into them): (1) the quotients of
-  the inputs, (2) the cubic's terms over its scale and case 1's quadratic
-  step, (3) the square roots of the cubic's discriminants, (4) the cubic
-  steps' ``p/q``. Each slot holds the reference's expression for its case,
-  evaluated in the reference's order.
+  come in three stages, each one division over a vector (one XLA:CPU kernel
+  each; the cheap arithmetic and the square roots fuse into them): (1) the
+  quotients of the inputs, (2) the cubic's terms over its scale and case 1's
+  quadratic step, (3) the cubic steps' ``p/q``. Each slot holds the
+  reference's expression for its case, evaluated in the reference's order.
   """
   return _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax)[0]
 

@@ -36,13 +36,17 @@ def stack(values) -> jax.Array:
   return rows.reshape((-1,) + rows.shape[2:])
 
 
-def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carry], Carry], init: Carry,
-                      dtype: Any = None) -> Carry:
+def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carry], Any], init: Carry,
+                      dtype: Any = None, select: bool = False) -> Carry:
   """``lax.while_loop(cond_fun, body_fun, init)`` with the 0-d leaves of ``init`` packed by dtype.
 
   ``cond_fun`` and ``body_fun`` see the carry with its usual structure (the
   scalars lose a weak type). With ``dtype``, all of them are packed into one
   vector of that dtype (integers must be exact in it; booleans are 0 or 1).
+  With ``select``, ``body_fun`` returns ``(pred, on_true, on_false)`` and the
+  next carry is ``on_true`` where ``pred``, else ``on_false``: one select per
+  packed vector, not one per scalar (XLA:CPU computes a scalar that more
+  than 15 slots of a fused vector read in a kernel of its own).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -56,8 +60,11 @@ def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carr
   for i, leaf in enumerate(leaves):
     if leaf.ndim == 0:
       groups.setdefault(leaf.dtype if dtype is None else jnp.dtype(dtype), []).append(i)
+  if select:
+    def pick(pred, on_true, on_false):
+      return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
   if sum(len(idx) for idx in groups.values()) < 2:
-    return lax.while_loop(cond_fun, body_fun, init)
+    return lax.while_loop(cond_fun, (lambda c: pick(*body_fun(c))) if select else body_fun, init)
   scalar = {i for idx in groups.values() for i in idx}
 
   def pack(tree):
@@ -78,7 +85,13 @@ def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carr
         flat[i] = vector[j] != 0 if leaves[i].dtype == bool else vector[j].astype(leaves[i].dtype)
     return jax.tree.unflatten(treedef, flat)
 
-  return unpack(lax.while_loop(lambda c: cond_fun(unpack(c)), lambda c: pack(body_fun(unpack(c))), pack(init)))
+  def body(carry):
+    if not select:
+      return pack(body_fun(unpack(carry)))
+    pred, on_true, on_false = body_fun(unpack(carry))
+    return pick(pred, pack(on_true), pack(on_false))
+
+  return unpack(lax.while_loop(lambda c: cond_fun(unpack(c)), body, pack(init)))
 
 
 def cond_on_cpu(pred: Any, true_fun: Callable[[], Carry], false_fun: Callable[[], Carry]) -> Carry:
