@@ -78,9 +78,8 @@ def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax, carry
   # [4] case 4's 3 (fp - fy)/(sty - stp); [5:] carried: the inputs and
   # differences later stages read, then ``carry``.
   q = _divide([(dx, jnp.abs(dx)), (3.0 * (fx - fp), stp - stx), (fx - fp, stp - stx), (dp, dp - dx),
-               (3.0 * (fp - fy), sty - stp)], (fx, dx, fy, dy, fp, dp, stp, stp - stx, sty - stp, *carry))
-  fx, dx, fy, dy, fp, dp, stp, stp_stx, sty_stp = q[5:14]
-  stx_stp = stx - stp
+               (3.0 * (fp - fy), sty - stp)], (fx, dx, fy, dy, fp, dp, stp - stx, stx - stp, sty - stp, *carry))
+  fx, dx, fy, dy, fp, dp, stp_stx, stx_stp, sty_stp = q[5:14]
   theta = q[1] + dx + dp
   theta4 = q[4] + dy + dp
   # Stage 2, r: the cubic's terms over its scale, [0:3] cases 1-3's theta,
