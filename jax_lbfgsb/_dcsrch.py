@@ -27,6 +27,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jax_lbfgsb._loops import stack
+
 __all__ = [
     "FG", "CONVERGENCE", "WARNING", "DcsrchState", "dcstep", "dcsrch_init", "dcsrch_step",
     "lnsrlb_first_step", "lnsrlb_trial_point",
@@ -58,60 +60,77 @@ class DcsrchState(NamedTuple):
   task: jax.Array
 
 
-def dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
-  """One safeguarded step of the Moré–Thuente interval update (``dcstep``).
+def _divide(quotients, carry=()) -> jax.Array:
+  """``[n / d for n, d in quotients] + carry`` by one division (``carry`` over 1).
 
-  Returns ``(stx, fx, dx, sty, fy, dy, stp, brackt)``.
+  One kernel computes the vector; the later stages read ``carry`` from it
+  rather than recompute it (XLA:CPU would give each value read by several
+  kernels a kernel of its own).
   """
-  sgnd = dp * (dx / jnp.abs(dx))
-  theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
+  nums, dens = zip(*quotients)
+  return stack([*nums, *carry]) / stack([*dens, *([1.0] * len(carry))])
 
-  def cubic_gamma(d1, d2, clamp):
-    s = jnp.maximum(jnp.abs(theta), jnp.maximum(jnp.abs(d1), jnp.abs(d2)))
-    disc = (theta / s) ** 2 - (d1 / s) * (d2 / s)
-    return s, s * jnp.sqrt(jnp.maximum(0.0, disc) if clamp else disc)
+
+def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax, carry=()):
+  """``dcstep``, and ``carry`` as computed by its first stage (see ``dcstep``)."""
+  # Stage 1, q: [0] sgnd's dx/|dx|, [1] theta's 3 (fx - fp)/(stp - stx),
+  # [2] case 1's (fx - fp)/(stp - stx), [3] cases 2 and 3's dp/(dp - dx),
+  # [4] case 4's 3 (fp - fy)/(sty - stp); [5:] carried: the inputs and
+  # differences later stages read, then ``carry``.
+  q = _divide([(dx, jnp.abs(dx)), (3.0 * (fx - fp), stp - stx), (fx - fp, stp - stx), (dp, dp - dx),
+               (3.0 * (fp - fy), sty - stp)], (fx, dx, fy, dy, fp, dp, stp - stx, stx - stp, sty - stp, *carry))
+  fx, dx, fy, dy, fp, dp, stp_stx, stx_stp, sty_stp = q[5:14]
+  theta = q[1] + dx + dp
+  theta4 = q[4] + dy + dp
+  # Stage 2, r: the cubic's terms over its scale, [0:3] cases 1-3's theta,
+  # dx, dp over s, [3:6] case 4's theta4, dy, dp over s4; [6] case 1's
+  # quadratic step dx/((fx - fp)/(stp - stx) + dx); [7:] carried.
+  s = jnp.maximum(jnp.abs(theta), jnp.maximum(jnp.abs(dx), jnp.abs(dp)))
+  s4 = jnp.maximum(jnp.abs(theta4), jnp.maximum(jnp.abs(dy), jnp.abs(dp)))
+  r = _divide([(theta, s), (dx, s), (dp, s), (theta4, s4), (dy, s4), (dp, s4), (dx, q[2] + dx)],
+              (theta, theta4, s, s4))
+  theta, theta4, s, s4 = r[7:11]
+  # Stage 3: gamma of cases 1 and 2, of case 3 (clamped at 0), of case 4
+  # (each square root has one use, so it fuses into the division below).
+  disc = r[0] ** 2 - r[1] * r[2]
+  gamma = s * jnp.sqrt(disc)
+  right = stp > stx
+  gamma1 = jnp.where(stp < stx, -gamma, gamma)
+  gamma2 = jnp.where(right, -gamma, gamma)
+  gamma = s * jnp.sqrt(jnp.maximum(0.0, disc))
+  gamma3 = jnp.where(right, -gamma, gamma)
+  gamma = s4 * jnp.sqrt(r[3] ** 2 - r[4] * r[5])
+  gamma4 = jnp.where(stp > sty, -gamma, gamma)
+  # pq: [0:4] the cubic steps' p/q, cases 1-4; [4:] carried.
+  pq = _divide([((gamma1 - dx) + theta, ((gamma1 - dx) + gamma1) + dp),
+                ((gamma2 - dp) + theta, ((gamma2 - dp) + gamma2) + dx),
+                ((gamma3 - dp) + theta, (gamma3 + (dx - dp)) + gamma3),
+                ((gamma4 - dp) + theta4, ((gamma4 - dp) + gamma4) + dy)], (gamma3, jnp.where(right, 1.0, 0.0)))
+  gamma3, right = pq[4], pq[5] != 0.0
+  stpq = stp + q[3] * stx_stp  # cases 2 and 3
+  bound = jnp.where(right, stpmax, stpmin)
 
   # Case 1: higher function value; the minimum is bracketed.
-  _, gamma = cubic_gamma(dx, dp, False)
-  gamma = jnp.where(stp < stx, -gamma, gamma)
-  p = (gamma - dx) + theta
-  q = ((gamma - dx) + gamma) + dp
-  stpc = stx + (p / q) * (stp - stx)
-  stpq = stx + ((dx / ((fx - fp) / (stp - stx) + dx)) / 2.0) * (stp - stx)
-  stpf1 = jnp.where(jnp.abs(stpc - stx) < jnp.abs(stpq - stx), stpc, stpc + (stpq - stpc) / 2.0)
+  stpc = stx + pq[0] * stp_stx
+  stpq1 = stx + (r[6] / 2.0) * stp_stx
+  stpf1 = jnp.where(jnp.abs(stpc - stx) < jnp.abs(stpq1 - stx), stpc, stpc + (stpq1 - stpc) / 2.0)
 
   # Case 2: lower function value and derivatives of opposite sign.
-  _, gamma = cubic_gamma(dx, dp, False)
-  gamma = jnp.where(stp > stx, -gamma, gamma)
-  p = (gamma - dp) + theta
-  q = ((gamma - dp) + gamma) + dx
-  stpc = stp + (p / q) * (stx - stp)
-  stpq = stp + (dp / (dp - dx)) * (stx - stp)
+  stpc = stp + pq[1] * stx_stp
   stpf2 = jnp.where(jnp.abs(stpc - stp) > jnp.abs(stpq - stp), stpc, stpq)
 
   # Case 3: lower function value, same-sign derivatives, |derivative| decreases.
-  _, gamma = cubic_gamma(dx, dp, True)
-  gamma = jnp.where(stp > stx, -gamma, gamma)
-  p = (gamma - dp) + theta
-  q = (gamma + (dx - dp)) + gamma
-  r = p / q
-  stpc = jnp.where((r < 0.0) & (gamma != 0.0), stp + r * (stx - stp), jnp.where(stp > stx, stpmax, stpmin))
-  stpq = stp + (dp / (dp - dx)) * (stx - stp)
+  stpc = jnp.where((pq[2] < 0.0) & (gamma3 != 0.0), stp + pq[2] * stx_stp, bound)
   near = jnp.where(jnp.abs(stpc - stp) < jnp.abs(stpq - stp), stpc, stpq)
-  near = jnp.where(stp > stx, jnp.minimum(stp + 0.66 * (sty - stp), near), jnp.maximum(stp + 0.66 * (sty - stp), near))
+  near = jnp.where(right, jnp.minimum(stp + 0.66 * sty_stp, near), jnp.maximum(stp + 0.66 * sty_stp, near))
   far = jnp.where(jnp.abs(stpc - stp) > jnp.abs(stpq - stp), stpc, stpq)
   far = jnp.maximum(stpmin, jnp.minimum(stpmax, far))
   stpf3 = jnp.where(brackt, near, far)
 
   # Case 4: lower function value, same-sign derivatives, |derivative| does not decrease.
-  theta4 = 3.0 * (fp - fy) / (sty - stp) + dy + dp
-  s = jnp.maximum(jnp.abs(theta4), jnp.maximum(jnp.abs(dy), jnp.abs(dp)))
-  gamma = s * jnp.sqrt((theta4 / s) ** 2 - (dy / s) * (dp / s))
-  gamma = jnp.where(stp > sty, -gamma, gamma)
-  p = (gamma - dp) + theta4
-  q = ((gamma - dp) + gamma) + dy
-  stpf4 = jnp.where(brackt, stp + (p / q) * (sty - stp), jnp.where(stp > stx, stpmax, stpmin))
+  stpf4 = jnp.where(brackt, stp + pq[3] * sty_stp, bound)
 
+  sgnd = dp * q[0]
   case1 = fp > fx
   case2 = ~case1 & (sgnd < 0.0)
   case3 = ~case1 & ~case2 & (jnp.abs(dp) < jnp.abs(dx))
@@ -126,7 +145,22 @@ def dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
       jnp.where(case1, dp, jnp.where(new_sty, dx, dy)),
   )
   stx, fx, dx = jnp.where(case1, stx, stp), jnp.where(case1, fx, fp), jnp.where(case1, dx, dp)
-  return stx, fx, dx, sty, fy, dy, stpf, brackt
+  return (stx, fx, dx, sty, fy, dy, stpf, brackt), tuple(q[14:14 + len(carry)])
+
+
+def dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
+  """One safeguarded step of the Moré–Thuente interval update (``dcstep``).
+
+  Returns ``(stx, fx, dx, sty, fy, dy, stp, brackt)``.
+
+  Every case's step is computed, then the case's is selected. The divisions
+  come in three stages, each one division over a vector (one XLA:CPU kernel
+  each; the cheap arithmetic and the square roots fuse into them): (1) the
+  quotients of the inputs, (2) the cubic's terms over its scale and case 1's
+  quadratic step, (3) the cubic steps' ``p/q``. Each slot holds the
+  reference's expression for its case, evaluated in the reference's order.
+  """
+  return _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax)[0]
 
 
 def dcsrch_init(f: jax.Array, g: jax.Array, stp: jax.Array, stpmin, stpmax, xtrapu=4.0) -> DcsrchState:
@@ -184,14 +218,16 @@ def dcsrch_step(
   conv = (f <= ftest) & (jnp.abs(g) <= gtol * (-s.ginit))
   task = jnp.where(conv, CONVERGENCE, jnp.where(warn, WARNING, FG)).astype(jnp.int32)
 
-  # Stage 1 with a higher psi: step on the modified function psi.
+  # Stage 1 with a higher psi: step on the modified function psi. dcstep's
+  # first stage carries what is read after it (see ``_dcstep``).
   use_psi = (stage == 1) & (f <= s.fx) & (f > ftest)
   shift_f = lambda val, st: jnp.where(use_psi, val - st * gtest, val)
   shift_g = lambda val: jnp.where(use_psi, val - gtest, val)
-  stx, fx, gx, sty, fy, gy, new_stp, brackt = dcstep(
+  (stx, fx, gx, sty, fy, gy, new_stp, brackt), (gtest, use_psi) = _dcstep(
       s.stx, shift_f(s.fx, s.stx), shift_g(s.gx), s.sty, shift_f(s.fy, s.sty), shift_g(s.gy),
-      stp, shift_f(f, stp), shift_g(g), s.brackt, s.stmin, s.stmax,
+      stp, shift_f(f, stp), shift_g(g), s.brackt, s.stmin, s.stmax, carry=(gtest, jnp.where(use_psi, 1.0, 0.0)),
   )
+  use_psi = use_psi != 0.0
   fx = jnp.where(use_psi, fx + stx * gtest, fx)
   fy = jnp.where(use_psi, fy + sty * gtest, fy)
   gx = jnp.where(use_psi, gx + gtest, gx)

@@ -5,8 +5,8 @@
 array per dtype. The solver's loops carry many scalars (counters, flags, the line search's
 interval). XLA:CPU gives each loop-carried scalar its own buffer, fusion output
 and, where values move between fields, a copy, each a separate kernel call
-per iteration. Packed into one vector per dtype, they are written by one
-fusion and copied at most once.
+per iteration. Packed into one vector per dtype (or one in all), they are
+written by one fusion and copied at most once.
 """
 
 from __future__ import annotations
@@ -17,16 +17,36 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["packed_while_loop", "cond_on_cpu", "devices_spanned"]
+__all__ = ["packed_while_loop", "stack", "cond_on_cpu", "devices_spanned"]
 
 Carry = TypeVar("Carry")
 
 
-def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carry], Carry], init: Carry) -> Carry:
+def stack(values) -> jax.Array:
+  """``jnp.stack(values)`` (broadcast), built from rows of at most 8 (padding: ones).
+
+  XLA:CPU fuses no concatenate of more than 8 operands: each operand would
+  be computed by a kernel of its own.
+  """
+  values = list(jnp.broadcast_arrays(*values))
+  if len(values) <= 8:
+    return jnp.stack(values)
+  values += [jnp.ones_like(values[0])] * (-len(values) % 8)
+  rows = jnp.stack([jnp.stack(values[i:i + 8]) for i in range(0, len(values), 8)])
+  return rows.reshape((-1,) + rows.shape[2:])
+
+
+def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carry], Any], init: Carry,
+                      dtype: Any = None, select: bool = False) -> Carry:
   """``lax.while_loop(cond_fun, body_fun, init)`` with the 0-d leaves of ``init`` packed by dtype.
 
   ``cond_fun`` and ``body_fun`` see the carry with its usual structure (the
-  scalars lose a weak type).
+  scalars lose a weak type). With ``dtype``, all of them are packed into one
+  vector of that dtype (integers must be exact in it; booleans are 0 or 1).
+  With ``select``, ``body_fun`` returns ``(pred, on_true, on_false)`` and the
+  next carry is ``on_true`` where ``pred``, else ``on_false``: one select per
+  packed vector, not one per scalar (XLA:CPU computes a scalar that more
+  than 15 slots of a fused vector read in a kernel of its own).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -39,17 +59,18 @@ def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carr
   groups: dict[Any, list[int]] = {}
   for i, leaf in enumerate(leaves):
     if leaf.ndim == 0:
-      groups.setdefault(leaf.dtype, []).append(i)
+      groups.setdefault(leaf.dtype if dtype is None else jnp.dtype(dtype), []).append(i)
+  if select:
+    def pick(pred, on_true, on_false):
+      return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
   if sum(len(idx) for idx in groups.values()) < 2:
-    return lax.while_loop(cond_fun, body_fun, init)
+    return lax.while_loop(cond_fun, (lambda c: pick(*body_fun(c))) if select else body_fun, init)
   scalar = {i for idx in groups.values() for i in idx}
 
   def pack(tree):
     flat = jax.tree.leaves(tree)
     arrays = tuple(flat[i] for i in range(len(flat)) if i not in scalar)
-    vectors = tuple(
-        lax.concatenate([jnp.asarray(flat[i], dtype).reshape(1) for i in idx], 0) for dtype, idx in groups.items()
-    )
+    vectors = tuple(stack([jnp.asarray(flat[i]).astype(dtype) for i in idx]) for dtype, idx in groups.items())
     return arrays, vectors
 
   def unpack(carry):
@@ -61,10 +82,16 @@ def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carr
         flat[i] = next(rest)
     for vector, idx in zip(vectors, groups.values()):
       for j, i in enumerate(idx):
-        flat[i] = vector[j]
+        flat[i] = vector[j] != 0 if leaves[i].dtype == bool else vector[j].astype(leaves[i].dtype)
     return jax.tree.unflatten(treedef, flat)
 
-  return unpack(lax.while_loop(lambda c: cond_fun(unpack(c)), lambda c: pack(body_fun(unpack(c))), pack(init)))
+  def body(carry):
+    if not select:
+      return pack(body_fun(unpack(carry)))
+    pred, on_true, on_false = body_fun(unpack(carry))
+    return pick(pred, pack(on_true), pack(on_false))
+
+  return unpack(lax.while_loop(lambda c: cond_fun(unpack(c)), body, pack(init)))
 
 
 def cond_on_cpu(pred: Any, true_fun: Callable[[], Carry], false_fun: Callable[[], Carry]) -> Carry:

@@ -429,6 +429,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   stpmax = jnp.maximum(stpmx, stp)
   gd0 = jnp.vdot(state.g, d)
   noise = _rounding(state.f)
+  fall = -noise
 
   def cond(ls: _LineSearch):
     return ~(ls.done | ls.failed)
@@ -437,26 +438,28 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     xt = lnsrlb_trial_point(x, d, z, ls.stp, box.l, box.u)
     f, g = fun_and_grad(xt)
     gd = jnp.vdot(g, d)
-    nonfinite = _nonfinite(f, g) | ~jnp.isfinite(gd)
-    bad = jnp.where(nonfinite, jnp.minimum(ls.bad, ls.stp), ls.bad)
-    good = jnp.where(~nonfinite & (ls.stp < bad), jnp.maximum(ls.good, ls.stp), ls.good)
+    # NaN or inf in g makes g'd NaN or inf (d is finite): one reduction tests both.
+    nonfinite = ~(jnp.isfinite(f) & jnp.isfinite(gd))
+    good = jnp.where(ls.stp < ls.bad, jnp.maximum(ls.good, ls.stp), ls.good)
     new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, ftol=options.ls_ftol, gtol=options.ls_gtol,
-                              stpmax=jnp.where(bad < jnp.inf, jnp.minimum(stpmax, good), stpmax))
-    new_stp = jnp.where(nonfinite, ls.dcsrch.stx + 0.5 * (ls.stp - ls.dcsrch.stx), new_stp)
-    ds = jax.tree.map(lambda old, new: jnp.where(nonfinite, old, new), ls.dcsrch, ds)
-    done = (ds.task != FG) & ~nonfinite
+                              stpmax=jnp.where(ls.bad < jnp.inf, jnp.minimum(stpmax, good), stpmax))
+    done = ds.task != FG
     # The gradient's prediction of f(stp) - f(0), by the trapezoid rule over
     # g'd at both ends (exact for a quadratic), against the change seen.
     change, predicted = f - state.f, 0.5 * ls.stp * (gd0 + gd)
-    ifun = jnp.where(done | nonfinite, ls.ifun, ls.ifun + 1)
-    nans = ls.nans + nonfinite.astype(jnp.int32)
-    failed = ~done & ((ifun - 1 >= options.maxls) | (nans >= options.maxls))
-    return _LineSearch(
-        x=xt, f=jnp.where(nonfinite, ls.f, f), g=g, gd=gd, stp=new_stp, dcsrch=ds,
-        ifun=ifun, nans=nans, nfev=ls.nfev + 1, done=done, failed=failed, bad=bad, good=good,
-        rose=ls.rose | (~nonfinite & (change > noise) & (predicted < -noise)),
-        fell=ls.fell | (~nonfinite & (change < 0)),
+    ifun = jnp.where(done, ls.ifun, ls.ifun + 1)
+    finite = _LineSearch(
+        x=xt, f=f, g=g, gd=gd, stp=new_stp, dcsrch=ds, ifun=ifun, nans=ls.nans, nfev=ls.nfev + 1, done=done,
+        failed=~done & ((ifun - 1 >= options.maxls) | (ls.nans >= options.maxls)), bad=ls.bad, good=good,
+        rose=ls.rose | ((change > noise) & (predicted < fall)), fell=ls.fell | (change < 0),
     )
+    # A NaN or inf trial: dcsrch's state kept, the step halved toward stx.
+    nans = ls.nans + 1
+    halved = ls._replace(
+        x=xt, g=g, gd=gd, stp=ls.dcsrch.stx + 0.5 * (ls.stp - ls.dcsrch.stx), nans=nans, nfev=ls.nfev + 1,
+        failed=(ls.ifun - 1 >= options.maxls) | (nans >= options.maxls), bad=jnp.minimum(ls.bad, ls.stp),
+    )
+    return nonfinite, halved, finite
 
   zero = jnp.zeros((), bool)
   init_ls = _LineSearch(
@@ -464,7 +467,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
       ifun=_i32(1), nans=_i32(0), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
       bad=jnp.asarray(jnp.inf, dtype), good=jnp.zeros((), dtype), rose=zero, fell=zero,
   )
-  return packed_while_loop(cond, body, init_ls), gd0
+  return packed_while_loop(cond, body, init_ls, dtype, select=True), gd0
 
 
 _cauchy_point = jax.jit(cauchy_point, static_argnames=("blocks",))
