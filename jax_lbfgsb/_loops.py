@@ -23,7 +23,7 @@ Carry = TypeVar("Carry")
 
 
 def stack(values) -> jax.Array:
-  """``jnp.stack(values)`` (broadcast), built from rows of at most 8 (padding: ones).
+  """``jnp.stack(values)`` (broadcast), built from rows of at most 8.
 
   XLA:CPU fuses no concatenate of more than 8 operands: each operand would
   be computed by a kernel of its own.
@@ -31,9 +31,10 @@ def stack(values) -> jax.Array:
   values = list(jnp.broadcast_arrays(*values))
   if len(values) <= 8:
     return jnp.stack(values)
-  values += [jnp.ones_like(values[0])] * (-len(values) % 8)
+  count = len(values)
+  values += [jnp.ones_like(values[0])] * (-count % 8)  # equal rows
   rows = jnp.stack([jnp.stack(values[i:i + 8]) for i in range(0, len(values), 8)])
-  return rows.reshape((-1,) + rows.shape[2:])
+  return rows.reshape((-1,) + rows.shape[2:])[:count]
 
 
 def packed_while_loop(cond_fun: Callable[[Carry], Any], body_fun: Callable[[Carry], Any], init: Carry,

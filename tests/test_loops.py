@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jax_lbfgsb._loops import packed_while_loop
+from jax_lbfgsb._loops import packed_while_loop, stack
 
 
 class _Carry(NamedTuple):
@@ -63,3 +63,32 @@ def test_packed_while_loop_packs_scalars_into_one_array_per_dtype():
   assert sorted((a.shape, str(a.dtype)) for a in carried) == sorted(
       [((3,), "float64"), ((2,), "int32"), ((1,), "bool"), ((2,), "float64")]
   )
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_packed_while_loop_in_one_dtype_and_with_select_matches_lax_while_loop(dtype):
+  """``dtype=``: every scalar (int32 and bool too) in one vector of x's dtype;
+  ``select=``: the body returns ``(pred, on_true, on_false)``. Same values as
+  the plain loop, under jit and vmap, structure and dtypes kept."""
+  cond, body, init = _problem(dtype)
+
+  def body_select(c):  # the plain body's carry, or (at odd k) a sentinel that it overrides
+    new = body(c)
+    return (c.k % 2 == 1) | (c.k % 2 == 0), new, new._replace(a=jnp.asarray(-1.0, dtype))
+
+  xs = np.linspace(0.1, 0.9, 12).reshape(4, 3)
+  plain = jax.jit(jax.vmap(lambda x: lax.while_loop(cond, body, init(x))))(xs)
+  for kwargs, fun in (({"dtype": dtype}, body), ({"dtype": dtype, "select": True}, body_select),
+                      ({"select": True}, body_select)):
+    packed = jax.jit(jax.vmap(lambda x: packed_while_loop(cond, fun, init(x), **kwargs)))(xs)
+    chex.assert_trees_all_equal_shapes_and_dtypes(packed, plain)
+    chex.assert_trees_all_equal(packed, plain)
+  jaxpr = jax.make_jaxpr(lambda x: packed_while_loop(cond, body, init(x), dtype=dtype))(np.ones(3, dtype))
+  (loop,) = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "while"]
+  assert sorted(v.aval.shape for v in loop.outvars) == [(3,), (5,)]  # v, and k, done, a, b, tag in one
+
+
+@pytest.mark.parametrize("count", [1, 8, 9, 17])
+def test_stack_of_more_than_eight_values_is_jnp_stack(count):
+  values = [jnp.float32(i) * jnp.arange(2.0, dtype=jnp.float32) for i in range(count)]
+  chex.assert_trees_all_equal(stack(values), jnp.stack(values))
