@@ -107,7 +107,8 @@ def chronological_slots(memory: Memory) -> tuple[jax.Array, jax.Array]:
   """Buffer slot of each chronological position, and the mask ``position < col``."""
   m = memory.S.shape[0]
   pos = jnp.arange(m, dtype=jnp.int32)
-  return (memory.head + pos) % m, pos < memory.col
+  # (head + pos) mod m, head = max(iupdat - m, 0) mod m: one remainder.
+  return (jnp.maximum(memory.iupdat - m, 0) + pos) % m, pos < memory.col
 
 
 def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
@@ -124,7 +125,7 @@ def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
   m = memory.S.shape[0]
   # Slot j holds chronological position (j - head) mod m: a gather (a
   # scatter by slot would become a loop of m steps on CPU).
-  position = (jnp.arange(m, dtype=jnp.int32) - memory.head) % m
+  position = (jnp.arange(m, dtype=jnp.int32) - jnp.maximum(memory.iupdat - m, 0)) % m
   a_buf = jnp.where(valid, a, 0.0)[position]
   b_buf = jnp.where(valid, b, 0.0)[position]
   return jnp.matmul(a_buf, memory.Y, precision=_HI) + jnp.matmul(b_buf, memory.S, precision=_HI)

@@ -137,8 +137,11 @@ def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Gra
 def _free_set_sums(S: jax.Array, Y: jax.Array, free: jax.Array) -> jax.Array:
   """``(4, m, m)`` ``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``, in the order of ``S``, ``Y``."""
   z = free.astype(S.dtype)
-  gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
-  return jnp.stack([gram(Y, Y, z), gram(S, Y, z), gram(S, Y, 1.0 - z), gram(S, S, 1.0 - z)])
+  # Three products: [Y; S] Z times Y (Y'ZZ'Y and S'ZZ'Y at once), S A times Y and S.
+  zyzs = jnp.matmul(jnp.concatenate([Y, S]) * z[None, :], Y.T, precision=_HI)
+  sa = S * (1.0 - z)[None, :]
+  m = S.shape[0]
+  return jnp.stack([zyzs[:m], zyzs[m:], jnp.matmul(sa, Y.T, precision=_HI), jnp.matmul(sa, S.T, precision=_HI)])
 
 
 def chronological_sums(memory: Memory, grams: Grams | None, free: jax.Array) -> jax.Array:
