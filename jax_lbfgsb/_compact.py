@@ -177,8 +177,8 @@ def update_correction_pairs(
   pos = jnp.arange(m, dtype=jnp.int32)
   slots = (head + pos) % m
   newest = col - 1
-  s_y = jnp.where(pos < newest, jnp.matmul(Y, s, precision=_HI)[slots], 0.0)
-  s_s = jnp.where(pos < newest, jnp.matmul(S, s, precision=_HI)[slots], 0.0)
+  by_s = jnp.stack([jnp.matmul(Y, s, precision=_HI), jnp.matmul(S, s, precision=_HI)])
+  s_y, s_s = jnp.where(pos < newest, by_s[:, slots], 0.0)  # one gather of both
   row, column = (pos == newest)[:, None], (pos == newest)[None, :]
   # (The row and column that come in last are written below; SY's column
   # above the diagonal is never read.)

@@ -135,7 +135,8 @@ def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Gra
 
 
 def _free_set_sums(S: jax.Array, Y: jax.Array, free: jax.Array) -> jax.Array:
-  """``(4, m, m)`` ``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``, in the order of ``S``, ``Y``."""
+  """``(4, m, m)`` ``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``,
+  rows and columns in the order of ``S``, ``Y``."""
   z = free.astype(S.dtype)
   # Three products: [Y; S] Z times Y (Y'ZZ'Y and S'ZZ'Y at once), S A times Y and S.
   zyzs = jnp.matmul(jnp.concatenate([Y, S]) * z[None, :], Y.T, precision=_HI)
