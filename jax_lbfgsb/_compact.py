@@ -165,8 +165,9 @@ def update_correction_pairs(
   # The buffer is full: the oldest pair is dropped.
   wrapped = memory.iupdat >= m
   new = memory._replace(iupdat=memory.iupdat + 1)
-  head, col = new.head, new.col
-  itail = jnp.where(apply, (head + col - 1) % m, 0)
+  col = new.col
+  # The new pair's slot, head + col - 1 = iupdat - 1 (mod m) after the update.
+  itail = jnp.where(apply, memory.iupdat % m, 0)
   S = memory.S.at[itail].set(jnp.where(apply, s, memory.S[itail]))
   Y = memory.Y.at[itail].set(jnp.where(apply, y, memory.Y[itail]))
   theta = jnp.vdot(y, y, precision=_HI) / sy
@@ -175,7 +176,7 @@ def update_correction_pairs(
   # j < col - 1, over SY and SS shifted up-left where the buffer wrapped: one
   # write of each.
   pos = jnp.arange(m, dtype=jnp.int32)
-  slots = (head + pos) % m
+  slots, _ = chronological_slots(new)
   newest = col - 1
   by_s = jnp.stack([jnp.matmul(Y, s, precision=_HI), jnp.matmul(S, s, precision=_HI)])
   s_y, s_s = jnp.where(pos < newest, by_s[:, slots], 0.0)  # one gather of both

@@ -130,7 +130,7 @@ def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Gra
   if grams is None:
     return None
   m = memory.S.shape[0]
-  newest = (memory.head + memory.col - 1) % m
+  newest = (memory.iupdat - 1) % m  # head + col - 1
   return grams._replace(dirty=grams.dirty | (stored & (jnp.arange(m) == newest)))
 
 
