@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, _padded_d_l, bmv, w_rows
+from jax_lbfgsb._compact import Memory, bmv, bmv_factors, w_rows
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -144,25 +144,6 @@ def _passed(t, k, tj, last) -> jax.Array:
   return (k > 0) & ((t < tj) | ((t == tj) & (index <= last)))
 
 
-def _bmv_factors(memory: Memory) -> tuple:
-  """What :func:`bmv` computes from the memory alone, formed once for the walk."""
-  d, low = _padded_d_l(memory)
-  return d, jnp.sqrt(d), low, memory.WT
-
-
-def _bmv(factors, v: jax.Array) -> jax.Array:
-  """:func:`bmv` (``M v``) with the factors of :func:`_bmv_factors`, the same arithmetic."""
-  d, sqrt_d, low, wt = factors
-  m = d.size
-  v1, v2 = v[:m], v[m:]
-  p2 = v2 + jnp.matmul(low, v1 / d, precision=_HI)
-  p2 = lax.linalg.triangular_solve(wt, p2[:, None], left_side=True, lower=False, transpose_a=True)[:, 0]
-  p1 = v1 / sqrt_d
-  p2 = lax.linalg.triangular_solve(wt, p2[:, None], left_side=True, lower=False)[:, 0]
-  p1 = -p1 / sqrt_d + jnp.matmul(low.T, p2, precision=_HI) / d
-  return jnp.concatenate([p1, p2])
-
-
 def _chronological(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
   """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``, as
   ``w_row`` and ``w_transpose_times`` form it; rotated by a slice, not a gather, so
@@ -198,7 +179,7 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
     c = sc + dt * sp
     use_w = s.col > 0
     wbp = w_row(ibp, s.col)
-    v = _bmv(factors, wbp)
+    v = bmv(memory, wbp, factors)
     cv, pv, wv = jnp.sum(jnp.stack([c, sp, wbp]) * v[None, :], axis=1)  # one reduction
     f1 = f1 + jnp.where(use_w, dibp * cv, 0.0)
     f2 = f2 + jnp.where(use_w, 2.0 * dibp * pv - dibp2 * wv, 0.0)
@@ -471,8 +452,8 @@ def cauchy_point(
   f1 = -jnp.vdot(d, d)
   p = _chronological(memory, jnp.matmul(memory.Y, d, precision=_HI), jnp.matmul(memory.S, d, precision=_HI),
                      memory.col)  # W'd
-  factors = _bmv_factors(memory)
-  v = _bmv(factors, p)
+  factors = bmv_factors(memory)
+  v = bmv(memory, p, factors)
   f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)
   info = ~jnp.all(jnp.isfinite(v))
 

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = [
+    "BmvFactors",
+    "bmv_factors",
     "Memory",
     "init_memory",
     "refresh",
@@ -232,23 +234,38 @@ def update_memory(
   return refresh(new._replace(WT=jnp.where(apply, new.WT, memory.WT)), apply & failed)
 
 
-def bmv(memory: Memory, v: jax.Array) -> jax.Array:
+class BmvFactors(NamedTuple):
+  """What :func:`bmv` computes from the memory alone: ``D`` and its square root, ``L``, ``J'``."""
+
+  d: jax.Array
+  sqrt_d: jax.Array
+  low: jax.Array
+  wt: jax.Array
+
+
+def bmv_factors(memory: Memory) -> BmvFactors:
+  """The factors of :func:`bmv`, formed once where it is applied to several vectors."""
+  d, low = _padded_d_l(memory)
+  return BmvFactors(d=d, sqrt_d=jnp.sqrt(d), low=low, wt=memory.WT)
+
+
+def bmv(memory: Memory, v: jax.Array, factors: BmvFactors | None = None) -> jax.Array:
   """``M v`` for a chronological ``2m`` vector ``v`` (``bmv``), by two triangular solves with ``J'``.
 
+  ``factors``: :func:`bmv_factors` of ``memory``, when already formed.
   Non-finite entries in the result signal a singular system (``info != 0``).
   """
   m = memory.SY.shape[0]
-  d, low = _padded_d_l(memory)
-  sqrt_d = jnp.sqrt(d)
+  d, sqrt_d, low, wt = bmv_factors(memory) if factors is None else factors
   v1, v2 = v[:m], v[m:]
   # [ D^(1/2)      O ] [ p1 ]   [ v1 ]
   # [ -L D^(-1/2)  J ] [ p2 ] = [ v2 ]
   p2 = v2 + jnp.matmul(low, v1 / d, precision=_HI)
-  p2 = lax.linalg.triangular_solve(memory.WT, p2[:, None], left_side=True, lower=False, transpose_a=True)[:, 0]
+  p2 = lax.linalg.triangular_solve(wt, p2[:, None], left_side=True, lower=False, transpose_a=True)[:, 0]
   p1 = v1 / sqrt_d
   # [ -D^(1/2)  D^(-1/2) L' ] [ p1 ]   [ p1 ]
   # [  0        J'          ] [ p2 ] = [ p2 ]
-  p2 = lax.linalg.triangular_solve(memory.WT, p2[:, None], left_side=True, lower=False)[:, 0]
+  p2 = lax.linalg.triangular_solve(wt, p2[:, None], left_side=True, lower=False)[:, 0]
   p1 = -p1 / sqrt_d + jnp.matmul(low.T, p2, precision=_HI) / d
   return jnp.concatenate([p1, p2])
 
