@@ -21,8 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_lbfgsb._bounds import check_precision
+from jax_lbfgsb._scaling import flat_scale
 
-__all__ = ["count_limit", "prepare_x0"]
+__all__ = ["count_limit", "prepare_scale", "prepare_x0"]
 
 _warned_x64 = False
 _INT32_MAX = int(np.iinfo(np.int32).max)
@@ -149,3 +150,17 @@ def count_limit(value: Any, name: str, strict: bool) -> Any:
   if np.any(np.isnan(value)):
     raise ValueError(f"{name} must be a number, not NaN; use inf for no limit.")
   return np.asarray(np.clip(np.floor(value) if strict else np.ceil(value), -1, _INT32_MAX), np.int32)
+
+
+def prepare_scale(x_scale: Any, x0: Any, dtype: Any, name: str = "x_scale") -> tuple[Any, bool]:
+  """``(scale, auto)``: ``x_scale`` (None, ``"auto"``, a positive scalar, or an array or pytree like
+  ``x0``) as ``(n,)`` scales of ``dtype`` (:func:`jax_lbfgsb._scaling.flat_scale`), None for none
+  and for ``"auto"`` (``auto`` True: chosen when a solve starts).
+
+  >>> prepare_scale(2.0, np.zeros(2), np.float64)
+  (Array([2., 2.], dtype=float64), False)
+  """
+  auto = isinstance(x_scale, str)
+  if auto and x_scale != "auto":
+    raise ValueError(f"{name} must be 'auto', a positive scalar, or an array or pytree like x0; got {x_scale!r}.")
+  return (None if x_scale is None or auto else flat_scale(x_scale, x0, dtype)), auto

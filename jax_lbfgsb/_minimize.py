@@ -19,7 +19,7 @@ from jax_lbfgsb._bounds import canonicalize_bounds, project
 from jax_lbfgsb._compact import InverseHessian
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
-from jax_lbfgsb._inputs import count_limit, prepare_x0
+from jax_lbfgsb._inputs import count_limit, prepare_scale, prepare_x0
 from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, Options, init, resume, run
 
@@ -363,6 +363,35 @@ class _HostCallback:
     return isinstance(other, _HostCallback) and hash(self) == hash(other) and self.callback is other.callback
 
 
+def scaled(fun_and_grad: Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]
+           ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
+  """The objective the solver sees with scales ``s``, the last of ``params``: ``f(s y)`` and ``s g``
+  (the scales reach it as a param, so implicit derivatives reach them)."""
+  def fg(y, params):
+    f, g = fun_and_grad(y * params[-1], params[:-1])
+    return f, g * params[-1]
+  return fg
+
+
+def solve_scale(fun_and_grad, params, auto_scale: bool, scale, x0_flat, l, u) -> Any:
+  """The scales of a new solve: ``"auto"``'s, chosen at ``P(x0)`` (:func:`._scaling.auto_scale`), or ``scale``."""
+  if not auto_scale:
+    return scale
+  return _scaling.auto_scale(lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u), l, u)
+
+
+def outputs(fun, jac, has_aux, unravel, params, state: LbfgsbState, l, u, scale) -> tuple:
+  """What :func:`_result` takes from a solver state: ``x`` and ``jac`` in the caller's variables
+  (unscaled, ``x`` inside the caller's box), SciPy's status, and ``fun``'s aux at ``x``."""
+  x_flat, g_flat = (state.x, state.g) if scale is None else (jnp.clip(state.x * scale, l, u), state.g / scale)
+  status = jnp.asarray(_status.STATUS, jnp.int32)[state.termination]
+  x = unravel(x_flat)
+  aux = _parts(fun(x, *params), jac, True)[2] if has_aux else None  # fun's aux at the solution
+  # The result's other fields are the state's arrays, put together outside
+  # the jit: each output of a jitted function costs ~1-2 us per call.
+  return x, unravel(g_flat), status, status == 0, state, aux, scale
+
+
 def _solve(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, options, warm):
   """The jitted solve. ``fun`` is a :class:`TracedFun`; ``args`` end with its
   constants (the arrays it closes over), so the implicit derivatives reach
@@ -381,29 +410,15 @@ def _solve(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, 
       return run(fg, state, box, options, hooks)
     return solve
 
-  solve = solve_with(fun_and_grad)
-
   params = tuple(args)
-  if auto_scale:
-    scale = _scaling.auto_scale(
-        lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u), l, u)  # a warm start keeps its scales
+  scale = solve_scale(fun_and_grad, params, auto_scale, scale, x0_flat, l, u)  # a warm start keeps its scales
   if scale is None:
-    state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
-    x_flat, g_flat = state.x, state.g
-  else:  # the solver sees f(s y), s g and the box [l/s, u/s]; the scale reaches fun_and_grad as a param
-    def scaled(y, params):
-      f, g = fun_and_grad(y * params[-1], params[:-1])
-      return f, g * params[-1]
-
+    state = differentiable_solve(solve_with(fun_and_grad), fun_and_grad, l, u, params, (x0_flat, options, warm))
+  else:  # the solver sees f(s y), s g and the box [l/s, u/s]
     start = (x0_flat / scale if warm is None else x0_flat, options, warm)
-    state = differentiable_solve(solve_with(scaled), scaled, l / scale, u / scale, (*params, scale), start)
-    x_flat, g_flat = jnp.clip(state.x * scale, l, u), state.g / scale  # inside the caller's box
-  status = jnp.asarray(_status.STATUS, jnp.int32)[state.termination]
-  x = unravel(x_flat)
-  aux = _parts(fun(x, *params), jac, True)[2] if has_aux else None  # fun's aux at the solution
-  # The result's other fields are the state's arrays, put together outside
-  # the jit: each output of a jitted function costs ~1-2 us per call.
-  return x, unravel(g_flat), status, status == 0, state, aux, scale
+    fg = scaled(fun_and_grad)
+    state = differentiable_solve(solve_with(fg), fg, l / scale, u / scale, (*params, scale), start)
+  return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale)
 
 
 def _result(x, jac, status, success, state: LbfgsbState, aux, scale) -> OptimizeResult:
@@ -653,13 +668,9 @@ def minimize(
       )
   x0, dtype = prepare_x0(x0)
   l, u = canonicalize_bounds(bounds, x0, dtype)
-  auto_scale = isinstance(x_scale, str)
-  if auto_scale and x_scale != "auto":
-    raise ValueError(f"x_scale must be 'auto', a positive scalar, or an array or pytree like x0; got {x_scale!r}.")
-  if x_scale is not None and not auto_scale:
-    scale = _scaling.flat_scale(x_scale, x0, dtype)
-    if not isinstance(scale, jax.core.Tracer) and np.all(np.asarray(scale) == 1):
-      scale = None  # no scaling: the very program (and bits) of a solve without x_scale
+  given_scale, auto_scale = prepare_scale(x_scale, x0, dtype)
+  if given_scale is not None and (isinstance(given_scale, jax.core.Tracer) or np.any(np.asarray(given_scale) != 1)):
+    scale = given_scale  # all ones: no scaling, the very program (and bits) of a solve without x_scale
   options = traced_options(dtype, ftol=ftol, gtol=gtol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
                            ls_ftol=ls_ftol, ls_gtol=ls_gtol, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel)
   host_callback = None

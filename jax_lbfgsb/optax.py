@@ -21,7 +21,7 @@ from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _scaling, _solver
 from jax_lbfgsb._bounds import _cast_inward, _fix_crossed, canonicalize_bounds, project
-from jax_lbfgsb._inputs import count_limit, prepare_x0
+from jax_lbfgsb._inputs import count_limit, prepare_scale, prepare_x0
 from jax_lbfgsb._minimize import fast_compile_jit
 from jax_lbfgsb._solver import Box, LbfgsbState, Options
 from jax_lbfgsb._status import Termination
@@ -165,14 +165,9 @@ def _update(value_fn, auto_scale, params, state, value, grad, box, options, extr
 
   solver = lax.cond(continuing, lambda: state.solver, start)
 
-  # 2. Passes of the main loop until a new iterate or a termination (a
-  #    restart refreshes the memory without a new iterate).
-  nit = solver.nit
-  solver = lax.while_loop(
-      lambda s: (s.termination == Termination.RUNNING) & (s.nit == nit),
-      lambda s: _solver.step(fg, solver_box, options, s),
-      solver,
-  )
+  # 2. One iteration: passes of the main loop until a new iterate or a
+  #    termination (a restart refreshes the memory without a new iterate).
+  solver = _solver.advance(fg, solver, solver_box, options, until=solver.nit + 1)
 
   # 3. Updates that move params onto the new iterate, inside the box; zero
   #    where the iterate did not move and params are inside the box (after
@@ -330,15 +325,13 @@ def lbfgsb(
     )
     return Box.of(l, u), options
 
-  if isinstance(x_scale, str) and x_scale != "auto":
-    raise ValueError(f"lbfgsb: x_scale must be 'auto', a positive scalar or a pytree like params; got {x_scale!r}.")
-  auto = isinstance(x_scale, str)
+  auto = prepare_scale(x_scale, None, None, "lbfgsb: x_scale")[1] if isinstance(x_scale, str) else False
 
   def init_fn(params: Any) -> LbfgsbTransformState:
     params, dtype = _params(params)
     box, options = box_and_options(params, dtype)
     p = _widened(params, dtype)[0]
-    scale = None if x_scale is None else jnp.ones_like(p) if auto else _scaling.flat_scale(x_scale, params, dtype)
+    scale = jnp.ones_like(p) if auto else prepare_scale(x_scale, params, dtype, "lbfgsb: x_scale")[0]
     # Zeros of the solver state's shapes, a placeholder that evaluates
     # nothing: the first update starts the solve at its params (landed is NaN).
     shapes = jax.eval_shape(
