@@ -1,8 +1,10 @@
 """``LBFGSB``: a drop-in for ``jaxopt.LBFGSB`` (jaxopt is no longer maintained).
 
 The constructor, ``run``, ``init_state``, ``update``, ``optimality_fun`` and
-``l2_optimality_error`` follow jaxopt 0.8.5; the solver underneath is
-:func:`~jax_lbfgsb.minimize`, SciPy's L-BFGS-B exactly.
+``l2_optimality_error`` follow jaxopt 0.8.5; the solver underneath is SciPy's
+L-BFGS-B exactly: ``run`` is :func:`~jax_lbfgsb.minimize`, ``init_state`` is
+:func:`jax_lbfgsb._solver.init` and ``update`` one iteration of
+:func:`jax_lbfgsb._solver.advance`, the driver of ``minimize``'s loop.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb._bounds import canonicalize_bounds
 from jax_lbfgsb._fun_key import traced_fun
-from jax_lbfgsb._inputs import count_limit, prepare_scale, prepare_x0
+from jax_lbfgsb._inputs import (
+    broadcast_like, canonicalize_bounds, check_options, prepare_scale, prepare_x0, solver_options,
+)
 from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._minimize import (
-    OptimizeResult, _result, fast_compile_jit, flat_fun_and_grad, minimize, outputs, scaled, solve_scale,
-    traced_options,
+    OptimizeResult, _check_fun_output, _result, fast_compile_jit, flat_fun_and_grad, minimize, outputs, scaled,
+    solve_scale, unscaled,
 )
 from jax_lbfgsb._solver import Box, Hooks, advance, init, resume
 from jax_lbfgsb._status import Outcome, codes
@@ -92,19 +95,6 @@ def _unsupported(field: str, value: Any, why: str) -> ValueError:
   return ValueError(f"LBFGSB: {field}={value!r} is not supported: {why}")
 
 
-def _bound_tree(bound: Any, params: Any, fill: float) -> Any:
-  """One side of ``bounds`` as a pytree shaped like ``params``: None and scalars are broadcast."""
-  treedef = jax.tree.structure(params)
-  if bound is None or jax.tree_util.treedef_is_leaf(jax.tree.structure(bound)):
-    parts = [bound] * treedef.num_leaves
-  else:
-    parts = treedef.flatten_up_to(bound)
-  return treedef.unflatten([
-      jnp.broadcast_to(jnp.asarray(fill if b is None else b, p.dtype), jnp.shape(p))
-      for b, p in zip(parts, jax.tree.leaves(params))
-  ])
-
-
 def _as_opt_step(init_params: Any) -> OptStep | None:
   """``init_params`` as an :class:`OptStep` to continue from, or None for a pytree."""
   if not (isinstance(init_params, tuple) and hasattr(init_params, "params") and hasattr(init_params, "state")):
@@ -129,17 +119,19 @@ def _iterate(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale
   and the line searches' evaluations.
   """
   x_flat, unravel = ravel_pytree(x0)
+  _check_fun_output(fun, jac, has_aux, x0, args)
   fun_and_grad = flat_fun_and_grad(fun, jac, has_aux, unravel)
   params = tuple(args)
   if solver is None:  # an update keeps the scales of the solve it continues
     scale = solve_scale(fun_and_grad, params, auto_scale, scale, x_flat, l, u)
   fg, box, y = functools.partial(fun_and_grad, params=params), Box.of(l, u), x_flat
   if scale is not None:  # the solver sees f(s y), s g and the box [l/s, u/s]
-    fg, box, y = functools.partial(scaled(fun_and_grad), params=(*params, scale)), Box.of(l / scale, u / scale), y / scale
+    fg, box, y = (functools.partial(scaled(fun_and_grad), params=(*params, scale)), Box.of(l / scale, u / scale),
+                  y / scale)
   if solver is None:
     state = init(fg, y, box, options, maxcor, hooks)._replace(box=box)
     return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale), jnp.zeros((), jnp.int32)
-  landed = solver.x if scale is None else jnp.clip(solver.x * scale, l, u)  # the solve's x, as returned
+  landed = unscaled(solver, l, u, scale)[0]  # the solve's x, as returned
   start = resume(fg, solver, box, options, hooks, x=jnp.where(jnp.all(x_flat == landed), solver.x, y))
   state = advance(fg, start, box, options, start.nit + 1, hooks)._replace(box=box)
   return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale), state.nfev - start.nfev
@@ -326,9 +318,8 @@ class LBFGSB:
     fun, jac = self._solver_fun(kwargs)
     x0, dtype = prepare_x0(params, "LBFGSB: params")
     l, u = canonicalize_bounds(bounds, x0, dtype)
-    options = traced_options(
-        dtype, ftol=0.0, gtol=self.tol, maxiter=_MAXFUN, maxfun=_MAXFUN,
-        maxls=count_limit(self.maxls, "maxls", strict=False), ls_ftol=1e-3, ls_gtol=0.9, pgtol_rel=0.0, xtol_rel=0.0)
+    options = solver_options(dtype, **check_options(ftol=0.0, gtol=self.tol, maxiter=_MAXFUN, maxfun=_MAXFUN,
+                                                    maxls=self.maxls))
     if previous is None:
       scale, auto = prepare_scale(self.x_scale, x0, dtype)
       solver = None
@@ -418,10 +409,10 @@ class LBFGSB:
     _, grad, _ = self._value_grad_aux(sol, args, kwargs)
     if bounds is None:
       return grad
-    lower, upper = bounds
-    return jax.tree.map(
-        lambda x, g, l, u: jnp.clip(x - g, l, u) - x,
-        sol, grad, _bound_tree(lower, sol, -np.inf), _bound_tree(upper, sol, np.inf))
+    flat, unravel = ravel_pytree(sol)
+    l, u = (unravel(broadcast_like(b, sol, flat.dtype, fill, name, "bounds"))
+            for b, fill, name in zip(bounds, (-np.inf, np.inf), ("lower", "upper")))
+    return jax.tree.map(lambda x, g, l, u: jnp.clip(x - g, l, u) - x, sol, grad, l, u)
 
   def l2_optimality_error(self, params: Any, bounds: Any, *args, **kwargs) -> Any:
     """The l2 norm of :meth:`optimality_fun`."""
