@@ -26,13 +26,12 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _status
-from jax_lbfgsb._bounds import canonicalize_bounds
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
-from jax_lbfgsb._inputs import prepare_x0
+from jax_lbfgsb._inputs import canonicalize_bounds, check_options, prepare_x0, solver_options
 from jax_lbfgsb._minimize import (
-    OptimizeResult, _check_fun_output, _check_line_search, _check_options, _gradient_form, _keyword_defaults,
-    _parts, _result, fast_compile_jit, flat_fun_and_grad, traced_options,
+    OptimizeResult, _check_fun_output, _gradient_form, _keyword_defaults,
+    _parts, _result, fast_compile_jit, flat_fun_and_grad,
 )
 from jax_lbfgsb._solver import Box, Hooks, init, step
 from jax_lbfgsb._status import Termination
@@ -275,9 +274,7 @@ def minimize_batch(
                     f" {', '.join(_BATCH_OPTIONS)} (minimize's callback, iprint and x_scale are per-solve only).")
   o = {name: options.get(name, _keyword_defaults()[name]) for name in _BATCH_OPTIONS}
   maxcor, history, has_aux = o["maxcor"], o["history"], o["has_aux"]
-  o["maxiter"], o["maxfun"], o["maxls"] = _check_options(maxcor, o["maxiter"], o["maxfun"], o["maxls"], o["ftol"],
-                                                         o["gtol"], history)
-  _check_line_search(o["ls_ftol"], o["ls_gtol"])
+  o = check_options(**o)
   if lanes is not None and not int(lanes) >= 1:
     raise ValueError(f"minimize_batch: lanes must be >= 1; got {lanes}.")
   if not isinstance(args, tuple):
@@ -313,7 +310,6 @@ def minimize_batch(
   template = jax.tree.map(lambda a: a[0], (x0, batched))
   _check_fun_output(one, jac, has_aux, template[0], (*template[1], *shared))
   traced, consts = traced_fun(one, template[0], (*template[1], *shared))
-  solver_options = traced_options(dtype, **o)
   lanes = min(default_lanes(batch) if lanes is None else int(lanes), batch)
   return _result(*_solve_batch_jit(traced, bool(jac), bool(has_aux), int(maxcor), int(history), lanes,
-                                   x0, l, u, batched, (*shared, *consts), solver_options))
+                                   x0, l, u, batched, (*shared, *consts), solver_options(dtype, **o)))

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from jax_lbfgsb._inputs import DEFAULTS, iprint_of
 from jax_lbfgsb._minimize import minimize
 from jax_lbfgsb._status import Termination
 
@@ -21,16 +22,16 @@ def fmin_l_bfgs_b(
     args: Any = (),
     approx_grad: int = 0,
     bounds: Any = None,
-    m: int = 10,
+    m: int = DEFAULTS.maxcor,
     factr: float = 1e7,
-    pgtol: float = 1e-5,
+    pgtol: float = DEFAULTS.gtol,
     epsilon: float = 1e-8,
     iprint: int = -1,
-    maxfun: int = 15000,
-    maxiter: int = 15000,
+    maxfun: int = DEFAULTS.maxfun,
+    maxiter: int = DEFAULTS.maxiter,
     disp: int | None = None,
     callback: Callable[..., Any] | None = None,
-    maxls: int = 20,
+    maxls: int = DEFAULTS.maxls,
     *,
     x_scale: Any = None,
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
@@ -91,12 +92,10 @@ def fmin_l_bfgs_b(
     jac = None if approx_grad else True
   else:
     jac = fprime
-  if disp is not None:
-    iprint = -1 if disp == 0 else int(disp)
   res = minimize(
       func, x0, args=args, jac=jac, bounds=bounds,
       callback=callback, maxcor=m, ftol=factr * _EPSMCH, gtol=pgtol, maxiter=maxiter, maxfun=maxfun,
-      maxls=maxls, iprint=iprint, x_scale=x_scale,
+      maxls=maxls, iprint=iprint_of(disp, iprint), x_scale=x_scale,
   )
   code = Termination(int(res.termination))
   d = {

@@ -4,25 +4,254 @@
 JAX array, a Python list of numbers, integers, a pytree of arrays) into a
 pytree of float arrays without weak types (JAX arrays stay JAX arrays, host
 values become NumPy arrays), and names the dtype of the solve.
-``minimize`` (and so ``fmin_l_bfgs_b`` and ``LBFGSB``) and the optax
-transformation call it; the bounds go through
-:func:`jax_lbfgsb._bounds.canonicalize_bounds`. :func:`count_limit` reads
-``maxiter``, ``maxfun`` and ``maxls`` as SciPy compares them.
+``minimize`` (and so ``fmin_l_bfgs_b``), ``LBFGSB`` and the optax
+transformation call it; the bounds go through :func:`canonicalize_bounds`
+(rounded inward to the dtype of the solve), the scales through
+:func:`prepare_scale`, both broadcast over pytrees by :func:`broadcast_like`.
+The options: :data:`DEFAULTS` (SciPy's values, the one copy), :func:`check_options`
+(the one validation, naming each option as its face names it; :func:`count_limit`
+reads ``maxiter``, ``maxfun`` and ``maxls`` as SciPy compares them),
+:func:`solver_options` (the one builder of the solver's traced ``Options``) and
+:func:`iprint_of` (SciPy's ``disp`` rule).
 """
 
 from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_lbfgsb._bounds import check_precision
+from jax_lbfgsb._solver import Options
 
-__all__ = ["count_limit", "prepare_x0"]
+__all__ = [
+    "DEFAULTS", "Defaults", "broadcast_like", "canonicalize_bounds", "check_options", "check_precision", "count_limit",
+    "iprint_of", "prepare_scale", "prepare_x0", "solver_options",
+]
+
+
+def check_precision(dtype: Any, name: str) -> None:
+  """Raises ``TypeError`` for float dtypes narrower than float32 (float16, bfloat16).
+
+  Their 8-11 bit significands leave the line search and the curvature pairs no
+  precision: f stops changing after a step or two.
+  """
+  if jnp.finfo(dtype).bits < 32:
+    raise TypeError(
+        f"{name} has dtype {jnp.dtype(dtype).name}; L-BFGS-B needs float32 or float64 (its line"
+        " search and curvature pairs need more than a half-precision significand). Solve in"
+        " float32 (cast with .astype(jnp.float32)) and cast the solution back; round the bounds"
+        " to your dtype inward first if the cast solution must stay inside them."
+    )
+
+
+def _is_concrete(a: Any) -> bool:
+  return not isinstance(a, jax.core.Tracer)
+
+
+def _as_bound(value: Any, n: int, dtype: Any, fill: float, name: str) -> Any:
+  """One side of the bounds as an ``(n,)`` array; ``None`` means ``fill``.
+
+  Host values (None, numbers, lists, NumPy arrays, and concrete JAX arrays
+  through :func:`_on_host`) stay NumPy arrays, so a call with concrete bounds
+  dispatches no device operations before the solve.
+  """
+  if value is None:
+    return np.full((n,), fill, dtype)
+  if isinstance(value, (list, tuple)):
+    value = np.asarray([fill if v is None else v for v in value], dtype=np.float64)
+  xp = jnp if isinstance(value, jax.Array) else np
+  if np.size(value) == 1:  # a scalar, or SciPy's Bounds(-1.5, 0.8) (lb of shape (1,)): for all
+    return xp.full((n,), _cast_inward(xp.reshape(value, ()), dtype, fill), dtype)
+  if np.size(value) != n:
+    raise ValueError(
+        f"bounds: `{name}` has {np.size(value)} entries but x0 has {n}; give one"
+        f" {name} bound per variable of x0, or a scalar to use for all."
+    )
+  arr = value if np.shape(value) == (n,) else xp.reshape(value, (n,))
+  return _cast_inward(arr, dtype, fill)
+
+
+def _cast_inward(value: Any, dtype: Any, fill: float) -> Any:
+  """``value`` as ``dtype``, rounded into the box where the cast is inexact: a
+  lower bound (``fill = -inf``) up, an upper bound down, so that a float32
+  ``x`` inside the cast box is inside the caller's float64 box."""
+  xp = jnp if isinstance(value, jax.Array) else np
+  value = xp.asarray(value)
+  cast = value.astype(dtype)
+  if cast.dtype == value.dtype:
+    return cast
+  back = cast.astype(value.dtype)
+  outside = back < value if fill < 0 else back > value
+  if xp is np:
+    return np.where(outside, np.nextafter(cast, np.asarray(-fill, dtype)), cast)
+  # The bound's derivative passes straight through (nextafter has no derivative rule).
+  flat = jax.lax.stop_gradient(cast)
+  return cast + jnp.where(outside, jnp.nextafter(flat, jnp.asarray(-fill, dtype)) - flat, 0.0)
+
+
+def _fix_crossed(l: Any, u: Any) -> tuple[Any, Any]:
+  """Where rounding inward crossed the bounds (a box narrower than the dtype's
+  spacing, e.g. a fixed variable at 0.1 in float32: no float32 lies inside),
+  both become the value just above the lower bound."""
+  xp = jnp if isinstance(l, jax.Array) or isinstance(u, jax.Array) else np
+  up = xp.nextafter(u if xp is np else jax.lax.stop_gradient(u), xp.asarray(np.inf, u.dtype))
+  crossed = (l > u) & (up == l)
+  return l, xp.where(crossed, l, u)
+
+
+def broadcast_like(value: Any, x0: Any, dtype: Any, fill: float, name: str, where: str = "", noun: str = "bound",
+                   cast: Any = None) -> Any:
+  """``value`` raveled over ``x0``: an ``(n,)`` array of ``dtype``, for pytree bounds and scales.
+
+  ``value`` is None (``fill`` everywhere), a scalar, or a pytree with the
+  structure of ``x0`` (one array for an array ``x0``) whose leaves are None,
+  scalars or of the leaf's shape; ``cast(v, dtype, fill)`` converts each
+  (bounds round inward, :func:`_cast_inward`; default a plain cast). As in
+  :func:`_as_bound`, host values stay NumPy (no device operation per call).
+  ``name`` (in ``where``: ``bounds``) and ``noun`` name ``value`` in errors.
+
+  >>> broadcast_like({"a": 1.0, "b": np.array([2.0, 3.0])}, {"a": np.zeros(()), "b": np.zeros(2)},
+  ...                np.float64, np.inf, "x_scale", noun="scale")
+  array([1., 2., 3.])
+  """
+  cast = cast or (lambda v, dtype, fill: (jnp if isinstance(v, jax.Array) else np).asarray(v, dtype))
+  label = f"{where}: `{name}`" if where else name
+  if isinstance(x0, (jax.Array, np.ndarray)) and isinstance(value, (list, tuple)):
+    value = np.asarray(value)
+  if value is None or (jax.tree_util.treedef_is_leaf(jax.tree.structure(value)) and jnp.ndim(value) == 0):
+    n = sum(jnp.size(leaf) for leaf in jax.tree.leaves(x0))
+    xp = jnp if isinstance(value, jax.Array) else np
+    return xp.full((n,), fill if value is None else cast(value, dtype, fill), dtype)
+  x_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(x0)]
+  b_leaves = jax.tree_util.tree_leaves_with_path(value, is_leaf=lambda v: v is None)
+  b_paths = [jax.tree_util.keystr(p) for p, _ in b_leaves]
+  if b_paths != x_paths:
+    missing = sorted(set(x_paths) - set(b_paths)) or ["(none)"]
+    extra = sorted(set(b_paths) - set(x_paths)) or ["(none)"]
+    raise ValueError(
+        f"{label} does not have the pytree structure of x0: leaves of x0 missing from {name}:"
+        f" {', '.join(missing)}; leaves of {name} not in x0: {', '.join(extra)}. Give a scalar, or a"
+        " pytree with one entry per leaf of x0."
+    )
+  parts = []
+  for (path, leaf), (_, b) in zip(jax.tree_util.tree_leaves_with_path(x0), b_leaves):
+    b = fill if b is None else b
+    if jnp.ndim(b) and jnp.shape(b) != jnp.shape(leaf):
+      raise ValueError(
+          f"{label}{jax.tree_util.keystr(path)} has shape {jnp.shape(b)}: a {noun} of shape {jnp.shape(b)}"
+          f" for a leaf of x0 of shape {jnp.shape(leaf)}; use a scalar or the leaf's shape."
+      )
+    xp = jnp if isinstance(b, jax.Array) else np
+    parts.append(xp.broadcast_to(cast(b, dtype, fill), jnp.shape(leaf)).ravel())
+  return np.concatenate(parts) if all(isinstance(p, np.ndarray) for p in parts) else jnp.concatenate(parts)
+
+
+def _on_host(value: Any) -> Any:
+  """A concrete JAX array as NumPy: concrete bounds are checked and cast on the host
+  (a few eager device operations would cost more than the solve of a small problem)."""
+  return np.asarray(value) if isinstance(value, jax.Array) and _is_concrete(value) else value
+
+
+def _kept(given: Any, host: Any, bound: Any) -> Any:
+  """The caller's concrete array (``host``: its values) where canonicalizing left it
+  as it was (same shape, dtype and values; not weakly typed, which would compile
+  another solve): no transfer, and its placement on devices is kept."""
+  if (isinstance(given, jax.Array) and not given.weak_type and isinstance(host, np.ndarray)
+      and isinstance(bound, np.ndarray) and host.shape == bound.shape and host.dtype == bound.dtype
+      and np.array_equal(host, bound)):
+    return given
+  return bound
+
+
+def _check_concrete(l: jax.Array, u: jax.Array) -> None:
+  """NaN bounds and ``lower > upper`` raise when the values are known at trace time."""
+  if not (_is_concrete(l) and _is_concrete(u)):
+    return
+  l_np, u_np = np.asarray(l), np.asarray(u)
+  for name, arr in (("lower", l_np), ("upper", u_np)):
+    if np.isnan(arr).any():
+      i = int(np.flatnonzero(np.isnan(arr))[0])
+      raise ValueError(f"bounds: `{name}`[{i}] is NaN; use -inf/inf (or None) for no bound.")
+  for name, arr, sign in (("lower", l_np, np.inf), ("upper", u_np, -np.inf)):
+    if (arr == sign).any():
+      i = int(np.flatnonzero(arr == sign)[0])
+      raise ValueError(
+          f"bounds: `{name}`[{i}] is {sign}, which no x can satisfy; use"
+          f" {-sign} (or None) for no bound."
+      )
+  bad = np.flatnonzero(l_np > u_np)
+  if bad.size:
+    i = int(bad[0])
+    raise ValueError(
+        f"bounds: lower[{i}] = {l_np[i]!r} > upper[{i}] = {u_np[i]!r}"
+        f" ({bad.size} such indices; indices count the raveled x0); every lower"
+        " bound must be <= its upper bound."
+    )
+
+
+def canonicalize_bounds(bounds: Any, x0: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """Turns any accepted ``bounds`` into ``(l, u)``, two ``(n,)`` arrays over the raveled ``x0``.
+
+  Accepted: ``None``; ``(lower, upper)`` with scalars (``None`` or ``+-inf``
+  for none) or, for an array ``x0``, arrays of its size, or, for a pytree
+  ``x0``, pytrees of its structure (leaves scalars or of the leaf's shape); for
+  an array ``x0`` also a sequence of ``(lo, hi)`` pairs and an object with
+  ``.lb`` and ``.ub`` such as ``scipy.optimize.Bounds``.
+
+  Bounds cast to a narrower dtype (float64 values for a float32 ``x0``) are
+  rounded inward (lower up, upper down), so that ``x`` inside them is inside
+  the bounds given.
+
+  Raises:
+    ValueError: on a size or structure mismatch (naming the leaf), NaN bounds,
+      or (when the bounds are concrete) ``lower > upper``, naming the first
+      offending index.
+  """
+  if not isinstance(x0, (jax.Array, np.ndarray)):
+    if bounds is None:
+      lower = upper = None
+    elif isinstance(bounds, (list, tuple)) and len(bounds) == 2:
+      lower, upper = bounds
+    else:
+      raise ValueError(
+          "bounds: for a pytree x0, expected None or (lower, upper) with scalars"
+          f" or pytrees shaped like x0; got {type(bounds).__name__}."
+      )
+    l, u = _fix_crossed(broadcast_like(lower, x0, dtype, -np.inf, "lower", "bounds", cast=_cast_inward),
+                        broadcast_like(upper, x0, dtype, np.inf, "upper", "bounds", cast=_cast_inward))
+    _check_concrete(l, u)
+    return l, u
+  n = int(np.size(x0))
+  if bounds is None:
+    lower = upper = None
+  elif hasattr(bounds, "lb") and hasattr(bounds, "ub"):
+    lower, upper = bounds.lb, bounds.ub
+  elif isinstance(bounds, (list, tuple)) and len(bounds) == n and n != 2 and all(
+      isinstance(b, (list, tuple)) and len(b) == 2 for b in bounds
+  ):
+    lower, upper = [b[0] for b in bounds], [b[1] for b in bounds]
+  elif isinstance(bounds, (list, tuple)) and len(bounds) == 2:
+    lower, upper = bounds
+    # n == 2 is ambiguous: ((lo0, hi0), (lo1, hi1)) vs (lower, upper). SciPy
+    # reads a sequence of n pairs; a pair of arrays/scalars is (lower, upper).
+    if n == 2 and all(isinstance(b, (list, tuple)) and len(b) == 2 for b in bounds):
+      lower, upper = [b[0] for b in bounds], [b[1] for b in bounds]
+  else:
+    raise ValueError(
+        "bounds: expected None, (lower, upper), a sequence of (lo, hi) pairs"
+        f" (one per variable), or an object with .lb and .ub; got {type(bounds).__name__}"
+        + (f" of length {len(bounds)} for {n} variables" if hasattr(bounds, "__len__") else "")
+        + "."
+    )
+  lower_h, upper_h = _on_host(lower), _on_host(upper)
+  l, u = _fix_crossed(_as_bound(lower_h, n, dtype, -np.inf, "lower"), _as_bound(upper_h, n, dtype, np.inf, "upper"))
+  _check_concrete(l, u)
+  return _kept(lower, lower_h, l), _kept(upper, upper_h, u)
+
 
 _warned_x64 = False
 _INT32_MAX = int(np.iinfo(np.int32).max)
@@ -149,3 +378,112 @@ def count_limit(value: Any, name: str, strict: bool) -> Any:
   if np.any(np.isnan(value)):
     raise ValueError(f"{name} must be a number, not NaN; use inf for no limit.")
   return np.asarray(np.clip(np.floor(value) if strict else np.ceil(value), -1, _INT32_MAX), np.int32)
+
+
+def prepare_scale(x_scale: Any, x0: Any, dtype: Any, name: str = "x_scale") -> tuple[Any, bool]:
+  """``(scale, auto)``: ``x_scale`` (None, ``"auto"``, a positive scalar, or an array or pytree like
+  ``x0``) as ``(n,)`` scales of ``dtype`` (:func:`broadcast_like`), None for none and for
+  ``"auto"`` (``auto`` True: chosen when a solve starts).
+
+  Raises:
+    ValueError: for another string, a shape or structure that does not fit
+      ``x0``, or (when concrete) a scale that is not positive and finite.
+
+  >>> prepare_scale(2.0, np.zeros(2), np.float64)
+  (array([2., 2.]), False)
+  """
+  auto = isinstance(x_scale, str)
+  if auto and x_scale != "auto":
+    raise ValueError(f"{name} must be 'auto', a positive scalar, or an array or pytree like x0; got {x_scale!r}.")
+  if x_scale is None or auto:
+    return None, auto
+  scale = broadcast_like(x_scale, x0, dtype, 1.0, name, noun="scale")
+  if _is_concrete(scale):
+    bad = np.flatnonzero(~(np.isfinite(np.asarray(scale)) & (np.asarray(scale) > 0)))
+    if bad.size:
+      raise ValueError(f"{name} must be positive and finite; entry {int(bad[0])} (of the raveled x0) is"
+                       f" {float(scale[bad[0]])!r}.")
+  return scale, False
+
+
+class Defaults(NamedTuple):
+  """SciPy's L-BFGS-B defaults (``scipy.optimize.minimize``'s ``options``), the one copy
+  that every face reads; ``ls_ftol``, ``ls_gtol`` are ``lnsrlb``'s constants and the
+  relative tests (ours) are off."""
+
+  maxcor: int = 10
+  ftol: float = 2.220446049250313e-09  # factr 1e7 times the float64 eps
+  gtol: float = 1e-05
+  maxiter: int = 15000
+  maxfun: int = 15000
+  maxls: int = 20
+  ls_ftol: float = 1e-3
+  ls_gtol: float = 0.9
+  pgtol_rel: float = 0.0
+  xtol_rel: float = 0.0
+
+
+DEFAULTS = Defaults()
+
+
+def iprint_of(disp: Any, iprint: int) -> int:
+  """SciPy's rule: ``disp``, when not None, overrides ``iprint`` (0: silent).
+
+  >>> iprint_of(None, 5), iprint_of(0, 5), iprint_of(99, -1)
+  (5, -1, 99)
+  """
+  return iprint if disp is None else -1 if disp == 0 else int(disp)
+
+
+def _shape_count(value: Any, name: str, low: int) -> None:
+  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+    raise ValueError(f"{name} must be a Python int >= {low} (it fixes array shapes); got {value!r}.")
+
+
+def check_options(names: dict[str, str] | None = None, **values: Any) -> dict[str, Any]:
+  """Raises for invalid option values, each named as the caller names it (``names`` maps
+  ours to theirs); returns ``values`` with ``maxiter``, ``maxfun``, ``maxls`` as int32
+  (:func:`count_limit`). Traced values are checked where they can be (on the device they
+  cannot).
+
+  >>> check_options(maxls=2.5)
+  {'maxls': array(3, dtype=int32)}
+  """
+  name = lambda k: (names or {}).get(k, k)  # noqa: E731
+  if "maxcor" in values:
+    _shape_count(values["maxcor"], name("maxcor"), 1)
+  if "history" in values:
+    _shape_count(values["history"], name("history"), 0)
+  given, out = values, dict(values)
+  for k in ("maxiter", "maxfun", "maxls"):
+    if k in values:
+      out[k] = count_limit(values[k], name(k), strict=k == "maxfun")
+  for k, low in (("maxls", 1), ("ftol", 0), ("gtol", 0)):
+    value = out.get(k, low)
+    if _is_concrete(value) and np.ndim(value) == 0 and not value >= low:
+      raise ValueError(f"{name(k)} must be >= {low}; got {given[k]!r}.")
+  ls = [values.get(k) for k in ("ls_ftol", "ls_gtol")]
+  if all(v is not None and _is_concrete(v) for v in ls) and not 0 < ls[0] < ls[1] < 1:
+    raise ValueError(
+        f"ls_ftol and ls_gtol must satisfy 0 < ls_ftol < ls_gtol < 1; got ls_ftol={ls[0]!r},"
+        f" ls_gtol={ls[1]!r} (SciPy's values are 1e-3 and 0.9)."
+    )
+  return out
+
+
+def _scalar(value: Any, dtype: Any) -> Any:
+  """An option as a 0-d array of ``dtype``: NumPy for host values (no device op per call)."""
+  return jnp.asarray(value, dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
+
+
+def solver_options(dtype: Any, **values: Any) -> Options:
+  """The solver's :class:`~jax_lbfgsb._solver.Options` from option values (checked ones:
+  :func:`check_options`), :data:`DEFAULTS` for those not given: counts as int32,
+  tolerances in ``dtype``.
+
+  >>> solver_options(np.float32, gtol=1e-3).ls_gtol
+  array(0.9, dtype=float32)
+  """
+  values = {**DEFAULTS._asdict(), **values}
+  return Options(**{name: _scalar(values[name], np.int32 if name in ("maxiter", "maxfun", "maxls") else dtype)
+                    for name in Options._fields})

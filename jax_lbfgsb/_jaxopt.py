@@ -1,13 +1,16 @@
 """``LBFGSB``: a drop-in for ``jaxopt.LBFGSB`` (jaxopt is no longer maintained).
 
 The constructor, ``run``, ``init_state``, ``update``, ``optimality_fun`` and
-``l2_optimality_error`` follow jaxopt 0.8.5; the solver underneath is
-:func:`~jax_lbfgsb.minimize`, SciPy's L-BFGS-B exactly.
+``l2_optimality_error`` follow jaxopt 0.8.5; the solver underneath is SciPy's
+L-BFGS-B exactly: ``run`` is :func:`~jax_lbfgsb.minimize`, ``init_state`` is
+:func:`jax_lbfgsb._solver.init` and ``update`` one iteration of
+:func:`jax_lbfgsb._solver.advance`, the driver of ``minimize``'s loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -16,9 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb._minimize import OptimizeResult, minimize
-from jax_lbfgsb._solver import with_termination
-from jax_lbfgsb._status import Outcome, Termination, codes
+from jax_lbfgsb._fun_key import traced_fun
+from jax_lbfgsb._inputs import (
+    broadcast_like, canonicalize_bounds, check_options, prepare_scale, prepare_x0, solver_options,
+)
+from jax_lbfgsb._iprint import IprintPrinter
+from jax_lbfgsb._minimize import (
+    OptimizeResult, _check_fun_output, _result, fast_compile_jit, flat_fun_and_grad, minimize, outputs, scaled,
+    solve_scale, unscaled,
+)
+from jax_lbfgsb._solver import Box, Hooks, advance, init, resume
+from jax_lbfgsb._status import Outcome, codes
 
 __all__ = ["LBFGSB", "LbfgsbState", "OptStep"]
 
@@ -56,8 +67,10 @@ class LbfgsbState(NamedTuple):
       (an ``ABNORMAL`` termination); a failure that SciPy's algorithm recovers
       from by resetting the memory is not reported.
     num_fun_eval: evaluations of ``fun`` (value and gradient together) by the
-      solver, counting the one that each ``update`` (a continued solve) makes
-      at its starting point; not the ``has_aux`` evaluation.
+      solver: after ``k`` updates from :meth:`LBFGSB.init_state`, those of
+      ``run`` with ``maxiter=k``; an ``update`` from params other than the
+      state's, or a ``run`` continuing an :class:`OptStep`, evaluates once more
+      at its start. Not the ``has_aux`` evaluation.
     num_grad_eval: equal to ``num_fun_eval``.
     num_linesearch_iter: evaluations made by line searches.
     result: the :class:`~jax_lbfgsb.OptimizeResult` of the solve, whose
@@ -82,23 +95,6 @@ def _unsupported(field: str, value: Any, why: str) -> ValueError:
   return ValueError(f"LBFGSB: {field}={value!r} is not supported: {why}")
 
 
-def _stop_gradient(tree: Any) -> Any:
-  return jax.tree.map(lambda a: jax.lax.stop_gradient(a) if isinstance(a, jax.Array) else a, tree)
-
-
-def _bound_tree(bound: Any, params: Any, fill: float) -> Any:
-  """One side of ``bounds`` as a pytree shaped like ``params``: None and scalars are broadcast."""
-  treedef = jax.tree.structure(params)
-  if bound is None or jax.tree_util.treedef_is_leaf(jax.tree.structure(bound)):
-    parts = [bound] * treedef.num_leaves
-  else:
-    parts = treedef.flatten_up_to(bound)
-  return treedef.unflatten([
-      jnp.broadcast_to(jnp.asarray(fill if b is None else b, p.dtype), jnp.shape(p))
-      for b, p in zip(parts, jax.tree.leaves(params))
-  ])
-
-
 def _as_opt_step(init_params: Any) -> OptStep | None:
   """``init_params`` as an :class:`OptStep` to continue from, or None for a pytree."""
   if not (isinstance(init_params, tuple) and hasattr(init_params, "params") and hasattr(init_params, "state")):
@@ -109,6 +105,39 @@ def _as_opt_step(init_params: Any) -> OptStep | None:
         " from jaxopt?); pass its .params to start a new solve."
     )
   return OptStep(*init_params)
+
+
+def _iterate(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, options, solver):
+  """The jitted ``init_state`` (``solver`` None: :func:`~jax_lbfgsb._solver.init` at ``x0``) or ``update``
+  (one iteration by :func:`~jax_lbfgsb._solver.advance` from ``x0``, continuing ``solver``).
+
+  ``update`` continues ``solver`` exactly, evaluating nothing before the
+  line search, when ``x0`` is the solve's ``x`` (as the last update or
+  ``run`` returned it) in the same bounds; from other params it evaluates
+  there first and starts over, keeping the memory
+  (:func:`~jax_lbfgsb._solver.resume` with ``x``). Returns :func:`outputs`
+  and the line searches' evaluations.
+  """
+  x_flat, unravel = ravel_pytree(x0)
+  _check_fun_output(fun, jac, has_aux, x0, args)
+  fun_and_grad = flat_fun_and_grad(fun, jac, has_aux, unravel)
+  params = tuple(args)
+  if solver is None:  # an update keeps the scales of the solve it continues
+    scale = solve_scale(fun_and_grad, params, auto_scale, scale, x_flat, l, u)
+  fg, box, y = functools.partial(fun_and_grad, params=params), Box.of(l, u), x_flat
+  if scale is not None:  # the solver sees f(s y), s g and the box [l/s, u/s]
+    fg, box, y = (functools.partial(scaled(fun_and_grad), params=(*params, scale)), Box.of(l / scale, u / scale),
+                  y / scale)
+  if solver is None:
+    state = init(fg, y, box, options, maxcor, hooks)._replace(box=box)
+    return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale), jnp.zeros((), jnp.int32)
+  landed = unscaled(solver, l, u, scale)[0]  # the solve's x, as returned
+  start = resume(fg, solver, box, options, hooks, x=jnp.where(jnp.all(x_flat == landed), solver.x, y))
+  state = advance(fg, start, box, options, start.nit + 1, hooks)._replace(box=box)
+  return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale), state.nfev - start.nfev
+
+
+_iterate_jit = fast_compile_jit(_iterate, ("fun", "jac", "has_aux", "maxcor", "hooks", "auto_scale"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,23 +293,18 @@ class LBFGSB:
 
   # ------------------------------------------------------------------ the solve
 
-  def _minimize(self, x0: Any, bounds: Any, args: tuple, kwargs: dict, maxiter: Any, gtol: Any = None,
-                quiet: bool = False) -> OptimizeResult:
+  def _minimize(self, x0: Any, bounds: Any, args: tuple, kwargs: dict, maxiter: Any) -> OptimizeResult:
     fun, jac = self._solver_fun(kwargs)
-    verbose = 0 if quiet else int(self.verbose)
+    verbose = int(self.verbose)
     return minimize(
         fun, x0, bounds=bounds, args=tuple(args), jac=jac, has_aux=self.has_aux, maxcor=self.history_size, ftol=0.0,
-        gtol=self.tol if gtol is None else gtol, maxiter=maxiter, maxfun=_MAXFUN, maxls=self.maxls,
+        gtol=self.tol, maxiter=maxiter, maxfun=_MAXFUN, maxls=self.maxls,
         iprint=-1 if verbose <= 0 else (1 if verbose == 1 else 99),
         x_scale=None if isinstance(x0, OptimizeResult) else self.x_scale,
     )
 
-  def _state(self, result: OptimizeResult, aux: Any, previous: LbfgsbState | None) -> LbfgsbState:
-    """The state of ``result``; ``previous`` is the state it continued, if any."""
-    if previous is None:  # every evaluation but the first is a line search's
-      searches = result.nfev - 1
-    else:  # a continued solve evaluates once at its start
-      searches = previous.num_linesearch_iter + (result.nfev - previous.result.nfev - 1)
+  def _state(self, result: OptimizeResult, aux: Any, searches: Any) -> LbfgsbState:
+    """The state of ``result``, whose line searches made ``searches`` evaluations."""
     return LbfgsbState(
         iter_num=result.nit, value=result.fun, grad=result.jac, stepsize=result.state.stp,
         error=result.state.sbgnrm, aux=aux,
@@ -288,13 +312,37 @@ class LBFGSB:
         num_fun_eval=result.nfev, num_grad_eval=result.njev, num_linesearch_iter=searches, result=result,
     )
 
+  def _iterate(self, params: Any, bounds: Any, args: tuple, kwargs: dict, previous: LbfgsbState | None
+               ) -> OptStep:
+    """:meth:`init_state` (``previous`` None) or :meth:`update` (one iteration continuing ``previous``)."""
+    fun, jac = self._solver_fun(kwargs)
+    x0, dtype = prepare_x0(params, "LBFGSB: params")
+    l, u = canonicalize_bounds(bounds, x0, dtype)
+    options = solver_options(dtype, **check_options(ftol=0.0, gtol=self.tol, maxiter=_MAXFUN, maxfun=_MAXFUN,
+                                                    maxls=self.maxls))
+    if previous is None:
+      scale, auto = prepare_scale(self.x_scale, x0, dtype)
+      solver = None
+    else:
+      scale, auto, solver = previous.result.x_scale, False, previous.result.state
+    printer = IprintPrinter(1 if int(self.verbose) == 1 else 99) if previous is not None and self.verbose else None
+    traced, consts = traced_fun(fun, x0, args)
+    out, searches = _iterate_jit(traced, jac, self.has_aux, self.history_size, Hooks(printer=printer), auto, x0, l,
+                                 u, (*args, *consts), scale, options, solver)
+    result = _result(*out)
+    if previous is not None:
+      searches = previous.num_linesearch_iter + searches
+    return OptStep(result.x, self._state(result, result.aux, searches))
+
   def _continue(self, step: OptStep, bounds: Any, args: tuple, kwargs: dict, iterations: Any) -> OptStep:
     """``iterations`` more iterations from ``step``, with its memory, from ``step.params``."""
     result = step.state.result
     x = ravel_pytree(step.params)[0].astype(result.state.x.dtype)
     warm = result._replace(x=step.params, state=result.state._replace(x=x))
     result = self._minimize(warm, bounds, args, kwargs, maxiter=result.state.nit + iterations)
-    return OptStep(result.x, self._state(result, result.aux, step.state))
+    # a continued solve evaluates once at its start
+    searches = step.state.num_linesearch_iter + (result.nfev - step.state.result.nfev - 1)
+    return OptStep(result.x, self._state(result, result.aux, searches))
 
   def run(self, init_params: Any, bounds: Any = None, *args, **kwargs) -> OptStep:
     """Runs the solver from ``init_params`` for at most ``maxiter`` iterations.
@@ -321,40 +369,38 @@ class LBFGSB:
     if step is not None:
       return self._continue(step, bounds, args, kwargs, self.maxiter)
     result = self._minimize(init_params, bounds, args, kwargs, maxiter=self.maxiter)
-    return OptStep(result.x, self._state(result, result.aux, None))
+    # every evaluation but the first is a line search's
+    return OptStep(result.x, self._state(result, result.aux, result.nfev - 1))
 
   def init_state(self, init_params: Any, bounds: Any = None, *args, **kwargs) -> LbfgsbState:
-    """The state at ``init_params`` (projected into the bounds) before any iteration.
+    """The state at ``init_params`` (projected into the bounds) before any iteration: one evaluation.
 
     ``value``, ``grad`` and ``aux`` are differentiable with respect to
-    ``args`` and ``kwargs``; the rest carries no derivative. An
-    :class:`OptStep` gives its own state.
+    ``args`` and ``kwargs``. ``result.termination`` is ``RUNNING``, or
+    ``CONVERGED_PGTOL`` where ``init_params`` already meet ``tol`` (updates
+    then stay put). An :class:`OptStep` gives its own state.
     """
     step = _as_opt_step(init_params)
     if step is not None:
       return step.state
-    # gtol=inf: the solve stops at its initial test, with the state of x0
-    # (and the same compiled program as run's).
-    result = self._minimize(
-        _stop_gradient(init_params), _stop_gradient(bounds), _stop_gradient(args), _stop_gradient(kwargs),
-        maxiter=self.maxiter, gtol=np.inf, quiet=True)
-    running = with_termination(result.state, Termination.RUNNING)
-    result = result._replace(  # as a solve stopped by maxiter=0
-        termination=running.termination, status=jnp.ones_like(result.status),
-        success=jnp.zeros_like(result.success), state=running)
-    value, grad, aux = self._value_grad_aux(result.x, args, kwargs)
-    state = self._state(result, aux, None)
-    return state._replace(value=jnp.asarray(value, result.fun.dtype), grad=grad)
+    return self._iterate(init_params, bounds, args, kwargs, None).state
 
   def update(self, params: Any, state: LbfgsbState, bounds: Any = None, *args, **kwargs) -> OptStep:
-    """One iteration from ``params``, continuing the solve in ``state.result``.
+    """One iteration from ``params``, continuing the solve in ``state``.
 
-    ``k`` updates from :meth:`init_state` make the iterates of ``run`` with
-    ``maxiter=k``. After the solve has converged, ``params`` stay put.
+    From the ``params`` that the last ``update`` (or :meth:`init_state`,
+    :meth:`run`) returned, with the same ``args`` and ``bounds``, it continues
+    the solve exactly and evaluates ``fun`` only in its line search: ``k``
+    updates from :meth:`init_state` make the iterates and ``num_fun_eval`` of
+    ``run`` with ``maxiter=k``. From other ``params`` (the caller moved them)
+    it evaluates ``fun`` there first (one more ``num_fun_eval``) and restarts
+    from them, keeping the memory. ``args`` are assumed unchanged, as by
+    jaxopt, which also reuses ``state.value`` and ``state.grad``. Once the
+    solve has converged, ``params`` stay put.
     """
     if isinstance(params, OptStep):
       params = params.params
-    return self._continue(OptStep(params, state), bounds, args, kwargs, 1)
+    return self._iterate(params, bounds, args, kwargs, state)
 
   # ------------------------------------------------------------------ optimality
 
@@ -363,10 +409,10 @@ class LBFGSB:
     _, grad, _ = self._value_grad_aux(sol, args, kwargs)
     if bounds is None:
       return grad
-    lower, upper = bounds
-    return jax.tree.map(
-        lambda x, g, l, u: jnp.clip(x - g, l, u) - x,
-        sol, grad, _bound_tree(lower, sol, -np.inf), _bound_tree(upper, sol, np.inf))
+    flat, unravel = ravel_pytree(sol)
+    l, u = (unravel(broadcast_like(b, sol, flat.dtype, fill, name, "bounds"))
+            for b, fill, name in zip(bounds, (-np.inf, np.inf), ("lower", "upper")))
+    return jax.tree.map(lambda x, g, l, u: jnp.clip(x - g, l, u) - x, sol, grad, l, u)
 
   def l2_optimality_error(self, params: Any, bounds: Any, *args, **kwargs) -> Any:
     """The l2 norm of :meth:`optimality_fun`."""

@@ -15,13 +15,15 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _scaling, _status
-from jax_lbfgsb._bounds import canonicalize_bounds, project
+from jax_lbfgsb._bounds import project
 from jax_lbfgsb._compact import InverseHessian
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
-from jax_lbfgsb._inputs import count_limit, prepare_x0
+from jax_lbfgsb._inputs import (
+    DEFAULTS, canonicalize_bounds, check_options, iprint_of, prepare_scale, prepare_x0, solver_options,
+)
 from jax_lbfgsb._iprint import IprintPrinter
-from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, Options, init, resume, run
+from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, init, resume, run
 
 __all__ = ["OptimizeResult", "IntermediateResult", "minimize"]
 
@@ -199,9 +201,8 @@ def _merge_options(given: dict, options: dict, tol: Any, unknown: dict) -> dict:
   if tol is not None:  # SciPy: tol is the default of ftol and gtol
     options.setdefault("ftol", tol)
     options.setdefault("gtol", tol)
-  disp = options.pop("disp", None)
-  if disp is not None:  # SciPy: disp overrides iprint (0: silent)
-    options["iprint"] = -1 if disp == 0 else int(disp)
+  if "disp" in options:
+    options["iprint"] = iprint_of(options.pop("disp"), options.get("iprint", given["iprint"]))
   merged = dict(given)
   for name, value in options.items():
     if name in _SCIPY_ONLY:
@@ -224,40 +225,6 @@ def _gradient_form(jac: Any, fun: Callable[..., Any]) -> tuple[bool, Callable[..
       f"minimize: jac={jac!r} is not understood; use None (gradient by jax.grad), True (fun returns"
       " (f, grad)) or a callable jac(x, *args) returning the gradient."
   )
-
-
-def _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history) -> tuple[Any, Any, Any]:
-  """Raises for invalid options; returns ``maxiter, maxfun, maxls`` as int32 (:func:`count_limit`)."""
-  if not isinstance(maxcor, (int, np.integer)) or isinstance(maxcor, bool) or maxcor < 1:
-    raise ValueError(f"maxcor must be a Python int >= 1 (it fixes array shapes); got {maxcor!r}.")
-  if not isinstance(history, (int, np.integer)) or isinstance(history, bool) or history < 0:
-    raise ValueError(f"history must be a Python int >= 0 (it fixes array shapes); got {history!r}.")
-  limits = tuple(count_limit(value, name, strict=name == "maxfun")
-                 for name, value in (("maxiter", maxiter), ("maxfun", maxfun), ("maxls", maxls)))
-  for name, value, low, given in (("maxls", limits[2], 1, maxls), ("ftol", ftol, 0, ftol), ("gtol", gtol, 0, gtol)):
-    if not isinstance(value, jax.core.Tracer) and np.ndim(value) == 0 and not value >= low:
-      raise ValueError(f"{name} must be >= {low}; got {given!r}.")
-  return limits
-
-
-def _check_line_search(ls_ftol, ls_gtol) -> None:
-  concrete = [v for v in (ls_ftol, ls_gtol) if not isinstance(v, jax.core.Tracer)]
-  if len(concrete) == 2 and not 0 < ls_ftol < ls_gtol < 1:
-    raise ValueError(
-        f"ls_ftol and ls_gtol must satisfy 0 < ls_ftol < ls_gtol < 1; got ls_ftol={ls_ftol!r},"
-        f" ls_gtol={ls_gtol!r} (SciPy's values are 1e-3 and 0.9)."
-    )
-
-
-def _scalar(value: Any, dtype: Any) -> Any:
-  """An option as a 0-d array of ``dtype``: NumPy for host values (no device op per call)."""
-  return jnp.asarray(value, dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
-
-
-def traced_options(dtype: Any, **values: Any) -> Options:
-  """The solver's :class:`Options` from option values: counts as int32, tolerances in ``dtype``."""
-  return Options(**{name: _scalar(values[name], np.int32 if name in ("maxiter", "maxfun", "maxls") else dtype)
-                    for name in Options._fields})
 
 
 def _parts(out: Any, jac: bool, has_aux: bool) -> tuple[Any, Any, Any]:
@@ -363,6 +330,41 @@ class _HostCallback:
     return isinstance(other, _HostCallback) and hash(self) == hash(other) and self.callback is other.callback
 
 
+def scaled(fun_and_grad: Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]
+           ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
+  """The objective the solver sees with scales ``s``, the last of ``params``: ``f(s y)`` and ``s g``
+  (the scales reach it as a param, so implicit derivatives reach them)."""
+  def fg(y, params):
+    f, g = fun_and_grad(y * params[-1], params[:-1])
+    return f, g * params[-1]
+  return fg
+
+
+def solve_scale(fun_and_grad, params, auto_scale: bool, scale, x0_flat, l, u) -> Any:
+  """The scales of a new solve: ``"auto"``'s, chosen at ``P(x0)`` (:func:`._scaling.auto_scale`), or ``scale``."""
+  if not auto_scale:
+    return scale
+  return _scaling.auto_scale(lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u), l, u)
+
+
+def unscaled(state: LbfgsbState, l, u, scale) -> tuple[jax.Array, jax.Array]:
+  """The state's ``x`` and ``g`` in the caller's variables: ``x = s y`` clipped into the caller's box
+  ``[l, u]`` (``s y`` may round past it), ``g / s``; as they are without ``scale``."""
+  return (state.x, state.g) if scale is None else (jnp.clip(state.x * scale, l, u), state.g / scale)
+
+
+def outputs(fun, jac, has_aux, unravel, params, state: LbfgsbState, l, u, scale) -> tuple:
+  """What :func:`_result` takes from a solver state: ``x`` and ``jac`` in the caller's variables
+  (unscaled, ``x`` inside the caller's box), SciPy's status, and ``fun``'s aux at ``x``."""
+  x_flat, g_flat = unscaled(state, l, u, scale)
+  status = jnp.asarray(_status.STATUS, jnp.int32)[state.termination]
+  x = unravel(x_flat)
+  aux = _parts(fun(x, *params), jac, True)[2] if has_aux else None  # fun's aux at the solution
+  # The result's other fields are the state's arrays, put together outside
+  # the jit: each output of a jitted function costs ~1-2 us per call.
+  return x, unravel(g_flat), status, status == 0, state, aux, scale
+
+
 def _solve(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, options, warm):
   """The jitted solve. ``fun`` is a :class:`TracedFun`; ``args`` end with its
   constants (the arrays it closes over), so the implicit derivatives reach
@@ -381,29 +383,15 @@ def _solve(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, 
       return run(fg, state, box, options, hooks)
     return solve
 
-  solve = solve_with(fun_and_grad)
-
   params = tuple(args)
-  if auto_scale:
-    scale = _scaling.auto_scale(
-        lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u), l, u)  # a warm start keeps its scales
+  scale = solve_scale(fun_and_grad, params, auto_scale, scale, x0_flat, l, u)  # a warm start keeps its scales
   if scale is None:
-    state = differentiable_solve(solve, fun_and_grad, l, u, params, (x0_flat, options, warm))
-    x_flat, g_flat = state.x, state.g
-  else:  # the solver sees f(s y), s g and the box [l/s, u/s]; the scale reaches fun_and_grad as a param
-    def scaled(y, params):
-      f, g = fun_and_grad(y * params[-1], params[:-1])
-      return f, g * params[-1]
-
+    state = differentiable_solve(solve_with(fun_and_grad), fun_and_grad, l, u, params, (x0_flat, options, warm))
+  else:  # the solver sees f(s y), s g and the box [l/s, u/s]
     start = (x0_flat / scale if warm is None else x0_flat, options, warm)
-    state = differentiable_solve(solve_with(scaled), scaled, l / scale, u / scale, (*params, scale), start)
-    x_flat, g_flat = jnp.clip(state.x * scale, l, u), state.g / scale  # inside the caller's box
-  status = jnp.asarray(_status.STATUS, jnp.int32)[state.termination]
-  x = unravel(x_flat)
-  aux = _parts(fun(x, *params), jac, True)[2] if has_aux else None  # fun's aux at the solution
-  # The result's other fields are the state's arrays, put together outside
-  # the jit: each output of a jitted function costs ~1-2 us per call.
-  return x, unravel(g_flat), status, status == 0, state, aux, scale
+    fg = scaled(fun_and_grad)
+    state = differentiable_solve(solve_with(fg), fg, l / scale, u / scale, (*params, scale), start)
+  return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale)
 
 
 def _result(x, jac, status, success, state: LbfgsbState, aux, scale) -> OptimizeResult:
@@ -462,18 +450,18 @@ def minimize(
     callback: Callable[..., Any] | None = None,
     options: dict[str, Any] | None = None,
     *,
-    maxcor: int = 10,
-    ftol: float = 2.220446049250313e-09,
-    gtol: float = 1e-05,
-    maxiter: int = 15000,
-    maxfun: int = 15000,
-    maxls: int = 20,
+    maxcor: int = DEFAULTS.maxcor,
+    ftol: float = DEFAULTS.ftol,
+    gtol: float = DEFAULTS.gtol,
+    maxiter: int = DEFAULTS.maxiter,
+    maxfun: int = DEFAULTS.maxfun,
+    maxls: int = DEFAULTS.maxls,
     history: int = 0,
     iprint: int = -1,
-    ls_ftol: float = 1e-3,
-    ls_gtol: float = 0.9,
-    pgtol_rel: float = 0.0,
-    xtol_rel: float = 0.0,
+    ls_ftol: float = DEFAULTS.ls_ftol,
+    ls_gtol: float = DEFAULTS.ls_gtol,
+    pgtol_rel: float = DEFAULTS.pgtol_rel,
+    xtol_rel: float = DEFAULTS.xtol_rel,
     has_aux: bool = False,
     x_scale: Any = None,
     **unknown: Any,
@@ -635,10 +623,10 @@ def minimize(
       given, dict(options or {}), tol, unknown)
   (maxcor, ftol, gtol, maxiter, maxfun, maxls, history, iprint, ls_ftol, ls_gtol, pgtol_rel, xtol_rel, has_aux,
    x_scale) = (merged[k] for k in given)
-  maxiter, maxfun, maxls = _check_options(maxcor, maxiter, maxfun, maxls, ftol, gtol, history)
+  checked = check_options(maxcor=maxcor, ftol=ftol, gtol=gtol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
+                          history=history, ls_ftol=ls_ftol, ls_gtol=ls_gtol)
   if not isinstance(args, tuple):  # as SciPy: a single extra argument
     args = (args,)
-  _check_line_search(ls_ftol, ls_gtol)
   jac, fun = _gradient_form(jac, fun)
   warm, scale = None, None
   if isinstance(x0, OptimizeResult):
@@ -653,15 +641,11 @@ def minimize(
       )
   x0, dtype = prepare_x0(x0)
   l, u = canonicalize_bounds(bounds, x0, dtype)
-  auto_scale = isinstance(x_scale, str)
-  if auto_scale and x_scale != "auto":
-    raise ValueError(f"x_scale must be 'auto', a positive scalar, or an array or pytree like x0; got {x_scale!r}.")
-  if x_scale is not None and not auto_scale:
-    scale = _scaling.flat_scale(x_scale, x0, dtype)
-    if not isinstance(scale, jax.core.Tracer) and np.all(np.asarray(scale) == 1):
-      scale = None  # no scaling: the very program (and bits) of a solve without x_scale
-  options = traced_options(dtype, ftol=ftol, gtol=gtol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
-                           ls_ftol=ls_ftol, ls_gtol=ls_gtol, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel)
+  given_scale, auto_scale = prepare_scale(x_scale, x0, dtype)
+  if given_scale is not None and (isinstance(given_scale, jax.core.Tracer) or np.any(np.asarray(given_scale) != 1)):
+    scale = given_scale  # all ones: no scaling, the very program (and bits) of a solve without x_scale
+  options = solver_options(dtype, **{k: checked[k] for k in ("ftol", "gtol", "maxiter", "maxfun", "maxls", "ls_ftol",
+                                                              "ls_gtol")}, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel)
   host_callback = None
   if callback is not None:
     host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x0))

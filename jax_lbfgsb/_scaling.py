@@ -27,13 +27,12 @@ on EPT's uneven box widths, and curvature alone 3.4x more on the neuron.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-__all__ = ["auto_scale", "flat_scale"]
+__all__ = ["auto_scale"]
 
 _EXACT_N = 32  # up to this n the Hessian diagonal is exact (n products); beyond, Hutchinson's estimate
 _PROBES = 32  # Rademacher probes of the estimate
@@ -78,33 +77,3 @@ def auto_scale(grad: Callable[[jax.Array], jax.Array], x: jax.Array, l: jax.Arra
   common = jnp.where(boxed & (jnp.abs(c_box) > _KEEP), jnp.round(c_box), 0.0)
   rel = jnp.clip(rel + common, -_MAX_EXP, _MAX_EXP)
   return jax.lax.stop_gradient(jnp.ldexp(jnp.ones_like(x), rel.astype(jnp.int32)))  # exact powers of two
-
-
-def flat_scale(x_scale: Any, x0: Any, dtype: Any) -> jax.Array:
-  """``x_scale`` (a scalar, or an array or pytree shaped like ``x0``) as ``(n,)`` scales of ``dtype``.
-
-  Raises:
-    ValueError: for a shape or structure that does not fit ``x0``, or (when
-      concrete) a scale that is not positive and finite.
-  """
-  leaves, treedef = jax.tree.flatten(x0)
-  if jnp.ndim(x_scale) == 0 and jax.tree_util.treedef_is_leaf(jax.tree.structure(x_scale)):
-    parts = [jnp.full(jnp.shape(leaf), x_scale, dtype) for leaf in leaves]
-  else:
-    try:
-      given = [x_scale] if isinstance(x0, (jax.Array, np.ndarray)) else treedef.flatten_up_to(x_scale)
-    except (TypeError, ValueError) as err:
-      raise ValueError(f"x_scale: expected a scalar or the structure of x0 ({treedef}); {err}") from None
-    parts = []
-    for leaf, s in zip(leaves, given):
-      if jnp.ndim(s) and jnp.shape(s) != jnp.shape(leaf):
-        raise ValueError(f"x_scale: a scale of shape {jnp.shape(s)} for a leaf of x0 of shape {jnp.shape(leaf)};"
-                         " give a scalar or the leaf's shape.")
-      parts.append(jnp.broadcast_to(jnp.asarray(s, dtype), jnp.shape(leaf)))
-  scale = jnp.concatenate([jnp.ravel(p) for p in parts])
-  if not isinstance(scale, jax.core.Tracer):
-    bad = np.flatnonzero(~(np.isfinite(np.asarray(scale)) & (np.asarray(scale) > 0)))
-    if bad.size:
-      raise ValueError(f"x_scale must be positive and finite; entry {int(bad[0])} (of the raveled x0) is"
-                       f" {float(scale[bad[0]])!r}.")
-  return scale

@@ -1,12 +1,13 @@
-"""The L-BFGS-B state machine: state, ``init``, ``step``, ``run``.
+"""The L-BFGS-B state machine: state, ``init``, ``step``, ``advance``, ``run``.
 
 One ``step`` is one pass of the reference's main loop (``mainlb``): Cauchy
 point, subspace minimization, line search, stopping tests, memory update. A
 pass that hits a failed factorization or a failed line search with a
 non-empty memory refreshes the memory and ends without a new iterate (the
 reference's ``RESTART``); every other pass ends with a new iterate or a
-termination code. ``run`` drives ``step`` with one ``lax.while_loop``; the line
-search is an inner ``lax.while_loop``.
+termination code. ``advance``, the one driver, runs ``step`` in one
+``lax.while_loop`` (to termination for ``run``, one iteration for an optax or
+jaxopt ``update``); the line search is an inner ``lax.while_loop``.
 
 Counters follow SciPy: ``nit`` counts new iterates (``NEW_X``), ``nfev`` counts
 evaluations of ``f`` and ``g`` together.
@@ -41,7 +42,8 @@ from jax_lbfgsb._subspace import (
 )
 
 __all__ = [
-    "Box", "Options", "Hooks", "History", "Info", "LbfgsbState", "init", "resume", "step", "run", "with_termination",
+    "Box", "Options", "Hooks", "History", "Info", "LbfgsbState", "init", "resume", "step", "advance", "run",
+    "with_termination",
 ]
 
 FunAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -357,33 +359,48 @@ def init(
 
 
 def resume(
-    fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, hooks: Hooks = Hooks()
+    fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, hooks: Hooks = Hooks(),
+    x: jax.Array | None = None,
 ) -> LbfgsbState:
-  """Continues a finished solve with its memory and counters (warm start) under new options.
+  """Continues a solve with its memory and counters (warm start) under new options, from ``x``
+  projected into the box (default: the state's ``x``).
 
-  ``fun``, its ``args`` or the bounds may differ from the solve that made
-  ``state``: ``f`` and ``g`` are evaluated again at ``x`` projected into the
-  box (one more evaluation). When nothing changed (the same bounds, the same
-  ``x``, and ``f`` and ``g`` equal to rounding: this evaluation may be
-  compiled differently from the loop's) the solve continues exactly as one
-  longer solve would, with the stored ``f``, ``g`` and the tests of its last
-  iterate; otherwise (new bounds too, even where they leave ``x`` where it
-  was) it starts over from there, keeping the memory, with the initial test
-  ``||proj g|| <= gtol``.
+  Without ``x`` (a warm start of ``minimize``), ``fun``, its ``args`` or the
+  bounds may differ from the solve that made ``state``: ``f`` and ``g`` are
+  evaluated again at ``x`` (one more evaluation). When nothing changed (the
+  same bounds, the same ``x``, and ``f`` and ``g`` equal to rounding: this
+  evaluation may be compiled differently from the loop's) the solve continues
+  exactly as one longer solve would, with the stored ``f``, ``g`` and the
+  tests of its last iterate; otherwise (new bounds too, even where they leave
+  ``x`` where it was) it starts over from there, keeping the memory, with the
+  initial test ``||proj g|| <= gtol``.
+
+  With ``x`` (an ``update``: the same ``fun`` and ``args``), the evaluation
+  is made only where ``x`` or the bounds differ from the state's (a traced
+  test, so one program for both): otherwise the solve continues exactly,
+  with no evaluation.
   """
-  x = project(state.x, box.l, box.u)
-  f, g = fun_and_grad(x)
-  tol = 8.0 * jnp.finfo(x.dtype).eps
+  given = x is not None
+  x = project(state.x if x is None else x, box.l, box.u)
   same_box = False if state.box is None else jnp.all(box.l == state.box.l) & jnp.all(box.u == state.box.u)
-  same = (
-      same_box
-      & jnp.all(x == state.x)
-      & (jnp.abs(f - state.f) <= tol * jnp.maximum(jnp.abs(f), jnp.abs(state.f)))
-      & (jnp.max(jnp.abs(g - state.g)) <= tol * jnp.maximum(jnp.max(jnp.abs(g)), jnp.max(jnp.abs(state.g))))
-  )
+  if given:
+    same = same_box & jnp.all(x == state.x)
+    f, g = lax.cond(same, lambda x: (state.f, state.g), fun_and_grad, x)
+    evaluated = ~same
+  else:
+    f, g = fun_and_grad(x)
+    tol = 8.0 * jnp.finfo(x.dtype).eps
+    same = (
+        same_box
+        & jnp.all(x == state.x)
+        & (jnp.abs(f - state.f) <= tol * jnp.maximum(jnp.abs(f), jnp.abs(state.f)))
+        & (jnp.max(jnp.abs(g - state.g)) <= tol * jnp.maximum(jnp.max(jnp.abs(g)), jnp.max(jnp.abs(state.g))))
+    )
+    evaluated = True
   state = state._replace(
       x=x, f=jnp.where(same, state.f, f), g=jnp.where(same, state.g, g), fold=jnp.where(same, state.fold, f),
-      nfev=state.nfev + 1, sbgnrm=jnp.where(same, state.sbgnrm, projected_gradient_norm(x, g, box.l, box.u)),
+      nfev=state.nfev + jnp.asarray(evaluated, jnp.int32),
+      sbgnrm=jnp.where(same, state.sbgnrm, projected_gradient_norm(x, g, box.l, box.u)),
       info=_info(state.info, hooks),
   )
   return with_termination(state, terminate(state, box, options, Event(entry=True, continuing=same)))
@@ -613,10 +630,38 @@ def step(
   ))
 
 
-def run(
-    fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, hooks: Hooks = Hooks()
+def advance(
+    fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, until: Any = None,
+    hooks: Hooks = Hooks(),
 ) -> LbfgsbState:
-  """Runs ``step`` in a ``lax.while_loop`` from ``state`` (from :func:`init` or :func:`resume`) until it terminates."""
+  """The one driver: runs :func:`step` in a ``lax.while_loop`` from ``state``
+  while it is ``RUNNING`` and has made fewer than ``until`` iterates (None: no
+  such limit).
+
+  ``until=state.nit + 1`` is one iteration: passes until one makes a new
+  iterate (a restart refreshes the memory without one) or the solve
+  terminates; it evaluates only in the line searches, so ``k`` such calls
+  from :func:`init` make the iterates and counters of :func:`run` with
+  ``maxiter=k``. A state stopped by ``until`` stays ``RUNNING``. The printer
+  of ``hooks`` prints each new iterate; ``start`` and ``finish`` are
+  :func:`init`'s and :func:`run`'s.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jax_lbfgsb._solver import Box, Options, advance, init
+    >>> fg = lambda x: (jnp.sum((x - 2.0) ** 2), 2.0 * (x - 2.0))
+    >>> box = Box.of(jnp.zeros(2), jnp.ones(2))
+    >>> options = Options(*(jnp.asarray(v, jnp.float32) for v in (0.0, 1e-5)),
+    ...                   *(jnp.asarray(v, jnp.int32) for v in (100, 100, 20)),
+    ...                   *(jnp.asarray(v, jnp.float32) for v in (1e-3, 0.9, 0.0, 0.0)))
+    >>> state = advance(fg, init(fg, jnp.zeros(2), box, options, 5), box, options, until=1)
+    >>> print(state.x, int(state.nit), int(state.nfev))
+    [1. 1.] 1 2
+  """
+
+  def cond(s: LbfgsbState) -> jax.Array:
+    running = s.termination == Termination.RUNNING
+    return running if until is None else running & (s.nit < until)
 
   def body(s: LbfgsbState) -> LbfgsbState:
     new = step(fun_and_grad, box, options, s, hooks)
@@ -627,7 +672,15 @@ def run(
       jax.debug.callback(hooks.printer.iterate, new_iterate, new.nit, new.f, new.sbgnrm, new.info.iback, new.xstep)
     return new
 
-  state = lax.while_loop(lambda s: s.termination == Termination.RUNNING, body, state._replace(box=None))
+  return lax.while_loop(cond, body, state._replace(box=None))
+
+
+def run(
+    fun_and_grad: FunAndGrad, state: LbfgsbState, box: Box, options: Options, hooks: Hooks = Hooks()
+) -> LbfgsbState:
+  """:func:`advance` from ``state`` (from :func:`init` or :func:`resume`) until it terminates, then the
+  printer's summary; the state returned holds ``box``."""
+  state = advance(fun_and_grad, state, box, options, None, hooks)
   if hooks.printer is not None:
     jax.debug.callback(
         hooks.printer.finish, state.x.size, state.nit, state.nfev, state.info.nintol, state.info.nskip,

@@ -10,6 +10,7 @@ main loop until one makes a new iterate or the solve terminates, and returns
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -19,10 +20,12 @@ import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb import _scaling, _solver
-from jax_lbfgsb._bounds import _cast_inward, _fix_crossed, canonicalize_bounds, project
-from jax_lbfgsb._inputs import count_limit, prepare_x0
-from jax_lbfgsb._minimize import fast_compile_jit
+from jax_lbfgsb import _solver
+from jax_lbfgsb._bounds import project
+from jax_lbfgsb._inputs import (
+    DEFAULTS, _cast_inward, _fix_crossed, canonicalize_bounds, check_options, prepare_scale, prepare_x0, solver_options,
+)
+from jax_lbfgsb._minimize import fast_compile_jit, scaled, solve_scale, unscaled
 from jax_lbfgsb._solver import Box, LbfgsbState, Options
 from jax_lbfgsb._status import Termination
 
@@ -152,10 +155,10 @@ def _update(value_fn, auto_scale, params, state, value, grad, box, options, extr
   scale = state.scale
   if auto_scale:
     scale = lax.cond(continuing, lambda: state.scale,
-                     lambda: _scaling.auto_scale(lambda x: fun_and_grad(x)[1], project(p, box.l, box.u), box.l, box.u))
+                     lambda: solve_scale(lambda x, _: fun_and_grad(x), (), True, None, p, box.l, box.u))
   fg, solver_box, p_solver, g_given = fun_and_grad, box, p, ravel_pytree(grad)[0].astype(dtype)
   if scale is not None:  # the solver sees f(s y), s g and the box [l/s, u/s]
-    fg = lambda y: (lambda f, g: (f, g * scale))(*fun_and_grad(y * scale))  # noqa: E731
+    fg = functools.partial(scaled(lambda x, _: fun_and_grad(x)), params=(scale,))
     solver_box, p_solver, g_given = Box.of(box.l / scale, box.u / scale), p / scale, g_given * scale
 
   def start() -> LbfgsbState:
@@ -165,23 +168,16 @@ def _update(value_fn, auto_scale, params, state, value, grad, box, options, extr
 
   solver = lax.cond(continuing, lambda: state.solver, start)
 
-  # 2. Passes of the main loop until a new iterate or a termination (a
-  #    restart refreshes the memory without a new iterate).
-  nit = solver.nit
-  solver = lax.while_loop(
-      lambda s: (s.termination == Termination.RUNNING) & (s.nit == nit),
-      lambda s: _solver.step(fg, solver_box, options, s),
-      solver,
-  )
+  # 2. One iteration: passes of the main loop until a new iterate or a
+  #    termination (a restart refreshes the memory without a new iterate).
+  solver = _solver.advance(fg, solver, solver_box, options, until=solver.nit + 1)
 
   # 3. Updates that move params onto the new iterate, inside the box; zero
   #    where the iterate did not move and params are inside the box (after
   #    termination: everywhere, unless params started outside).
   x_old = jnp.where(continuing, state.solver.x, p_solver)
   stay = (solver.x == x_old) & (p >= box.l) & (p <= box.u)
-  x_new, g_new = solver.x, solver.g
-  if scale is not None:
-    x_new, g_new = jnp.clip(x_new * scale, box.l, box.u), g_new / scale
+  x_new, g_new = unscaled(solver, box.l, box.u, scale)
   d = jax.tree.map(_landing_update, params, *(unravel(a) for a in (x_new, box.l, box.u)))  # each leaf's dtype
   d = unravel(jnp.where(stay, jnp.zeros((), dtype), _widened(d, dtype)[0]))
   landed = _widened(jax.tree.map(lambda p, d: _rounded(p + d), params, d), dtype)[0]  # as optax.apply_updates
@@ -195,10 +191,10 @@ _update_jit = fast_compile_jit(_update, ("value_fn", "auto_scale"))
 def lbfgsb(
     lower: Any = None,
     upper: Any = None,
-    memory_size: int = 10,
-    maxls: int = 20,
-    ftol: float = 2.220446049250313e-09,
-    gtol: float = 1e-05,
+    memory_size: int = DEFAULTS.maxcor,
+    maxls: int = DEFAULTS.maxls,
+    ftol: float = DEFAULTS.ftol,
+    gtol: float = DEFAULTS.gtol,
     x_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""L-BFGS-B as an optax transformation: each update is one iteration of :func:`~jax_lbfgsb.minimize`.
@@ -309,36 +305,24 @@ def lbfgsb(
     optimization <https://doi.org/10.1137/0916069>`_, SIAM J. Sci. Comput.
     16(5), 1995.
   """
-  if not isinstance(memory_size, (int, np.integer)) or isinstance(memory_size, bool) or memory_size < 1:
-    raise ValueError(f"lbfgsb: memory_size must be a Python int >= 1; got {memory_size!r}.")
-  maxls_given, maxls = maxls, count_limit(maxls, "lbfgsb: maxls", strict=False)  # SciPy's comparison: ceil
-  if not maxls >= 1:
-    raise ValueError(f"lbfgsb: maxls must be >= 1; got {maxls_given!r}.")
-  for name, value in (("ftol", ftol), ("gtol", gtol)):
-    if not value >= 0:
-      raise ValueError(f"lbfgsb: {name} must be >= 0; got {value!r}.")
+  checked = check_options(
+      {k: f"lbfgsb: {v}" for k, v in dict(maxcor="memory_size", maxls="maxls", ftol="ftol", gtol="gtol").items()},
+      maxcor=memory_size, maxls=maxls, ftol=ftol, gtol=gtol, maxiter=_NO_LIMIT, maxfun=_NO_LIMIT)
+  del checked["maxcor"]
 
   def box_and_options(params: Any, dtype: Any) -> tuple[Box, Options]:
     l, u = _flat_bounds(lower, upper, params, dtype)
     if any(_is_half(leaf) for leaf in jax.tree.leaves(params)):
       l, u = _half_box(l, u, params, dtype)
-    options = Options(
-        ftol=jnp.asarray(ftol, dtype), gtol=jnp.asarray(gtol, dtype), maxiter=jnp.asarray(_NO_LIMIT, jnp.int32),
-        maxfun=jnp.asarray(_NO_LIMIT, jnp.int32), maxls=jnp.asarray(maxls),
-        ls_ftol=jnp.asarray(1e-3, dtype), ls_gtol=jnp.asarray(0.9, dtype),  # lnsrlb's constants
-        pgtol_rel=jnp.zeros((), dtype), xtol_rel=jnp.zeros((), dtype),  # off, as in SciPy
-    )
-    return Box.of(l, u), options
+    return Box.of(l, u), solver_options(dtype, **checked)  # SciPy's line search and tests
 
-  if isinstance(x_scale, str) and x_scale != "auto":
-    raise ValueError(f"lbfgsb: x_scale must be 'auto', a positive scalar or a pytree like params; got {x_scale!r}.")
-  auto = isinstance(x_scale, str)
+  auto = prepare_scale(x_scale, None, None, "lbfgsb: x_scale")[1] if isinstance(x_scale, str) else False
 
   def init_fn(params: Any) -> LbfgsbTransformState:
     params, dtype = _params(params)
     box, options = box_and_options(params, dtype)
     p = _widened(params, dtype)[0]
-    scale = None if x_scale is None else jnp.ones_like(p) if auto else _scaling.flat_scale(x_scale, params, dtype)
+    scale = jnp.ones_like(p) if auto else prepare_scale(x_scale, params, dtype, "lbfgsb: x_scale")[0]
     # Zeros of the solver state's shapes, a placeholder that evaluates
     # nothing: the first update starts the solve at its params (landed is NaN).
     shapes = jax.eval_shape(

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_lbfgsb._inputs import canonicalize_bounds
+
 __all__ = ["Series", "ContourData", "plot_convergence", "plot_gradient_norm", "plot_contour"]
 
 
@@ -196,11 +198,7 @@ def plot_contour(
   points = jnp.asarray(np.stack([uu.ravel(), vv.ravel()], axis=1), x.dtype)
   batch = max(1, min(n_grid * n_grid, 2**22 // n))  # at most ~4M floats of x at a time
   z = np.asarray(_grid_values(fun, x, points, i=i, j=j, batch=batch), np.float64).reshape(n_grid, n_grid)
-  box = np.full((2, 2), [-np.inf, np.inf])
-  if bounds is not None:
-    for side, b in enumerate(bounds):
-      if b is not None:
-        box[:, side] = np.broadcast_to(np.asarray(b, np.float64), (n,))[[i, j]]
+  box = np.stack([np.asarray(b, np.float64)[[i, j]] for b in canonicalize_bounds(bounds, x, x.dtype)], axis=1)
   trail = np.zeros((0, 2))
   if history is not None:
     trail = np.asarray(history.x, np.float64)[_recorded(history)][:, [i, j]]

@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb._bounds import canonicalize_bounds, projected_gradient
+from jax_lbfgsb._bounds import projected_gradient
+from jax_lbfgsb._inputs import canonicalize_bounds
 from jax_lbfgsb._minimize import OptimizeResult, minimize
 from jax_lbfgsb._status import Termination
 

@@ -64,7 +64,7 @@ def test_pytree_solve_equals_flat_solve(wrap, dtype):
 def test_pytree_host_bounds_stay_on_the_host():
   # Host bounds (None, numbers, NumPy) for a pytree x0 are raveled with NumPy:
   # no device operation per call; a jax.Array leaf keeps them on the device.
-  from jax_lbfgsb._bounds import canonicalize_bounds
+  from jax_lbfgsb._inputs import canonicalize_bounds
 
   x0 = _split(jnp.zeros(10))
   l, u = canonicalize_bounds(({"w": np.full((2, 2), -1.0), "b": (-2.0, None)}, 3.0), x0, jnp.float64)
@@ -79,7 +79,7 @@ def test_concrete_jax_bounds_are_canonicalized_on_the_host():
   # Concrete jax.Array bounds of an array x0 are checked and cast with NumPy (a
   # few eager device operations cost more than a small solve) and come back as
   # the caller's arrays where nothing changed: no transfer, placement kept.
-  from jax_lbfgsb._bounds import canonicalize_bounds
+  from jax_lbfgsb._inputs import canonicalize_bounds
 
   lo, hi = jnp.asarray(np.full(4, -1.0)), jnp.asarray(np.array([1.0, np.inf, 2.0, 3.0]))
   l, u = canonicalize_bounds((lo, hi), jnp.zeros(4), jnp.float64)

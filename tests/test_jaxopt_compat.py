@@ -127,13 +127,34 @@ def test_init_state_then_updates_gives_runs_iterates():
     assert int(state.iter_num) == int(ref.state.iter_num) == k
     np.testing.assert_allclose(state.value, ref.state.value, rtol=1e-14)
     assert int(state.num_linesearch_iter) == int(ref.state.num_linesearch_iter)
-    # Each continued solve evaluates once at its start.
-    assert int(state.num_fun_eval) == int(ref.state.num_fun_eval) + k
+    # An update evaluates only in its line search: the counts of run(maxiter=k).
+    assert int(state.num_fun_eval) == int(ref.state.num_fun_eval)
   # Once converged, update stays put.
   done = SOLVER.run(x0(), BOUNDS, a)
   again = SOLVER.update(done.params, done.state, BOUNDS, a)
   np.testing.assert_array_equal(again.params, done.params)
   assert int(again.state.iter_num) == int(done.state.iter_num)
+
+
+@pytest.mark.rounding
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_jitted_updates_make_runs_iterates_and_evaluations(dtype):
+  """k updates under jit: run(maxiter=k)'s x and num_fun_eval (both drive the passes by
+  _solver.advance); params moved by the caller cost one evaluation there."""
+  a = jnp.asarray(A, dtype)
+  update = jax.jit(lambda p, s, a: SOLVER.update(p, s, BOUNDS, a))
+  params, state = x0(dtype), jax.jit(lambda p, a: SOLVER.init_state(p, BOUNDS, a))(x0(dtype), a)
+  run = jax.jit(lambda a, k: LBFGSB(fun=quad, tol=TOL, maxiter=k).run(x0(dtype), BOUNDS, a), static_argnums=1)
+  for k in range(1, 6):
+    params, state = update(params, state, a)
+    ref = run(a, k)
+    assert params.dtype == dtype
+    np.testing.assert_array_equal(params, ref.params)
+    assert (int(state.iter_num), int(state.num_fun_eval)) == (int(ref.state.iter_num), int(ref.state.num_fun_eval))
+  moved = update(params * 0.5, state, a)
+  assert int(moved.state.num_fun_eval) == int(state.num_fun_eval) + 1 + int(moved.state.num_linesearch_iter
+                                                                          - state.num_linesearch_iter)
+  assert int(moved.state.iter_num) == int(state.iter_num) + 1
 
 
 @pytest.mark.rounding
