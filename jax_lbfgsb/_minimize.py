@@ -414,8 +414,17 @@ def _top_level() -> bool:
   return trace_state_clean()
 
 
+# XLA:CPU's classic fusion emitters, and no loop-invariant code motion, whose
+# hoisted per-pass invariants cost loop-carried buffers and kernels of their
+# own: both the compile and a bounded Rosenbrock solve (n = 10) take about 10%
+# less time without it, and EPT/PJB/MSA at n = 90,000 no more
+# (benchmarks/RESULTS_compile.md, RESULTS_steady.md).
+CPU_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False,
+                        "xla_disable_hlo_passes": "while-loop-invariant-code-motion"}
+
+
 def fast_compile_jit(fun: Callable[..., Any], static_argnames: tuple[str, ...]) -> Callable[..., Any]:
-  """``jax.jit(fun)``, compiled on CPU with XLA's classic fusion emitters.
+  """``jax.jit(fun)``, compiled on CPU with :data:`CPU_COMPILER_OPTIONS` (XLA's classic fusion emitters).
 
   The newer emitters spend most of the compile time on the solver's many small
   scalar fusions; the classic ones compile a solve about 2.5x faster at the
@@ -424,8 +433,7 @@ def fast_compile_jit(fun: Callable[..., Any], static_argnames: tuple[str, ...]) 
   call is not under jit, vmap or grad.
   """
   plain = jax.jit(fun, static_argnames=static_argnames)
-  cpu = jax.jit(fun, static_argnames=static_argnames,
-                compiler_options={"xla_cpu_use_fusion_emitters": False})
+  cpu = jax.jit(fun, static_argnames=static_argnames, compiler_options=CPU_COMPILER_OPTIONS)
 
   def call(*args, **kwargs):
     return (cpu if jax.default_backend() == "cpu" and _top_level() else plain)(*args, **kwargs)
