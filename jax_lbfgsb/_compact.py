@@ -55,10 +55,11 @@ class Memory(NamedTuple):
     SY: ``(m, m)`` ``S'Y`` in chronological order (lower triangle used).
     SS: ``(m, m)`` ``S'S`` in chronological order (symmetric).
     WT: ``(m, m)`` upper Cholesky factor ``J'`` of ``T = theta S'S + L D^-1 L'``
-      (``formt``), identity past ``col`` (not read while ``col = 0``).
+      (``formt``), identity past ``col``.
     theta: the scaling ``y'y / s'y`` of the newest pair (1 after a refresh).
-    iupdat: number of updates since the last refresh (int32); ``col`` and
-      ``head`` follow from it.
+    head: buffer slot of the oldest pair (int32).
+    col: number of stored pairs (int32).
+    iupdat: number of updates since the last refresh (int32).
   """
 
   S: jax.Array
@@ -67,18 +68,9 @@ class Memory(NamedTuple):
   SS: jax.Array
   WT: jax.Array
   theta: jax.Array
+  head: jax.Array
+  col: jax.Array
   iupdat: jax.Array
-
-  @property
-  def col(self) -> jax.Array:
-    """Number of stored pairs, ``min(iupdat, m)`` (int32)."""
-    return jnp.minimum(self.iupdat, self.S.shape[-2])
-
-  @property
-  def head(self) -> jax.Array:
-    """Buffer slot of the oldest pair, ``max(iupdat - m, 0) mod m`` (int32)."""
-    m = self.S.shape[-2]
-    return jnp.maximum(self.iupdat - m, 0) % m
 
 
 def init_memory(n: int, m: int, dtype) -> Memory:
@@ -90,6 +82,8 @@ def init_memory(n: int, m: int, dtype) -> Memory:
       SS=jnp.zeros((m, m), dtype),
       WT=jnp.eye(m, dtype=dtype),
       theta=jnp.ones((), dtype),
+      head=jnp.zeros((), jnp.int32),
+      col=jnp.zeros((), jnp.int32),
       iupdat=jnp.zeros((), jnp.int32),
   )
 
@@ -97,20 +91,22 @@ def init_memory(n: int, m: int, dtype) -> Memory:
 def refresh(memory: Memory, when: jax.Array | bool = True) -> Memory:
   """Forgets all pairs (``col = 0``) where ``when``, as the reference does after a failure.
 
-  Only ``theta`` and ``iupdat`` change: ``S``, ``Y``, ``SY``, ``SS`` and ``WT``
-  are left as they are (with ``col = 0`` they are never read; the next
-  ``formt`` factors ``T`` anew).
+  Only the small fields change: ``S`` and ``Y`` are left as they are (past
+  ``col`` they are never read).
   """
+  zero = jnp.zeros((), jnp.int32)
   pick = lambda new, old: jnp.where(when, new, old).astype(old.dtype)  # noqa: E731
-  return memory._replace(theta=pick(1.0, memory.theta), iupdat=pick(0, memory.iupdat))
+  return memory._replace(
+      theta=pick(1.0, memory.theta), head=pick(zero, memory.head), col=pick(zero, memory.col),
+      iupdat=pick(zero, memory.iupdat), WT=pick(jnp.eye(memory.WT.shape[0], dtype=memory.WT.dtype), memory.WT),
+  )
 
 
 def chronological_slots(memory: Memory) -> tuple[jax.Array, jax.Array]:
   """Buffer slot of each chronological position, and the mask ``position < col``."""
   m = memory.S.shape[0]
   pos = jnp.arange(m, dtype=jnp.int32)
-  # (head + pos) mod m, head = max(iupdat - m, 0) mod m: one remainder.
-  return (jnp.maximum(memory.iupdat - m, 0) + pos) % m, pos < memory.col
+  return (memory.head + pos) % m, pos < memory.col
 
 
 def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
@@ -127,7 +123,7 @@ def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
   m = memory.S.shape[0]
   # Slot j holds chronological position (j - head) mod m: a gather (a
   # scatter by slot would become a loop of m steps on CPU).
-  position = (jnp.arange(m, dtype=jnp.int32) - jnp.maximum(memory.iupdat - m, 0)) % m
+  position = (jnp.arange(m, dtype=jnp.int32) - memory.head) % m
   a_buf = jnp.where(valid, a, 0.0)[position]
   b_buf = jnp.where(valid, b, 0.0)[position]
   return jnp.matmul(a_buf, memory.Y, precision=_HI) + jnp.matmul(b_buf, memory.S, precision=_HI)
@@ -164,34 +160,32 @@ def update_correction_pairs(
   with its old value), so no copy of ``S`` or ``Y`` is made either way.
   """
   m = memory.S.shape[0]
-  # The buffer is full: the oldest pair is dropped.
-  wrapped = memory.iupdat >= m
-  new = memory._replace(iupdat=memory.iupdat + 1)
-  col = new.col
-  # The new pair's slot, head + col - 1 = iupdat - 1 (mod m) after the update.
-  itail = jnp.where(apply, memory.iupdat % m, 0)
+  iupdat = memory.iupdat + 1
+  wrapped = iupdat > m
+  col = jnp.where(wrapped, m, iupdat).astype(jnp.int32)
+  head = jnp.where(wrapped, (memory.head + 1) % m, memory.head).astype(jnp.int32)
+  itail = jnp.where(apply, (head + col - 1) % m, 0)
   S = memory.S.at[itail].set(jnp.where(apply, s, memory.S[itail]))
   Y = memory.Y.at[itail].set(jnp.where(apply, y, memory.Y[itail]))
   theta = jnp.vdot(y, y, precision=_HI) / sy
 
-  # New row of S'Y (s_new' y_j) and new row and column of S'S (s_j' s_new),
-  # j < col - 1, over SY and SS shifted up-left where the buffer wrapped: one
-  # write of each.
-  pos = jnp.arange(m, dtype=jnp.int32)
-  slots, _ = chronological_slots(new)
+  shift = lambda a: jnp.where(wrapped, jnp.roll(a, (-1, -1), axis=(0, 1)), a)  # noqa: E731
+  SY, SS = shift(memory.SY), shift(memory.SS)
+  # New row of S'Y (s_new' y_j) and new column of S'S (s_j' s_new), j < col - 1.
+  slots = (head + jnp.arange(m, dtype=jnp.int32)) % m
+  older = jnp.arange(m) < col - 1
+  s_y = jnp.where(older, jnp.matmul(Y, s, precision=_HI)[slots], 0.0)
+  s_s = jnp.where(older, jnp.matmul(S, s, precision=_HI)[slots], 0.0)
   newest = col - 1
-  by_s = jnp.stack([jnp.matmul(Y, s, precision=_HI), jnp.matmul(S, s, precision=_HI)])
-  s_y, s_s = jnp.where(pos < newest, by_s[:, slots], 0.0)  # one gather of both
-  row, column = (pos == newest)[:, None], (pos == newest)[None, :]
-  # (The row and column that come in last are written below; SY's column
-  # above the diagonal is never read.)
-  shift = lambda a: jnp.where(wrapped, jnp.pad(a[1:, 1:], ((0, 1), (0, 1))), a)  # noqa: E731
-  SY = jnp.where(row, jnp.where(column, sy, s_y[None, :]), shift(memory.SY))
-  SS = jnp.where(row & column, ss, jnp.where(row, s_s[None, :], jnp.where(column, s_s[:, None], shift(memory.SS))))
+  SY = lax.dynamic_update_index_in_dim(SY, s_y, newest, axis=0)
+  SS = lax.dynamic_update_index_in_dim(SS, s_s, newest, axis=0)
+  SS = lax.dynamic_update_index_in_dim(SS, s_s, newest, axis=1)
+  SY = SY.at[newest, newest].set(sy)
+  SS = SS.at[newest, newest].set(ss)
   pick = lambda new, old: jnp.where(apply, new, old).astype(old.dtype)  # noqa: E731
   return memory._replace(
       S=S, Y=Y, SY=pick(SY, memory.SY), SS=pick(SS, memory.SS), theta=pick(theta, memory.theta),
-      iupdat=pick(new.iupdat, memory.iupdat),
+      head=pick(head, memory.head), col=pick(col, memory.col), iupdat=pick(iupdat, memory.iupdat),
   )
 
 
@@ -199,7 +193,7 @@ def _padded_d_l(memory: Memory) -> tuple[jax.Array, jax.Array]:
   """``D`` (ones past ``col``) and strictly lower ``L`` (zero past ``col``) of ``S'Y``."""
   m = memory.SY.shape[0]
   valid = jnp.arange(m) < memory.col
-  d = jnp.where(valid, memory.SY.ravel()[::m + 1], 1.0)  # the diagonal, a strided slice
+  d = jnp.where(valid, jnp.diagonal(memory.SY), 1.0)
   both = valid[:, None] & valid[None, :]
   low = jnp.where(both & (jnp.arange(m)[:, None] > jnp.arange(m)[None, :]), memory.SY, 0.0)
   return d, low
