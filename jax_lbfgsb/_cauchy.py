@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, bmv_factors, w_rows
+from jax_lbfgsb._compact import Memory, bmv, bmv_factors, chronological_w, w_rows, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -144,17 +144,6 @@ def _passed(t, k, tj, last) -> jax.Array:
   return (k > 0) & ((t < tj) | ((t == tj) & (index <= last)))
 
 
-def _chronological(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
-  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``, as
-  ``w_row`` and ``w_transpose_times`` form it; rotated by a slice, not a gather, so
-  that it fuses with its users."""
-  m = memory.S.shape[0]
-  rotate = lambda a: lax.dynamic_slice_in_dim(  # noqa: E731
-      jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)
-  valid = jnp.arange(m) < col
-  return jnp.concatenate([jnp.where(valid, rotate(y), 0.0), jnp.where(valid, memory.theta * rotate(s), 0.0)])
-
-
 def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors) -> _Segment:
   """The walk: passes breakpoint ``ibp``, finds the next one, and stops before it
   when the minimizer of the new segment comes first."""
@@ -164,7 +153,7 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
   def w_row(i, col) -> jax.Array:
     """Row ``i`` of ``W`` (``w_row``)."""
     column = lambda a: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
-    return _chronological(memory, column(memory.Y), column(memory.S), col)
+    return chronological_w(memory, column(memory.Y), column(memory.S), col)
 
   def advance(s: _Walk, next_breakpoint) -> _Walk:
     ibp = s.ibp
@@ -450,8 +439,7 @@ def cauchy_point(
 
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
   f1 = -jnp.vdot(d, d)
-  p = _chronological(memory, jnp.matmul(memory.Y, d, precision=_HI), jnp.matmul(memory.S, d, precision=_HI),
-                     memory.col)  # W'd
+  p = w_transpose_times(memory, d)  # W'd
   factors = bmv_factors(memory)
   v = bmv(memory, p, factors)
   f2 = -theta * f1 - jnp.where(memory.col > 0, jnp.vdot(v, p), 0.0)

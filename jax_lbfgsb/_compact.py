@@ -32,6 +32,7 @@ __all__ = [
     "init_memory",
     "refresh",
     "chronological_slots",
+    "chronological_w",
     "w_transpose_times",
     "w_times",
     "w_rows",
@@ -109,12 +110,20 @@ def chronological_slots(memory: Memory) -> tuple[jax.Array, jax.Array]:
   return (memory.head + pos) % m, pos < memory.col
 
 
+def chronological_w(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
+  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``;
+  rotated by a slice, not a gather, so that it fuses with its users."""
+  m = memory.S.shape[0]
+  rotate = lambda a: lax.dynamic_slice_in_dim(  # noqa: E731
+      jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)
+  valid = jnp.arange(m) < col
+  return jnp.concatenate([jnp.where(valid, rotate(y), 0.0), jnp.where(valid, memory.theta * rotate(s), 0.0)])
+
+
 def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
   """``W'v = [Y'v; theta S'v]`` (``2m``, chronological, zero past ``col``)."""
-  slots, valid = chronological_slots(memory)
-  yv = jnp.matmul(memory.Y, v, precision=_HI)[slots]
-  sv = jnp.matmul(memory.S, v, precision=_HI)[slots]
-  return jnp.concatenate([jnp.where(valid, yv, 0.0), jnp.where(valid, memory.theta * sv, 0.0)])
+  return chronological_w(memory, jnp.matmul(memory.Y, v, precision=_HI), jnp.matmul(memory.S, v, precision=_HI),
+                         memory.col)
 
 
 def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
