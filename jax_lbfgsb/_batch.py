@@ -28,11 +28,9 @@ from jax.flatten_util import ravel_pytree
 from jax_lbfgsb import _status
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
-from jax_lbfgsb._inputs import canonicalize_bounds, check_options, prepare_x0, solver_options
-from jax_lbfgsb._minimize import (
-    OptimizeResult, _check_fun_output, _gradient_form, _keyword_defaults,
-    _parts, _result, fast_compile_jit, flat_fun_and_grad,
-)
+from jax_lbfgsb._inputs import canonicalize_bounds, check_fun_output, flat_fun_and_grad, gradient_form, parts, prepare_x0
+from jax_lbfgsb._minimize import OptimizeResult, _keyword_defaults, _result, fast_compile_jit
+from jax_lbfgsb._options import check_options, solver_options
 from jax_lbfgsb._solver import Box, Hooks, init, step
 from jax_lbfgsb._status import Termination
 
@@ -187,7 +185,7 @@ def _solve_batch(fun, jac, has_aux, maxcor, history, lanes, x0, l, u, args, shar
   status = jnp.asarray(_status.STATUS, jnp.int32)[results.termination]
   aux = None
   if has_aux:
-    aux = jax.vmap(lambda xi, p: _parts(fun(xi, *p, *shared_in), jac, True)[2])(x, params_in)
+    aux = jax.vmap(lambda xi, p: parts(fun(xi, *p, *shared_in), jac, True)[2])(x, params_in)
   return x, jac_out, status, status == 0, results, aux, None
 
 
@@ -292,7 +290,7 @@ def minimize_batch(
     one = jax.eval_shape(lambda z, a, b: minimize_batch(fun, z, a, b, jac=jac, maxcor=maxcor, history=history,
                                                         has_aux=has_aux), row(x0), row(args), row(bounds))
     return jax.tree.map(lambda s: jnp.zeros((0,) + s.shape[1:], s.dtype), one)
-  jac, fun = _gradient_form(jac, fun)
+  jac, fun = gradient_form(jac, fun)
   x0, dtype = prepare_x0(x0)
   # Bounds over the whole batch as one problem (checks, inward rounding), then one row per problem.
   l, u = canonicalize_bounds(bounds, x0, dtype)
@@ -308,7 +306,7 @@ def minimize_batch(
     return fun(x, *jax.tree.unflatten(treedef, [next(it_b) if b else next(it_s) for b in mask]))
 
   template = jax.tree.map(lambda a: a[0], (x0, batched))
-  _check_fun_output(one, jac, has_aux, template[0], (*template[1], *shared))
+  check_fun_output(one, jac, has_aux, template[0], (*template[1], *shared))
   traced, consts = traced_fun(one, template[0], (*template[1], *shared))
   lanes = min(default_lanes(batch) if lanes is None else int(lanes), batch)
   return _result(*_solve_batch_jit(traced, bool(jac), bool(has_aux), int(maxcor), int(history), lanes,

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jax_lbfgsb._inputs import DEFAULTS, iprint_of
+from jax_lbfgsb._options import DEFAULTS, iprint_of
 from jax_lbfgsb._minimize import minimize
 from jax_lbfgsb._status import Termination
 

@@ -1,35 +1,43 @@
-"""The input layer shared by every entry point: the variables as the solver takes them.
+"""The input layer shared by every entry point: a problem as the solver takes it.
 
+:func:`prepare` is the one preparation every face calls (``minimize``, and so
+``fmin_l_bfgs_b`` and the command line and the page, ``LBFGSB``): it returns
+a :class:`Setup`, the pytree each jitted solve takes. Its pieces:
 :func:`prepare_x0` turns what SciPy and JAX users pass as ``x0`` (a NumPy or
 JAX array, a Python list of numbers, integers, a pytree of arrays) into a
 pytree of float arrays without weak types (JAX arrays stay JAX arrays, host
-values become NumPy arrays), and names the dtype of the solve.
-``minimize`` (and so ``fmin_l_bfgs_b``), ``LBFGSB`` and the optax
-transformation call it; the bounds go through :func:`canonicalize_bounds`
-(rounded inward to the dtype of the solve), the scales through
-:func:`prepare_scale`, both broadcast over pytrees by :func:`broadcast_like`.
-The options: :data:`DEFAULTS` (SciPy's values, the one copy), :func:`check_options`
-(the one validation, naming each option as its face names it; :func:`count_limit`
-reads ``maxiter``, ``maxfun`` and ``maxls`` as SciPy compares them),
-:func:`solver_options` (the one builder of the solver's traced ``Options``) and
-:func:`iprint_of` (SciPy's ``disp`` rule).
+values become NumPy arrays), and names the dtype of the solve; the bounds go
+through :func:`canonicalize_bounds` (rounded inward to the dtype of the
+solve), the scales through :func:`prepare_scale`, both broadcast over pytrees
+by :func:`broadcast_like`; :func:`gradient_form` reads SciPy's ``jac``, and
+:func:`flat_fun_and_grad` is ``fun`` over the raveled variables. The optax
+transformation and ``minimize_batch``, whose ``fun`` comes per update or per
+problem, use the pieces. The scales' view of the problem
+(:func:`solver_problem`) is shared by every face. Option values are checked in
+:mod:`jax_lbfgsb._options`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import numbers
 import warnings
-from typing import Any, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb._solver import Options
+from jax_lbfgsb import _scaling
+from jax_lbfgsb._bounds import project
+from jax_lbfgsb._fun_key import TracedFun, traced_fun
+from jax_lbfgsb._options import solver_options
 
 __all__ = [
-    "DEFAULTS", "Defaults", "broadcast_like", "canonicalize_bounds", "check_options", "check_precision", "count_limit",
-    "iprint_of", "prepare_scale", "prepare_x0", "solver_options",
+    "Setup", "broadcast_like", "canonicalize_bounds", "check_fun_output", "check_precision", "flat_fun_and_grad",
+    "gradient_form", "parts", "prepare", "prepare_scale", "prepare_x0", "scaled", "solve_scale", "solver_problem",
 ]
 
 
@@ -254,7 +262,6 @@ def canonicalize_bounds(bounds: Any, x0: Any, dtype: Any) -> tuple[jax.Array, ja
 
 
 _warned_x64 = False
-_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 def _warn_float32(name: str, what: str) -> None:
@@ -352,34 +359,6 @@ def prepare_x0(x0: Any, name: str = "x0", check_nan: bool = True) -> tuple[Any, 
   return jax.tree.unflatten(treedef, leaves), dtype
 
 
-def count_limit(value: Any, name: str, strict: bool) -> Any:
-  """A limit on a count (``maxiter``, ``maxfun``, ``maxls``) as int32, compared as SciPy compares it.
-
-  SciPy's L-BFGS-B compares its integer counts with the limits as given, so a
-  fractional limit is valid (SciPy's gh-23430 test passes ``maxiter=100.1``):
-  ``count >= value`` (``strict=False``: ``nit >= maxiter``, a line search's
-  evaluations ``>= maxls``) holds exactly when ``count >= ceil(value)``, and
-  ``count > value`` (``strict=True``: ``nfev > maxfun``) when ``count >
-  floor(value)``. ``inf`` and values past int32 mean no limit. Traced values
-  (under ``jit`` or ``vmap``) are rounded the same way.
-
-  >>> int(count_limit(100.1, "maxiter", strict=False)), int(count_limit(5.5, "maxfun", strict=True))
-  (101, 5)
-  """
-  if isinstance(value, jax.Array):
-    if not jnp.issubdtype(value.dtype, jnp.floating):
-      return value.astype(jnp.int32)
-    whole = jnp.floor(value) if strict else jnp.ceil(value)
-    return jnp.where(whole >= _INT32_MAX, _INT32_MAX, jnp.maximum(whole, -1).astype(jnp.int32))
-  if isinstance(value, bool) or not (isinstance(value, numbers.Real) or (
-      isinstance(value, np.ndarray) and jnp.issubdtype(value.dtype, jnp.number) and value.dtype != bool)):
-    raise TypeError(f"{name} must be a number (a count of {'evaluations' if name != 'maxiter' else 'iterations'});"
-                    f" got {value!r}.")
-  if np.any(np.isnan(value)):
-    raise ValueError(f"{name} must be a number, not NaN; use inf for no limit.")
-  return np.asarray(np.clip(np.floor(value) if strict else np.ceil(value), -1, _INT32_MAX), np.int32)
-
-
 def prepare_scale(x_scale: Any, x0: Any, dtype: Any, name: str = "x_scale") -> tuple[Any, bool]:
   """``(scale, auto)``: ``x_scale`` (None, ``"auto"``, a positive scalar, or an array or pytree like
   ``x0``) as ``(n,)`` scales of ``dtype`` (:func:`broadcast_like`), None for none and for
@@ -406,84 +385,165 @@ def prepare_scale(x_scale: Any, x0: Any, dtype: Any, name: str = "x_scale") -> t
   return scale, False
 
 
-class Defaults(NamedTuple):
-  """SciPy's L-BFGS-B defaults (``scipy.optimize.minimize``'s ``options``), the one copy
-  that every face reads; ``ls_ftol``, ``ls_gtol`` are ``lnsrlb``'s constants and the
-  relative tests (ours) are off."""
-
-  maxcor: int = 10
-  ftol: float = 2.220446049250313e-09  # factr 1e7 times the float64 eps
-  gtol: float = 1e-05
-  maxiter: int = 15000
-  maxfun: int = 15000
-  maxls: int = 20
-  ls_ftol: float = 1e-3
-  ls_gtol: float = 0.9
-  pgtol_rel: float = 0.0
-  xtol_rel: float = 0.0
+# ---------------------------------------------------------------- fun's forms
 
 
-DEFAULTS = Defaults()
+def gradient_form(jac: Any, fun: Callable[..., Any]) -> tuple[bool, Callable[..., Any]]:
+  """``(jac, fun)`` with ``jac`` a bool: SciPy's ``jac`` forms, the gradient never by finite differences."""
+  if jac is None or jac is False or (isinstance(jac, str) and jac in ("2-point", "3-point", "cs")):
+    return False, fun
+  if jac is True:
+    return True, fun
+  if callable(jac):
+    return True, lambda x, *args: (fun(x, *args), jac(x, *args))
+  raise ValueError(
+      f"minimize: jac={jac!r} is not understood; use None (gradient by jax.grad), True (fun returns"
+      " (f, grad)) or a callable jac(x, *args) returning the gradient."
+  )
 
 
-def iprint_of(disp: Any, iprint: int) -> int:
-  """SciPy's rule: ``disp``, when not None, overrides ``iprint`` (0: silent).
-
-  >>> iprint_of(None, 5), iprint_of(0, 5), iprint_of(99, -1)
-  (5, -1, 99)
-  """
-  return iprint if disp is None else -1 if disp == 0 else int(disp)
-
-
-def _shape_count(value: Any, name: str, low: int) -> None:
-  if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-    raise ValueError(f"{name} must be a Python int >= {low} (it fixes array shapes); got {value!r}.")
+def parts(out: Any, jac: bool, has_aux: bool) -> tuple[Any, Any, Any]:
+  """``(f, grad or None, aux or None)`` from ``fun``'s output: ``f``, ``(f, grad)``
+  with ``jac``, ``(f, aux)`` with ``has_aux``, ``((f, aux), grad)`` with both."""
+  grad = None
+  if jac:
+    out, grad = out
+  aux = None
+  if has_aux:
+    out, aux = out
+  return out, grad, aux
 
 
-def check_options(names: dict[str, str] | None = None, **values: Any) -> dict[str, Any]:
-  """Raises for invalid option values, each named as the caller names it (``names`` maps
-  ours to theirs); returns ``values`` with ``maxiter``, ``maxfun``, ``maxls`` as int32
-  (:func:`count_limit`). Traced values are checked where they can be (on the device they
-  cannot).
+def flat_fun_and_grad(fun: Callable[..., Any], jac: bool, has_aux: bool, unravel: Callable[[Any], Any]
+                      ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
+  """``fun_and_grad(x, params) -> (f, g)`` over the raveled variables ``x``: ``fun(unravel(x), *params)``
+  and its gradient (``fun``'s own with ``jac``, else :func:`jax.value_and_grad`), raveled, in ``x``'s dtype."""
+  value = lambda *inputs: parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
 
-  >>> check_options(maxls=2.5)
-  {'maxls': array(3, dtype=int32)}
-  """
-  name = lambda k: (names or {}).get(k, k)  # noqa: E731
-  if "maxcor" in values:
-    _shape_count(values["maxcor"], name("maxcor"), 1)
-  if "history" in values:
-    _shape_count(values["history"], name("history"), 0)
-  given, out = values, dict(values)
-  for k in ("maxiter", "maxfun", "maxls"):
-    if k in values:
-      out[k] = count_limit(values[k], name(k), strict=k == "maxfun")
-  for k, low in (("maxls", 1), ("ftol", 0), ("gtol", 0)):
-    value = out.get(k, low)
-    if _is_concrete(value) and np.ndim(value) == 0 and not value >= low:
-      raise ValueError(f"{name(k)} must be >= {low}; got {given[k]!r}.")
-  ls = [values.get(k) for k in ("ls_ftol", "ls_gtol")]
-  if all(v is not None and _is_concrete(v) for v in ls) and not 0 < ls[0] < ls[1] < 1:
-    raise ValueError(
-        f"ls_ftol and ls_gtol must satisfy 0 < ls_ftol < ls_gtol < 1; got ls_ftol={ls[0]!r},"
-        f" ls_gtol={ls[1]!r} (SciPy's values are 1e-3 and 0.9)."
+  def fun_and_grad(x, params):
+    inputs = (unravel(x), *params)
+    f, g = parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
+    return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
+
+  return fun_and_grad
+
+
+def check_fun_output(fun, jac, has_aux, x0, args) -> None:
+  """Trace-time check of ``fun``'s output: a float scalar, with ``grad`` shaped like ``x0``."""
+  out = jax.eval_shape(fun, x0, *args)
+  shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
+  form = {(False, False): "f", (True, False): "(f, grad)", (False, True): "(f, aux)",
+          (True, True): "((f, aux), grad)"}[jac, has_aux]
+  pair = lambda o: isinstance(o, (tuple, list)) and len(o) == 2  # noqa: E731
+  if (jac or has_aux) and not (pair(out) and (not (jac and has_aux) or pair(out[0]))):
+    raise TypeError(f"with jac={jac}, has_aux={has_aux}, fun must return {form}; got {shapes(out)}.")
+  f_out, grad, _ = parts(out, jac, has_aux)
+  if jac and shapes(grad) != shapes(x0):
+    raise TypeError(f"fun must return {form} with grad shaped like x0 {shapes(x0)}; got grad {shapes(grad)}.")
+  if not hasattr(f_out, "shape") or f_out.shape != () or not jnp.issubdtype(f_out.dtype, jnp.floating):
+    raise TypeError(
+        ("fun must return a float scalar" if form == "f" else f"fun must return {form} with f a float scalar")
+        + f" (shape ()); got"
+        f" {getattr(f_out, 'dtype', type(f_out).__name__)}{getattr(f_out, 'shape', '')}."
+        " Reduce it, e.g. return jnp.sum(...)."
     )
-  return out
 
 
-def _scalar(value: Any, dtype: Any) -> Any:
-  """An option as a 0-d array of ``dtype``: NumPy for host values (no device op per call)."""
-  return jnp.asarray(value, dtype) if isinstance(value, jax.Array) else np.asarray(value, dtype)
+# ---------------------------------------------------------------- the problem
 
 
-def solver_options(dtype: Any, **values: Any) -> Options:
-  """The solver's :class:`~jax_lbfgsb._solver.Options` from option values (checked ones:
-  :func:`check_options`), :data:`DEFAULTS` for those not given: counts as int32,
-  tolerances in ``dtype``.
+def scaled(fun_and_grad: Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]
+           ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
+  """The objective the solver sees with scales ``s``, the last of ``params``: ``f(s y)`` and ``s g``
+  (the scales reach it as a param, so implicit derivatives reach them)."""
+  def fg(y, params):
+    f, g = fun_and_grad(y * params[-1], params[:-1])
+    return f, g * params[-1]
+  return fg
 
-  >>> solver_options(np.float32, gtol=1e-3).ls_gtol
-  array(0.9, dtype=float32)
+
+def solve_scale(fun_and_grad, params, auto_scale: bool, scale, x0_flat, l, u) -> Any:
+  """The scales of a new solve: ``"auto"``'s, chosen at ``P(x0)`` (:func:`._scaling.auto_scale`), or ``scale``."""
+  if not auto_scale:
+    return scale
+  return _scaling.auto_scale(lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u), l, u)
+
+
+def solver_problem(fun_and_grad, params: tuple, scale, l, u, x) -> tuple:
+  """``(fun_and_grad, params, l, u, x)`` as the solver sees them: as given without scales; with
+  scales ``s``, :func:`scaled` (``f(s y)``, ``s g``, with ``s`` appended to ``params``), the box
+  ``[l/s, u/s]`` and ``x / s``."""
+  if scale is None:
+    return fun_and_grad, params, l, u, x
+  return scaled(fun_and_grad), (*params, scale), l / scale, u / scale, x / scale
+
+
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=("x0", "l", "u", "args", "scale", "options"),
+                   meta_fields=("fun", "jac", "has_aux", "auto_scale"))
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """A problem as every face hands it to its jitted solve (made by :func:`prepare`): a pytree
+  whose ``fun`` and flags are static, so that the compiled solve is keyed by them.
+
+  Attributes:
+    fun: ``fun`` keyed by its jaxpr (:func:`~jax_lbfgsb._fun_key.traced_fun`),
+      returning ``f``, ``(f, grad)`` with ``jac``, ``(f, aux)`` with ``has_aux``.
+    jac: whether ``fun`` returns its gradient.
+    has_aux: whether ``fun`` returns an auxiliary output.
+    auto_scale: ``x_scale="auto"``: the scales are chosen when a solve starts
+      (:func:`solve_scale`).
+    x0: a pytree of float arrays of one dtype, the dtype of the solve.
+    l, u: ``(n,)`` bounds over the raveled ``x0``, rounded inward to its dtype.
+    args: ``fun``'s arguments, then the arrays it closes over (so that the
+      implicit derivatives reach them).
+    scale: ``(n,)`` scales, or None.
+    options: the solver's :class:`~jax_lbfgsb._solver.Options`.
   """
-  values = {**DEFAULTS._asdict(), **values}
-  return Options(**{name: _scalar(values[name], np.int32 if name in ("maxiter", "maxfun", "maxls") else dtype)
-                    for name in Options._fields})
+
+  fun: TracedFun
+  jac: bool
+  has_aux: bool
+  auto_scale: bool
+  x0: Any
+  l: Any
+  u: Any
+  args: tuple
+  scale: Any
+  options: Any
+
+  def objective(self) -> tuple[jax.Array, Callable[[jax.Array], Any], Callable[..., tuple[jax.Array, jax.Array]]]:
+    """Inside the jit: ``(x0_flat, unravel, fun_and_grad)``, ``fun_and_grad(x, params)`` over the
+    raveled variables (:func:`flat_fun_and_grad`), after :func:`check_fun_output`."""
+    x0_flat, unravel = ravel_pytree(self.x0)
+    check_fun_output(self.fun, self.jac, self.has_aux, self.x0, self.args)
+    return x0_flat, unravel, flat_fun_and_grad(self.fun, self.jac, self.has_aux, unravel)
+
+
+def prepare(fun: Callable[..., Any], x0: Any, args: Any = (), bounds: Any = None, *, jac: Any = None,
+            has_aux: bool = False, x_scale: Any = None, options: dict[str, Any] | None = None,
+            name: str = "x0") -> Setup:
+  """The one preparation of a problem, shared by every face: ``fun`` in its gradient form
+  (:func:`gradient_form`) keyed by its jaxpr, ``x0`` (:func:`prepare_x0`), the bounds
+  (:func:`canonicalize_bounds`), the scales (:func:`prepare_scale`; all ones are no scaling, the
+  very program of a solve without them) and the solver's options from checked option values
+  (:func:`~jax_lbfgsb._options.check_options`, :data:`~jax_lbfgsb._options.DEFAULTS` for the rest).
+
+  ``args`` that is not a tuple is one argument, as in SciPy; ``name`` is how
+  the face calls ``x0`` in its errors.
+
+  >>> setup = prepare(lambda x, c: jnp.sum((x - c) ** 2), np.zeros(2), 1.0, bounds=(0, 0.5))
+  >>> setup.l, setup.u, setup.args
+  (array([0., 0.]), array([0.5, 0.5]), (1.0,))
+  """
+  if not isinstance(args, tuple):
+    args = (args,)
+  jac, fun = gradient_form(jac, fun)
+  x0, dtype = prepare_x0(x0, name)
+  l, u = canonicalize_bounds(bounds, x0, dtype)
+  scale, auto_scale = prepare_scale(x_scale, x0, dtype)
+  if scale is not None and not isinstance(scale, jax.core.Tracer) and np.all(np.asarray(scale) == 1):
+    scale = None
+  traced, consts = traced_fun(fun, x0, args)
+  return Setup(traced, bool(jac), bool(has_aux), auto_scale, x0, l, u, (*args, *consts), scale,
+               solver_options(dtype, **(options or {})))

@@ -19,15 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb._fun_key import traced_fun
-from jax_lbfgsb._inputs import (
-    broadcast_like, canonicalize_bounds, check_options, prepare_scale, prepare_x0, solver_options,
-)
+from jax_lbfgsb import _solver
+from jax_lbfgsb._inputs import Setup, broadcast_like, prepare, solve_scale, solver_problem
 from jax_lbfgsb._iprint import IprintPrinter
-from jax_lbfgsb._minimize import (
-    OptimizeResult, _check_fun_output, _result, fast_compile_jit, flat_fun_and_grad, minimize, outputs, scaled,
-    solve_scale, unscaled,
-)
+from jax_lbfgsb._minimize import OptimizeResult, _result, fast_compile_jit, minimize, outputs, unscaled
+from jax_lbfgsb._options import check_options
 from jax_lbfgsb._solver import Box, Hooks, advance, init, resume
 from jax_lbfgsb._status import Outcome, codes
 
@@ -107,37 +103,34 @@ def _as_opt_step(init_params: Any) -> OptStep | None:
   return OptStep(*init_params)
 
 
-def _iterate(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, options, solver):
-  """The jitted ``init_state`` (``solver`` None: :func:`~jax_lbfgsb._solver.init` at ``x0``) or ``update``
-  (one iteration by :func:`~jax_lbfgsb._solver.advance` from ``x0``, continuing ``solver``).
+def _iterate(setup: Setup, maxcor: int, hooks: Hooks, solver: _solver.LbfgsbState | None):
+  """The jitted ``init_state`` (``solver`` None: :func:`~jax_lbfgsb._solver.init` at ``setup.x0``) or
+  ``update`` (one iteration by :func:`~jax_lbfgsb._solver.advance` from ``setup.x0``, continuing ``solver``).
 
   ``update`` continues ``solver`` exactly, evaluating nothing before the
   line search, when ``x0`` is the solve's ``x`` (as the last update or
   ``run`` returned it) in the same bounds; from other params it evaluates
   there first and starts over, keeping the memory
-  (:func:`~jax_lbfgsb._solver.resume` with ``x``). Returns :func:`outputs`
-  and the line searches' evaluations.
+  (:func:`~jax_lbfgsb._solver.resume` with ``x``). An update keeps the
+  scales of the solve it continues. Returns :func:`outputs` and the line
+  searches' evaluations.
   """
-  x_flat, unravel = ravel_pytree(x0)
-  _check_fun_output(fun, jac, has_aux, x0, args)
-  fun_and_grad = flat_fun_and_grad(fun, jac, has_aux, unravel)
-  params = tuple(args)
-  if solver is None:  # an update keeps the scales of the solve it continues
-    scale = solve_scale(fun_and_grad, params, auto_scale, scale, x_flat, l, u)
-  fg, box, y = functools.partial(fun_and_grad, params=params), Box.of(l, u), x_flat
-  if scale is not None:  # the solver sees f(s y), s g and the box [l/s, u/s]
-    fg, box, y = (functools.partial(scaled(fun_and_grad), params=(*params, scale)), Box.of(l / scale, u / scale),
-                  y / scale)
+  x_flat, unravel, fun_and_grad = setup.objective()
+  scale = setup.scale
   if solver is None:
-    state = init(fg, y, box, options, maxcor, hooks)._replace(box=box)
-    return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale), jnp.zeros((), jnp.int32)
-  landed = unscaled(solver, l, u, scale)[0]  # the solve's x, as returned
-  start = resume(fg, solver, box, options, hooks, x=jnp.where(jnp.all(x_flat == landed), solver.x, y))
-  state = advance(fg, start, box, options, start.nit + 1, hooks)._replace(box=box)
-  return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale), state.nfev - start.nfev
+    scale = solve_scale(fun_and_grad, setup.args, setup.auto_scale, scale, x_flat, setup.l, setup.u)
+  fg, params, l, u, y = solver_problem(fun_and_grad, setup.args, scale, setup.l, setup.u, x_flat)
+  fg, box = functools.partial(fg, params=params), Box.of(l, u)
+  if solver is None:
+    state = init(fg, y, box, setup.options, maxcor, hooks)._replace(box=box)
+    return outputs(setup, unravel, state, scale), jnp.zeros((), jnp.int32)
+  landed = unscaled(solver, setup.l, setup.u, scale)[0]  # the solve's x, as returned
+  start = resume(fg, solver, box, setup.options, hooks, x=jnp.where(jnp.all(x_flat == landed), solver.x, y))
+  state = advance(fg, start, box, setup.options, start.nit + 1, hooks)._replace(box=box)
+  return outputs(setup, unravel, state, scale), state.nfev - start.nfev
 
 
-_iterate_jit = fast_compile_jit(_iterate, ("fun", "jac", "has_aux", "maxcor", "hooks", "auto_scale"))
+_iterate_jit = fast_compile_jit(_iterate, ("maxcor", "hooks"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +260,12 @@ class LBFGSB:
     for field in ("condition", "decrease_factor"):
       if getattr(self, field) is not None:
         warnings.warn(f"Argument {field} is deprecated (and ignored, as by jaxopt)", DeprecationWarning, stacklevel=3)
+    self._options(self.maxiter)  # raises for a bad history_size, tol, maxiter or maxls, at construction
+
+  def _options(self, maxiter: Any) -> dict[str, Any]:
+    """The solve's checked options (:func:`~jax_lbfgsb._options.check_options`, named as the fields are)."""
+    return check_options({"maxcor": "history_size", "gtol": "tol"}, "LBFGSB", maxcor=self.history_size, ftol=0.0,
+                         gtol=self.tol, maxiter=maxiter, maxfun=_MAXFUN, maxls=self.maxls)
 
   # ------------------------------------------------------------------ fun's forms
 
@@ -316,19 +315,14 @@ class LBFGSB:
                ) -> OptStep:
     """:meth:`init_state` (``previous`` None) or :meth:`update` (one iteration continuing ``previous``)."""
     fun, jac = self._solver_fun(kwargs)
-    x0, dtype = prepare_x0(params, "LBFGSB: params")
-    l, u = canonicalize_bounds(bounds, x0, dtype)
-    options = solver_options(dtype, **check_options(ftol=0.0, gtol=self.tol, maxiter=_MAXFUN, maxfun=_MAXFUN,
-                                                    maxls=self.maxls))
-    if previous is None:
-      scale, auto = prepare_scale(self.x_scale, x0, dtype)
-      solver = None
-    else:
-      scale, auto, solver = previous.result.x_scale, False, previous.result.state
+    setup = prepare(fun, params, tuple(args), bounds, jac=jac, has_aux=self.has_aux,
+                    x_scale=self.x_scale if previous is None else None, options=self._options(_MAXFUN),
+                    name="LBFGSB: params")
+    solver = None
+    if previous is not None:
+      setup, solver = dataclasses.replace(setup, scale=previous.result.x_scale), previous.result.state
     printer = IprintPrinter(1 if int(self.verbose) == 1 else 99) if previous is not None and self.verbose else None
-    traced, consts = traced_fun(fun, x0, args)
-    out, searches = _iterate_jit(traced, jac, self.has_aux, self.history_size, Hooks(printer=printer), auto, x0, l,
-                                 u, (*args, *consts), scale, options, solver)
+    out, searches = _iterate_jit(setup, self.history_size, Hooks(printer=printer), solver)
     result = _result(*out)
     if previous is not None:
       searches = previous.num_linesearch_iter + searches
@@ -338,6 +332,8 @@ class LBFGSB:
     """``iterations`` more iterations from ``step``, with its memory, from ``step.params``."""
     result = step.state.result
     x = ravel_pytree(step.params)[0].astype(result.state.x.dtype)
+    if result.x_scale is not None:  # the solver's variables are x / scale; the solve's own x where it returned it
+      x = jnp.where(jnp.all(x == ravel_pytree(result.x)[0]), result.state.x, x / result.x_scale)
     warm = result._replace(x=step.params, state=result.state._replace(x=x))
     result = self._minimize(warm, bounds, args, kwargs, maxiter=result.state.nit + iterations)
     # a continued solve evaluates once at its start

@@ -14,14 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb import _scaling, _status
-from jax_lbfgsb._bounds import project
+from jax_lbfgsb import _status
 from jax_lbfgsb._compact import InverseHessian
-from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
-from jax_lbfgsb._inputs import (
-    DEFAULTS, canonicalize_bounds, check_options, iprint_of, prepare_scale, prepare_x0, solver_options,
-)
+from jax_lbfgsb._inputs import Setup, parts, prepare, solve_scale, solver_problem
+from jax_lbfgsb._options import DEFAULTS, check_options, iprint_of
 from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, init, resume, run
 
@@ -213,67 +210,6 @@ def _merge_options(given: dict, options: dict, tol: Any, unknown: dict) -> dict:
   return merged
 
 
-def _gradient_form(jac: Any, fun: Callable[..., Any]) -> tuple[bool, Callable[..., Any]]:
-  """``(jac, fun)`` with ``jac`` a bool: SciPy's ``jac`` forms, the gradient never by finite differences."""
-  if jac is None or jac is False or (isinstance(jac, str) and jac in ("2-point", "3-point", "cs")):
-    return False, fun
-  if jac is True:
-    return True, fun
-  if callable(jac):
-    return True, lambda x, *args: (fun(x, *args), jac(x, *args))
-  raise ValueError(
-      f"minimize: jac={jac!r} is not understood; use None (gradient by jax.grad), True (fun returns"
-      " (f, grad)) or a callable jac(x, *args) returning the gradient."
-  )
-
-
-def _parts(out: Any, jac: bool, has_aux: bool) -> tuple[Any, Any, Any]:
-  """``(f, grad or None, aux or None)`` from ``fun``'s output: ``f``, ``(f, grad)``
-  with ``jac``, ``(f, aux)`` with ``has_aux``, ``((f, aux), grad)`` with both."""
-  grad = None
-  if jac:
-    out, grad = out
-  aux = None
-  if has_aux:
-    out, aux = out
-  return out, grad, aux
-
-
-def flat_fun_and_grad(fun: Callable[..., Any], jac: bool, has_aux: bool, unravel: Callable[[Any], Any]
-                      ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
-  """``fun_and_grad(x, params) -> (f, g)`` over the raveled variables ``x``: ``fun(unravel(x), *params)``
-  and its gradient (``fun``'s own with ``jac``, else :func:`jax.value_and_grad`), raveled, in ``x``'s dtype."""
-  value = lambda *inputs: _parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
-
-  def fun_and_grad(x, params):
-    inputs = (unravel(x), *params)
-    f, g = _parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
-    return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
-
-  return fun_and_grad
-
-
-def _check_fun_output(fun, jac, has_aux, x0, args) -> None:
-  """Trace-time check of ``fun``'s output: a float scalar, with ``grad`` shaped like ``x0``."""
-  out = jax.eval_shape(fun, x0, *args)
-  shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
-  form = {(False, False): "f", (True, False): "(f, grad)", (False, True): "(f, aux)",
-          (True, True): "((f, aux), grad)"}[jac, has_aux]
-  pair = lambda o: isinstance(o, (tuple, list)) and len(o) == 2  # noqa: E731
-  if (jac or has_aux) and not (pair(out) and (not (jac and has_aux) or pair(out[0]))):
-    raise TypeError(f"with jac={jac}, has_aux={has_aux}, fun must return {form}; got {shapes(out)}.")
-  f_out, grad, _ = _parts(out, jac, has_aux)
-  if jac and shapes(grad) != shapes(x0):
-    raise TypeError(f"fun must return {form} with grad shaped like x0 {shapes(x0)}; got grad {shapes(grad)}.")
-  if not hasattr(f_out, "shape") or f_out.shape != () or not jnp.issubdtype(f_out.dtype, jnp.floating):
-    raise TypeError(
-        ("fun must return a float scalar" if form == "f" else f"fun must return {form} with f a float scalar")
-        + f" (shape ()); got"
-        f" {getattr(f_out, 'dtype', type(f_out).__name__)}{getattr(f_out, 'shape', '')}."
-        " Reduce it, e.g. return jnp.sum(...)."
-    )
-
-
 class IntermediateResult(NamedTuple):
   """What ``callback(intermediate_result)`` receives after each iteration (SciPy's)."""
 
@@ -330,68 +266,43 @@ class _HostCallback:
     return isinstance(other, _HostCallback) and hash(self) == hash(other) and self.callback is other.callback
 
 
-def scaled(fun_and_grad: Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]
-           ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
-  """The objective the solver sees with scales ``s``, the last of ``params``: ``f(s y)`` and ``s g``
-  (the scales reach it as a param, so implicit derivatives reach them)."""
-  def fg(y, params):
-    f, g = fun_and_grad(y * params[-1], params[:-1])
-    return f, g * params[-1]
-  return fg
-
-
-def solve_scale(fun_and_grad, params, auto_scale: bool, scale, x0_flat, l, u) -> Any:
-  """The scales of a new solve: ``"auto"``'s, chosen at ``P(x0)`` (:func:`._scaling.auto_scale`), or ``scale``."""
-  if not auto_scale:
-    return scale
-  return _scaling.auto_scale(lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u), l, u)
-
-
 def unscaled(state: LbfgsbState, l, u, scale) -> tuple[jax.Array, jax.Array]:
   """The state's ``x`` and ``g`` in the caller's variables: ``x = s y`` clipped into the caller's box
   ``[l, u]`` (``s y`` may round past it), ``g / s``; as they are without ``scale``."""
   return (state.x, state.g) if scale is None else (jnp.clip(state.x * scale, l, u), state.g / scale)
 
 
-def outputs(fun, jac, has_aux, unravel, params, state: LbfgsbState, l, u, scale) -> tuple:
+def outputs(setup: Setup, unravel, state: LbfgsbState, scale) -> tuple:
   """What :func:`_result` takes from a solver state: ``x`` and ``jac`` in the caller's variables
   (unscaled, ``x`` inside the caller's box), SciPy's status, and ``fun``'s aux at ``x``."""
-  x_flat, g_flat = unscaled(state, l, u, scale)
+  x_flat, g_flat = unscaled(state, setup.l, setup.u, scale)
   status = jnp.asarray(_status.STATUS, jnp.int32)[state.termination]
   x = unravel(x_flat)
-  aux = _parts(fun(x, *params), jac, True)[2] if has_aux else None  # fun's aux at the solution
+  aux = parts(setup.fun(x, *setup.args), setup.jac, True)[2] if setup.has_aux else None  # fun's aux at x
   # The result's other fields are the state's arrays, put together outside
   # the jit: each output of a jitted function costs ~1-2 us per call.
   return x, unravel(g_flat), status, status == 0, state, aux, scale
 
 
-def _solve(fun, jac, has_aux, maxcor, hooks, auto_scale, x0, l, u, args, scale, options, warm):
-  """The jitted solve. ``fun`` is a :class:`TracedFun`; ``args`` end with its
-  constants (the arrays it closes over), so the implicit derivatives reach
-  them; ``x0``, the options and a warm state get none. With ``scale`` (or
-  ``auto_scale``) the solver works on ``y = x / scale`` (:mod:`._scaling`)."""
-  x0_flat, unravel = ravel_pytree(x0)
-  _check_fun_output(fun, jac, has_aux, x0, args)
-  fun_and_grad = flat_fun_and_grad(fun, jac, has_aux, unravel)
+def _solve(setup: Setup, maxcor: int, hooks: Hooks, warm: LbfgsbState | None):
+  """The jitted solve of a :class:`~jax_lbfgsb._inputs.Setup`, continuing ``warm`` when given.
+  ``setup.args`` end with ``fun``'s constants (the arrays it closes over), so the implicit
+  derivatives reach them; ``x0``, the options and a warm state get none. With scales (or
+  ``auto_scale``) the solver works on ``y = x / scale`` (:mod:`._scaling`); a warm start keeps
+  the scales of the solve it continues."""
+  x0_flat, unravel, fun_and_grad = setup.objective()
+  scale = solve_scale(fun_and_grad, setup.args, setup.auto_scale, setup.scale, x0_flat, setup.l, setup.u)
+  fg, params, l, u, y0 = solver_problem(fun_and_grad, setup.args, scale, setup.l, setup.u, x0_flat)
 
-  def solve_with(fg_params):
-    def solve(l, u, params, start):
-      x0_flat, options, warm = start
-      fg = functools.partial(fg_params, params=params)
-      box = Box.of(l, u)
-      state = init(fg, x0_flat, box, options, maxcor, hooks) if warm is None else resume(fg, warm, box, options, hooks)
-      return run(fg, state, box, options, hooks)
-    return solve
+  def solve(l, u, params, start):
+    y0, options, warm = start
+    fun = functools.partial(fg, params=params)
+    box = Box.of(l, u)
+    state = init(fun, y0, box, options, maxcor, hooks) if warm is None else resume(fun, warm, box, options, hooks)
+    return run(fun, state, box, options, hooks)
 
-  params = tuple(args)
-  scale = solve_scale(fun_and_grad, params, auto_scale, scale, x0_flat, l, u)  # a warm start keeps its scales
-  if scale is None:
-    state = differentiable_solve(solve_with(fun_and_grad), fun_and_grad, l, u, params, (x0_flat, options, warm))
-  else:  # the solver sees f(s y), s g and the box [l/s, u/s]
-    start = (x0_flat / scale if warm is None else x0_flat, options, warm)
-    fg = scaled(fun_and_grad)
-    state = differentiable_solve(solve_with(fg), fg, l / scale, u / scale, (*params, scale), start)
-  return outputs(fun, jac, has_aux, unravel, params, state, l, u, scale)
+  state = differentiable_solve(solve, fg, l, u, params, (y0, setup.options, warm))
+  return outputs(setup, unravel, state, scale)
 
 
 def _result(x, jac, status, success, state: LbfgsbState, aux, scale) -> OptimizeResult:
@@ -441,7 +352,7 @@ def fast_compile_jit(fun: Callable[..., Any], static_argnames: tuple[str, ...]) 
   return call
 
 
-_solve_jit = fast_compile_jit(_solve, ("fun", "jac", "has_aux", "maxcor", "hooks", "auto_scale"))
+_solve_jit = fast_compile_jit(_solve, ("maxcor", "hooks"))
 
 
 def minimize(
@@ -632,10 +543,7 @@ def minimize(
   (maxcor, ftol, gtol, maxiter, maxfun, maxls, history, iprint, ls_ftol, ls_gtol, pgtol_rel, xtol_rel, has_aux,
    x_scale) = (merged[k] for k in given)
   checked = check_options(maxcor=maxcor, ftol=ftol, gtol=gtol, maxiter=maxiter, maxfun=maxfun, maxls=maxls,
-                          history=history, ls_ftol=ls_ftol, ls_gtol=ls_gtol)
-  if not isinstance(args, tuple):  # as SciPy: a single extra argument
-    args = (args,)
-  jac, fun = _gradient_form(jac, fun)
+                          history=history, ls_ftol=ls_ftol, ls_gtol=ls_gtol, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel)
   warm, scale = None, None
   if isinstance(x0, OptimizeResult):
     if x_scale is not None:
@@ -647,20 +555,16 @@ def minimize(
           "history: continuing a solve needs the same history= as the solve that"
           f" produced x0 (got history={history})."
       )
-  x0, dtype = prepare_x0(x0)
-  l, u = canonicalize_bounds(bounds, x0, dtype)
-  given_scale, auto_scale = prepare_scale(x_scale, x0, dtype)
-  if given_scale is not None and (isinstance(given_scale, jax.core.Tracer) or np.any(np.asarray(given_scale) != 1)):
-    scale = given_scale  # all ones: no scaling, the very program (and bits) of a solve without x_scale
-  options = solver_options(dtype, **{k: checked[k] for k in ("ftol", "gtol", "maxiter", "maxfun", "maxls", "ls_ftol",
-                                                              "ls_gtol")}, pgtol_rel=pgtol_rel, xtol_rel=xtol_rel)
+  setup = prepare(fun, x0, args, bounds, jac=jac, has_aux=has_aux, x_scale=x_scale,
+                  options={k: checked[k] for k in ("ftol", "gtol", "maxiter", "maxfun", "maxls", "ls_ftol", "ls_gtol",
+                                                   "pgtol_rel", "xtol_rel")})
+  if warm is not None:
+    setup = dataclasses.replace(setup, scale=scale)
   host_callback = None
   if callback is not None:
-    host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x0))
+    host_callback = _HostCallback(callback, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), setup.x0))
   printer = IprintPrinter(int(iprint)) if iprint >= 0 else None
   hooks = Hooks(history=int(history), callback=host_callback, printer=printer)
-  # Keyed by fun's jaxpr, not its identity: a new closure of the same code
-  # reuses the compiled solve, with the arrays it closes over as inputs.
-  traced, consts = traced_fun(fun, x0, args)
-  return _result(*_solve_jit(traced, bool(jac), bool(has_aux), int(maxcor), hooks, auto_scale, x0, l, u,
-                             (*args, *consts), scale, options, warm))
+  # Keyed by fun's jaxpr, not its identity (prepare): a new closure of the
+  # same code reuses the compiled solve, with the arrays it closes over as inputs.
+  return _result(*_solve_jit(setup, int(maxcor), hooks, warm))

@@ -51,19 +51,20 @@ import inspect
 import json
 import os
 import re
-import string
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-_SCIPY_FTOL = 2.220446049250313e-09
+from jax_lbfgsb._options import DEFAULTS, FieldError, check_options
+
 _PRESETS = {  # m=None: min(n // 2 + 1, 10)
-    "scipy": dict(eps=1e-5, ftol=_SCIPY_FTOL, m=10, delta=1e-3, kappa=0.9, maxiter=15000, maxfun=15000),
+    "scipy": dict(eps=DEFAULTS.gtol, ftol=DEFAULTS.ftol, m=DEFAULTS.maxcor, delta=DEFAULTS.ls_ftol,
+                  kappa=DEFAULTS.ls_gtol, maxiter=DEFAULTS.maxiter, maxfun=DEFAULTS.maxfun),
     "page": dict(eps=1e-7, ftol=1e-12, m=None, delta=0.01, kappa=0.9, maxiter=4000, maxfun=40000),
 }
 PRESET_RULES = """\
@@ -76,42 +77,12 @@ presets (the stopping rules and defaults; the flags above override them):
          relative, (f_prev - f) / max(|f_prev|, |f|, 1) <= ftol (1e-12);
          eps 1e-7, maxiter 4000, maxfun 40000, m = min(n/2 + 1, 10),
          delta 0.01, kappa 0.9"""
+# The fields that set minimize's options, by the options' names.
+_FIELD_NAMES = {"maxcor": "m", "ls_ftol": "delta", "ls_gtol": "kappa", "gtol": "eps", "pgtol_rel": "eps",
+                "xtol_rel": "eps"}
 # Factories without defaults for every argument get these in `list` and `solve`.
 _DEFAULT_PARAMS = {"ept": {"nx": 10, "ny": 10}, "pjb": {"nx": 10, "ny": 10}, "nnls": {"m": 30, "n": 10}}
 DEMO_DIR = "jax_lbfgsb_demo"
-
-
-class FieldError(ValueError):
-  """Bad input in one field of a solve: :attr:`field` names it, the message says the rule.
-
-  Fields have the page's names (``function``, ``expr``, ``n``, ``x0``, ``eps``,
-  ``delta``, ``kappa``, ``m``, ``iprint``, ``contour``, ``radius``, ...). The
-  message is a :meth:`str.format` template whose ``{name}`` fields are field
-  names, spelled by each face (:meth:`spelled`), and whose ``{0}``, ``{1}``,
-  ... are the values, never read as a template.
-
-  Example:
-    >>> err = FieldError("m", "{m} must be >= {0}, got {1}", 1, 0)
-    >>> err.field, str(err), err.spelled(lambda name: f"--{name}")
-    ('m', 'm must be >= 1, got 0', '--m must be >= 1, got 0')
-  """
-
-  def __init__(self, field: str, template: str, *values):
-    self.field, self.template, self.values = field, template, values
-    super().__init__(self.spelled(str))
-
-  def spelled(self, spell: Callable[[str], str]) -> str:
-    """The message with each field name written as ``spell(name)``."""
-    return string.Formatter().vformat(self.template, self.values, _Spelling(spell))
-
-
-class _Spelling(dict):
-  def __init__(self, spell: Callable[[str], str]):
-    super().__init__()
-    self.spell = spell
-
-  def __missing__(self, name: str) -> str:
-    return self.spell(name)
 
 
 def _flag(field: str) -> str:
@@ -219,7 +190,7 @@ def problem_from(function: str | None = None, expr: str | None = None, *, n: int
     >>> problem_from(expr="x(1)^2", n=3, x0="1,2")
     Traceback (most recent call last):
     ...
-    jax_lbfgsb.cli.FieldError: x0: expected 1 or 3 values (n = 3), got 2
+    jax_lbfgsb._options.FieldError: x0: expected 1 or 3 values (n = 3), got 2
   """
   if (function is None) == (expr is None):
     raise FieldError("function", "give either a problem {function} (see `jax-lbfgsb list`) or {expr} TEXT")
@@ -335,19 +306,14 @@ def options_from(preset: str, n: int, iprint: int, **fields) -> dict:
   """
   pick = {key: value if fields.get(key) is None else fields[key] for key, value in _PRESETS[preset].items()}
   m = min(n // 2 + 1, 10) if pick["m"] is None else pick["m"]
-  if not 0 < pick["delta"] < pick["kappa"] < 1:
-    raise FieldError("kappa" if not 0 < pick["kappa"] < 1 else "delta",
-                     "{delta} and {kappa} must satisfy 0 < delta < kappa < 1; got {0}, {1}",
-                     pick["delta"], pick["kappa"])
-  for field, value, low in (("eps", pick["eps"], 0), ("ftol", pick["ftol"], 0), ("m", m, 1),
-                            ("maxiter", pick["maxiter"], 1), ("maxfun", pick["maxfun"], 1)):
-    if not value >= low:
-      raise FieldError(field, "{%s} must be >= {0}, got {1}" % field, low, value)
   options = dict(maxcor=m, ftol=pick["ftol"], ls_ftol=pick["delta"], ls_gtol=pick["kappa"],
-                 maxiter=pick["maxiter"], maxfun=pick["maxfun"], iprint=iprint, history=_history_length(n))
+                 maxiter=pick["maxiter"], maxfun=pick["maxfun"])
   if preset == "page":
-    return dict(options, gtol=0.0, pgtol_rel=pick["eps"], xtol_rel=pick["eps"])
-  return dict(options, gtol=pick["eps"])
+    options.update(gtol=0.0, pgtol_rel=pick["eps"], xtol_rel=pick["eps"])
+  else:
+    options.update(gtol=pick["eps"])
+  check_options(_FIELD_NAMES, **options)  # minimize's rules, naming the fields
+  return dict(options, iprint=iprint, history=_history_length(n))
 
 
 @contextlib.contextmanager

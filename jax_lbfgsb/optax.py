@@ -22,10 +22,9 @@ from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _solver
 from jax_lbfgsb._bounds import project
-from jax_lbfgsb._inputs import (
-    DEFAULTS, _cast_inward, _fix_crossed, canonicalize_bounds, check_options, prepare_scale, prepare_x0, solver_options,
-)
-from jax_lbfgsb._minimize import fast_compile_jit, scaled, solve_scale, unscaled
+from jax_lbfgsb._inputs import _cast_inward, _fix_crossed, canonicalize_bounds, prepare_scale, prepare_x0, solve_scale, solver_problem
+from jax_lbfgsb._minimize import fast_compile_jit, unscaled
+from jax_lbfgsb._options import DEFAULTS, check_options, solver_options
 from jax_lbfgsb._solver import Box, LbfgsbState, Options
 from jax_lbfgsb._status import Termination
 
@@ -156,10 +155,9 @@ def _update(value_fn, auto_scale, params, state, value, grad, box, options, extr
   if auto_scale:
     scale = lax.cond(continuing, lambda: state.scale,
                      lambda: solve_scale(lambda x, _: fun_and_grad(x), (), True, None, p, box.l, box.u))
-  fg, solver_box, p_solver, g_given = fun_and_grad, box, p, ravel_pytree(grad)[0].astype(dtype)
-  if scale is not None:  # the solver sees f(s y), s g and the box [l/s, u/s]
-    fg = functools.partial(scaled(lambda x, _: fun_and_grad(x)), params=(scale,))
-    solver_box, p_solver, g_given = Box.of(box.l / scale, box.u / scale), p / scale, g_given * scale
+  fg, fg_params, l, u, p_solver = solver_problem(lambda x, params: fun_and_grad(x), (), scale, box.l, box.u, p)
+  fg, solver_box = functools.partial(fg, params=fg_params), Box.of(l, u)
+  g_given = ravel_pytree(grad)[0].astype(dtype) * (1 if scale is None else scale)
 
   def start() -> LbfgsbState:
     given = (jnp.asarray(value, dtype).reshape(()), g_given)
@@ -305,10 +303,8 @@ def lbfgsb(
     optimization <https://doi.org/10.1137/0916069>`_, SIAM J. Sci. Comput.
     16(5), 1995.
   """
-  checked = check_options(
-      {k: f"lbfgsb: {v}" for k, v in dict(maxcor="memory_size", maxls="maxls", ftol="ftol", gtol="gtol").items()},
-      maxcor=memory_size, maxls=maxls, ftol=ftol, gtol=gtol, maxiter=_NO_LIMIT, maxfun=_NO_LIMIT)
-  del checked["maxcor"]
+  checked = check_options({"maxcor": "memory_size"}, "lbfgsb", maxcor=memory_size, maxls=maxls, ftol=ftol, gtol=gtol,
+                          maxiter=_NO_LIMIT, maxfun=_NO_LIMIT)
 
   def box_and_options(params: Any, dtype: Any) -> tuple[Box, Options]:
     l, u = _flat_bounds(lower, upper, params, dtype)

@@ -22,7 +22,7 @@ The fields go through the command's own input layer
 (:func:`jax_lbfgsb.cli.problem_from`, :func:`~jax_lbfgsb.cli.options_from`,
 :func:`~jax_lbfgsb.cli.contour_from`), so the page and ``jax-lbfgsb solve
 NAME --preset page`` solve the same problem with the same options. Bad input
-gets HTTP 400 and the :class:`~jax_lbfgsb.cli.FieldError` message naming the
+gets HTTP 400 and the :class:`~jax_lbfgsb._options.FieldError` message naming the
 field and its rule.
 
 Limits, so that one request cannot take the machine: at most
@@ -112,7 +112,7 @@ def inputs(fields: Mapping[str, str]):
   takes its default. The page preset applies, as ``jax-lbfgsb solve --preset page``.
 
   Raises:
-    jax_lbfgsb.cli.FieldError: naming the field and its rule.
+    jax_lbfgsb._options.FieldError: naming the field and its rule.
 
   Example:
     >>> p, options, contour = inputs({"function": "rosenbrock", "x0": "-1.2,1", "contour": "1,2"})
@@ -121,7 +121,7 @@ def inputs(fields: Mapping[str, str]):
     >>> inputs({"function": "rosenbrock", "delta": "0.95"})
     Traceback (most recent call last):
     ...
-    jax_lbfgsb.cli.FieldError: delta and kappa must satisfy 0 < delta < kappa < 1; got 0.95, 0.9
+    jax_lbfgsb._options.FieldError: delta and kappa must satisfy 0 < delta < kappa < 1; got 0.95, 0.9
   """
   text = {field: str(fields.get(field) or "").strip() for field in FIELDS}
   for field, value in text.items():

@@ -227,6 +227,16 @@ def test_unsupported_knob_raises_naming_it(field, value):
     LBFGSB(fun=quad, **{field: value})
 
 
+@pytest.mark.parametrize("field, value, rule", [
+    ("history_size", 0, "history_size must be >= 1, got 0"), ("history_size", 2.5, "history_size must be a Python int"),
+    ("tol", -1.0, "tol must be >= 0, got -1.0"), ("maxls", 0, "maxls must be >= 1, got 0"),
+    ("maxiter", float("nan"), "maxiter must be a number"),
+])
+def test_bad_option_values_raise_at_construction(field, value, rule):
+  with pytest.raises((ValueError, TypeError), match=f"LBFGSB: {rule}"):
+    LBFGSB(fun=quad, **{field: value})
+
+
 def test_ignored_knobs_change_nothing():
   with pytest.warns(DeprecationWarning, match="condition"):
     solver = LBFGSB(fun=quad, tol=TOL, maxiter=100, condition="armijo", stepsize=-1.0, jit=False,

@@ -151,9 +151,10 @@ def test_bad_maxls():
     minimize(rosen, jnp.zeros(4), maxls=0)
 
 
-def test_negative_ftol():
-  with pytest.raises(ValueError, match="ftol must be >= 0"):
-    minimize(rosen, jnp.zeros(4), ftol=-1.0)
+@pytest.mark.parametrize("name", ["ftol", "gtol", "pgtol_rel", "xtol_rel"])
+def test_negative_tolerances_raise(name):
+  with pytest.raises(ValueError, match=f"^{name} must be >= 0, got -1.0$"):
+    minimize(rosen, jnp.zeros(4), **{name: -1.0})
 
 
 @pytest.mark.parametrize("name, value, error", [

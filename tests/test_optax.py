@@ -319,7 +319,7 @@ def test_minimize_refuses_half_precision():
 
 
 def test_bad_arguments_raise():
-  with pytest.raises(ValueError, match="memory_size must be a Python int >= 1"):
+  with pytest.raises(ValueError, match="lbfgsb: memory_size must be >= 1, got 0"):
     lbfgsb(memory_size=0)
   with pytest.raises(ValueError, match="gtol must be >= 0"):
     lbfgsb(gtol=-1.0)

@@ -134,6 +134,25 @@ def test_the_other_faces_take_x_scale(capsys):
     cli.main(["solve", "--expr", "x(1)^2", "--scale", "-1"])
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_lbfgsb_run_continues_an_opt_step_in_the_scaled_variables(dtype):
+  from jax_lbfgsb import LBFGSB, OptStep
+
+  bounds, x0 = (-0.4 * S, 0.4 * S), jnp.zeros(6, dtype)
+  first = LBFGSB(fun=quad, tol=1e-10, maxiter=3, x_scale=S).run(x0, bounds, 1.0)
+  continued = LBFGSB(fun=quad, tol=1e-10, maxiter=4).run(first, bounds, 1.0)
+  ref = LBFGSB(fun=quad, tol=1e-10, maxiter=7, x_scale=S).run(x0, bounds, 1.0)
+  assert int(continued.state.iter_num) == int(ref.state.iter_num) == 7  # one longer solve
+  np.testing.assert_array_equal(continued.params, ref.params)
+  np.testing.assert_array_equal(continued.state.result.x_scale, S.astype(dtype))
+  # from params the caller moved: the solve restarts there (in the scaled variables), keeping the memory
+  moved = first.params.at[5].set(100.0)
+  again = LBFGSB(fun=quad, tol=1e-10, maxiter=1).run(OptStep(moved, first.state), bounds, 1.0)
+  start = float(quad(moved, 1.0))  # f where the iteration started: the solver's previous f
+  np.testing.assert_allclose(float(again.state.result.state.fold), start, rtol=64 * float(jnp.finfo(dtype).eps))
+  assert float(again.state.value) < start and int(again.state.iter_num) == 4
+
+
 def _quad_at_1(x):
   return quad(x, 1.0)
 
