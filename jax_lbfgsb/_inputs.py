@@ -37,7 +37,8 @@ from jax_lbfgsb._options import solver_options
 
 __all__ = [
     "Setup", "broadcast_like", "canonicalize_bounds", "check_fun_output", "check_precision", "flat_fun_and_grad",
-    "gradient_form", "parts", "prepare", "prepare_scale", "prepare_x0", "scaled", "solve_scale", "solver_problem",
+    "gradient_form", "is_half", "parts", "prepare", "prepare_scale", "prepare_x0", "scaled", "solve_scale",
+    "solver_problem", "strong",
 ]
 
 
@@ -385,6 +386,38 @@ def prepare_scale(x_scale: Any, x0: Any, dtype: Any, name: str = "x_scale") -> t
   return scale, False
 
 
+# ---------------------------------------------------------------- mixed precision
+
+
+def strong(tree: Any) -> Any:
+  """``tree`` with array leaves and no weak types, so that e.g. ``jnp.full(n, 0.5)`` does not recompile."""
+  return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.asarray(leaf).dtype), tree)
+
+
+def is_half(leaf: Any) -> bool:
+  """Whether ``leaf`` is a float16 or bfloat16 array."""
+  dtype = getattr(leaf, "dtype", None)
+  return dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32
+
+
+def _mixed_x0(x0: Any, name: str, check_nan: bool) -> tuple[Any, Any]:
+  """:func:`prepare_x0` with float16 and bfloat16 leaves kept as they are (no weak types) beside
+  float32 ones, the solve in float32 over their exact float32 values."""
+  if not any(is_half(leaf) for leaf in jax.tree.leaves(x0)):
+    return prepare_x0(x0, name, check_nan)
+  wide, dtype = prepare_x0(jax.tree.map(lambda a: a.astype(jnp.float32) if is_half(a) else a, x0), name, check_nan)
+  return jax.tree.map(lambda a, w: strong(a) if is_half(a) else w, x0, wide), dtype
+
+
+def _half_box(l: Any, u: Any, x0: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """The box rounded inward to each leaf's dtype (as float64 bounds are rounded to float32),
+  in ``dtype``: float32 iterates inside it round to nearest into it."""
+  unravel = ravel_pytree(jax.tree.map(lambda a: a.astype(dtype), x0))[1]
+  pairs = [_fix_crossed(_cast_inward(lo, a.dtype, -np.inf), _cast_inward(hi, a.dtype, np.inf))
+           for lo, hi, a in zip(*(jax.tree.leaves(unravel(jnp.asarray(b))) for b in (l, u)), jax.tree.leaves(x0))]
+  return tuple(jnp.concatenate([pair[k].astype(dtype).ravel() for pair in pairs]) for k in (0, 1))
+
+
 # ---------------------------------------------------------------- fun's forms
 
 
@@ -487,13 +520,15 @@ class Setup:
   whose ``fun`` and flags are static, so that the compiled solve is keyed by them.
 
   Attributes:
-    fun: ``fun`` keyed by its jaxpr (:func:`~jax_lbfgsb._fun_key.traced_fun`),
+    fun: ``fun`` keyed by its jaxpr (:func:`~jax_lbfgsb._fun_key.traced_fun`)
+      (None in the optax face, whose objective comes with each update),
       returning ``f``, ``(f, grad)`` with ``jac``, ``(f, aux)`` with ``has_aux``.
     jac: whether ``fun`` returns its gradient.
     has_aux: whether ``fun`` returns an auxiliary output.
     auto_scale: ``x_scale="auto"``: the scales are chosen when a solve starts
       (:func:`solve_scale`).
-    x0: a pytree of float arrays of one dtype, the dtype of the solve.
+    x0: a pytree of float arrays of one dtype, the dtype of the solve
+      (float16 and bfloat16 leaves beside float32 ones in mixed precision).
     l, u: ``(n,)`` bounds over the raveled ``x0``, rounded inward to its dtype.
     args: ``fun``'s arguments, then the arrays it closes over (so that the
       implicit derivatives reach them).
@@ -501,7 +536,7 @@ class Setup:
     options: the solver's :class:`~jax_lbfgsb._solver.Options`.
   """
 
-  fun: TracedFun
+  fun: TracedFun | None
   jac: bool
   has_aux: bool
   auto_scale: bool
@@ -520,17 +555,21 @@ class Setup:
     return x0_flat, unravel, flat_fun_and_grad(self.fun, self.jac, self.has_aux, unravel)
 
 
-def prepare(fun: Callable[..., Any], x0: Any, args: Any = (), bounds: Any = None, *, jac: Any = None,
-            has_aux: bool = False, x_scale: Any = None, options: dict[str, Any] | None = None,
-            name: str = "x0") -> Setup:
+def prepare(fun: Callable[..., Any] | None, x0: Any, args: Any = (), bounds: Any = None, *, jac: Any = None,
+            has_aux: bool = False, x_scale: Any = None, options: dict[str, Any] | None = None, name: str = "x0",
+            scale_name: str = "x_scale", mixed: bool = False, check_nan: bool = True) -> Setup:
   """The one preparation of a problem, shared by every face: ``fun`` in its gradient form
   (:func:`gradient_form`) keyed by its jaxpr, ``x0`` (:func:`prepare_x0`), the bounds
   (:func:`canonicalize_bounds`), the scales (:func:`prepare_scale`; all ones are no scaling, the
   very program of a solve without them) and the solver's options from checked option values
   (:func:`~jax_lbfgsb._options.check_options`, :data:`~jax_lbfgsb._options.DEFAULTS` for the rest).
 
-  ``args`` that is not a tuple is one argument, as in SciPy; ``name`` is how
-  the face calls ``x0`` in its errors.
+  ``args`` that is not a tuple is one argument, as in SciPy; ``name`` and
+  ``scale_name`` are how the face calls ``x0`` and ``x_scale`` in its errors. ``fun`` None (the optax face, whose
+  objective comes with each update) prepares the rest. ``mixed``: float16 and
+  bfloat16 leaves of ``x0`` stay as they are and the solve runs in float32,
+  with the bounds rounded inward to each leaf's dtype. ``check_nan=False``
+  leaves NaN entries to the solver (``NONFINITE``; no host sync).
 
   >>> setup = prepare(lambda x, c: jnp.sum((x - c) ** 2), np.zeros(2), 1.0, bounds=(0, 0.5))
   >>> setup.l, setup.u, setup.args
@@ -538,12 +577,17 @@ def prepare(fun: Callable[..., Any], x0: Any, args: Any = (), bounds: Any = None
   """
   if not isinstance(args, tuple):
     args = (args,)
-  jac, fun = gradient_form(jac, fun)
-  x0, dtype = prepare_x0(x0, name)
+  x0, dtype = _mixed_x0(x0, name, check_nan) if mixed else prepare_x0(x0, name, check_nan)
   l, u = canonicalize_bounds(bounds, x0, dtype)
-  scale, auto_scale = prepare_scale(x_scale, x0, dtype)
+  if mixed and any(is_half(leaf) for leaf in jax.tree.leaves(x0)):
+    l, u = _half_box(l, u, x0, dtype)
+  scale, auto_scale = prepare_scale(x_scale, x0, dtype, scale_name)
   if scale is not None and not isinstance(scale, jax.core.Tracer) and np.all(np.asarray(scale) == 1):
     scale = None
-  traced, consts = traced_fun(fun, x0, args)
-  return Setup(traced, bool(jac), bool(has_aux), auto_scale, x0, l, u, (*args, *consts), scale,
+  traced = None
+  if fun is not None:
+    jac, fun = gradient_form(jac, fun)
+    traced, consts = traced_fun(fun, x0, args)
+    args = (*args, *consts)
+  return Setup(traced, bool(jac), bool(has_aux), auto_scale, x0, l, u, args, scale,
                solver_options(dtype, **(options or {})))

@@ -22,10 +22,10 @@ from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _solver
 from jax_lbfgsb._bounds import project
-from jax_lbfgsb._inputs import _cast_inward, _fix_crossed, canonicalize_bounds, prepare_scale, prepare_x0, solve_scale, solver_problem
+from jax_lbfgsb._inputs import Setup, prepare, prepare_scale, solve_scale, solver_problem, strong
 from jax_lbfgsb._minimize import fast_compile_jit, unscaled
-from jax_lbfgsb._options import DEFAULTS, check_options, solver_options
-from jax_lbfgsb._solver import Box, LbfgsbState, Options
+from jax_lbfgsb._options import DEFAULTS, check_options
+from jax_lbfgsb._solver import Box, LbfgsbState
 from jax_lbfgsb._status import Termination
 
 __all__ = ["LbfgsbTransformState", "lbfgsb"]
@@ -59,50 +59,20 @@ class LbfgsbTransformState(NamedTuple):
   scale: jax.Array | None = None
 
 
-def _flat_bounds(lower: Any, upper: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
-  """``(l, u)`` over the raveled params; for array params, lists are arrays (never ``(lo, hi)`` pairs)."""
+def _setup(lower: Any, upper: Any, params: Any, options: dict[str, Any], x_scale: Any = None) -> Setup:
+  """``params``, the box and the options through the input layer (:func:`~jax_lbfgsb._inputs.prepare`,
+  in mixed precision, NaN params left to the solver: no host sync per update); for array params,
+  lists are arrays (``lower`` and ``upper`` are never ``(lo, hi)`` pairs)."""
   if isinstance(params, (jax.Array, np.ndarray)):
     lower, upper = (None if b is None else jnp.asarray(b) for b in (lower, upper))
-  return canonicalize_bounds((lower, upper), params, dtype)
-
-
-def _strong(tree: Any) -> Any:
-  """``tree`` with array leaves and no weak types, so that e.g. ``jnp.full(n, 0.5)`` does not recompile."""
-  return jax.tree.map(lambda leaf: jnp.asarray(leaf, jnp.asarray(leaf).dtype), tree)
-
-
-def _is_half(leaf: Any) -> bool:
-  dtype = getattr(leaf, "dtype", None)
-  return dtype is not None and jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32
-
-
-def _params(params: Any) -> tuple[Any, Any]:
-  """``(params, dtype)`` through minimize's input layer (one float dtype, no weak types);
-  NaN params are left to the solver (``NONFINITE``), so no host sync per update.
-
-  Mixed precision: float16 and bfloat16 leaves stay as they are, and the solve
-  runs in float32 (``dtype``), over their exact float32 values."""
-  name = "lbfgsb: params"
-  if not any(_is_half(leaf) for leaf in jax.tree.leaves(params)):
-    return prepare_x0(params, name, check_nan=False)
-  wide, dtype = prepare_x0(jax.tree.map(lambda a: a.astype(jnp.float32) if _is_half(a) else a, params), name,
-                           check_nan=False)
-  return jax.tree.map(lambda a, w: _strong(a) if _is_half(a) else w, params, wide), dtype
+  return prepare(None, params, bounds=(lower, upper), x_scale=x_scale, options=options, name="lbfgsb: params",
+                 scale_name="lbfgsb: x_scale", mixed=True, check_nan=False)
 
 
 def _widened(params: Any, dtype: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
   """``(p, unravel)``: the params raveled in the solve's ``dtype`` (exact), and back to each leaf's dtype."""
   p, unravel = ravel_pytree(jax.tree.map(lambda a: a.astype(dtype), params))
   return p, lambda flat: jax.tree.map(lambda a, leaf: a.astype(leaf.dtype), unravel(flat), params)
-
-
-def _half_box(l: Any, u: Any, params: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
-  """The box rounded inward to each leaf's dtype (as ``minimize`` rounds float64 bounds to
-  float32), in ``dtype``: float32 iterates inside it round to nearest into it."""
-  unravel = ravel_pytree(jax.tree.map(lambda a: a.astype(dtype), params))[1]
-  pairs = [_fix_crossed(_cast_inward(lo, a.dtype, -np.inf), _cast_inward(hi, a.dtype, np.inf))
-           for lo, hi, a in zip(*(jax.tree.leaves(unravel(jnp.asarray(b))) for b in (l, u)), jax.tree.leaves(params))]
-  return tuple(jnp.concatenate([pair[k].astype(dtype).ravel() for pair in pairs]) for k in (0, 1))
 
 
 def _rounded(a: jax.Array) -> jax.Array:
@@ -306,27 +276,21 @@ def lbfgsb(
   checked = check_options({"maxcor": "memory_size"}, "lbfgsb", maxcor=memory_size, maxls=maxls, ftol=ftol, gtol=gtol,
                           maxiter=_NO_LIMIT, maxfun=_NO_LIMIT)
 
-  def box_and_options(params: Any, dtype: Any) -> tuple[Box, Options]:
-    l, u = _flat_bounds(lower, upper, params, dtype)
-    if any(_is_half(leaf) for leaf in jax.tree.leaves(params)):
-      l, u = _half_box(l, u, params, dtype)
-    return Box.of(l, u), solver_options(dtype, **checked)  # SciPy's line search and tests
-
   auto = prepare_scale(x_scale, None, None, "lbfgsb: x_scale")[1] if isinstance(x_scale, str) else False
 
   def init_fn(params: Any) -> LbfgsbTransformState:
-    params, dtype = _params(params)
-    box, options = box_and_options(params, dtype)
-    p = _widened(params, dtype)[0]
-    scale = jnp.ones_like(p) if auto else prepare_scale(x_scale, params, dtype, "lbfgsb: x_scale")[0]
+    setup = _setup(lower, upper, params, checked, None if auto else x_scale)
+    box, dtype = Box.of(setup.l, setup.u), setup.l.dtype
+    p = _widened(setup.x0, dtype)[0]
+    scale = jnp.ones_like(p) if auto else setup.scale
     # Zeros of the solver state's shapes, a placeholder that evaluates
     # nothing: the first update starts the solve at its params (landed is NaN).
     shapes = jax.eval_shape(
-        lambda p, box: _solver.init(lambda x: (jnp.sum(x), x), p, box, options, memory_size), p, box
+        lambda p, box: _solver.init(lambda x: (jnp.sum(x), x), p, box, setup.options, memory_size), p, box
     )
     solver = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     return LbfgsbTransformState(
-        value=jnp.full((), jnp.inf, p.dtype), grad=jax.tree.map(jnp.zeros_like, params),
+        value=jnp.full((), jnp.inf, p.dtype), grad=jax.tree.map(jnp.zeros_like, setup.x0),
         landed=jnp.full_like(p, jnp.nan),
         solver=_solver.with_termination(solver, Termination.RUNNING), scale=scale,
     )
@@ -342,8 +306,8 @@ def lbfgsb(
       **extra_args: Any,
   ) -> tuple[Any, LbfgsbTransformState]:
     del updates  # the gradient, by convention; ``grad`` is the same
-    (params, dtype), (value, grad) = _params(params), _strong((value, grad))
-    box, options = box_and_options(params, dtype)
-    return _update_jit(value_fn, auto, params, state, value, grad, box, options, extra_args)
+    setup = _setup(lower, upper, params, checked)
+    return _update_jit(value_fn, auto, setup.x0, state, *strong((value, grad)), Box.of(setup.l, setup.u),
+                       setup.options, extra_args)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
