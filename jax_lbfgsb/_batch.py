@@ -28,8 +28,9 @@ from jax.flatten_util import ravel_pytree
 from jax_lbfgsb import _status
 from jax_lbfgsb._fun_key import traced_fun
 from jax_lbfgsb._implicit import differentiable_solve
-from jax_lbfgsb._inputs import canonicalize_bounds, check_fun_output, flat_fun_and_grad, gradient_form, parts, prepare_x0
+from jax_lbfgsb._inputs import canonicalize_bounds, prepare_x0
 from jax_lbfgsb._minimize import OptimizeResult, _keyword_defaults, _result, fast_compile_jit
+from jax_lbfgsb._objective import check_fun_output, flat_fun_and_grad, gradient_form, parts
 from jax_lbfgsb._options import check_options, solver_options
 from jax_lbfgsb._solver import Box, Hooks, init, step
 from jax_lbfgsb._status import Termination

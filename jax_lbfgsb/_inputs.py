@@ -1,7 +1,8 @@
 """The input layer shared by every entry point: a problem as the solver takes it.
 
 :func:`prepare` is the one preparation every face calls (``minimize``, and so
-``fmin_l_bfgs_b`` and the command line and the page, ``LBFGSB``): it returns
+``fmin_l_bfgs_b``, the command line and the page; ``LBFGSB``; the optax
+transformation): it returns
 a :class:`Setup`, the pytree each jitted solve takes. Its pieces:
 :func:`prepare_x0` turns what SciPy and JAX users pass as ``x0`` (a NumPy or
 JAX array, a Python list of numbers, integers, a pytree of arrays) into a
@@ -9,11 +10,9 @@ pytree of float arrays without weak types (JAX arrays stay JAX arrays, host
 values become NumPy arrays), and names the dtype of the solve; the bounds go
 through :func:`canonicalize_bounds` (rounded inward to the dtype of the
 solve), the scales through :func:`prepare_scale`, both broadcast over pytrees
-by :func:`broadcast_like`; :func:`gradient_form` reads SciPy's ``jac``, and
-:func:`flat_fun_and_grad` is ``fun`` over the raveled variables. The optax
-transformation and ``minimize_batch``, whose ``fun`` comes per update or per
-problem, use the pieces. The scales' view of the problem
-(:func:`solver_problem`) is shared by every face. Option values are checked in
+by :func:`broadcast_like`; ``fun``'s forms are read by
+:mod:`jax_lbfgsb._objective`. ``minimize_batch``, whose ``x0``, bounds and
+``args`` carry a batch axis, uses the pieces. Option values are checked in
 :mod:`jax_lbfgsb._options`.
 """
 
@@ -30,15 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jax_lbfgsb import _scaling
-from jax_lbfgsb._bounds import project
 from jax_lbfgsb._fun_key import TracedFun, traced_fun
+from jax_lbfgsb._objective import check_fun_output, flat_fun_and_grad, gradient_form
 from jax_lbfgsb._options import solver_options
 
 __all__ = [
-    "Setup", "broadcast_like", "canonicalize_bounds", "check_fun_output", "check_precision", "flat_fun_and_grad",
-    "gradient_form", "is_half", "parts", "prepare", "prepare_scale", "prepare_x0", "scaled", "solve_scale",
-    "solver_problem", "strong",
+    "Setup", "broadcast_like", "canonicalize_bounds", "check_precision", "is_half", "prepare", "prepare_scale",
+    "prepare_x0", "strong",
 ]
 
 
@@ -418,97 +415,7 @@ def _half_box(l: Any, u: Any, x0: Any, dtype: Any) -> tuple[jax.Array, jax.Array
   return tuple(jnp.concatenate([pair[k].astype(dtype).ravel() for pair in pairs]) for k in (0, 1))
 
 
-# ---------------------------------------------------------------- fun's forms
-
-
-def gradient_form(jac: Any, fun: Callable[..., Any]) -> tuple[bool, Callable[..., Any]]:
-  """``(jac, fun)`` with ``jac`` a bool: SciPy's ``jac`` forms, the gradient never by finite differences."""
-  if jac is None or jac is False or (isinstance(jac, str) and jac in ("2-point", "3-point", "cs")):
-    return False, fun
-  if jac is True:
-    return True, fun
-  if callable(jac):
-    return True, lambda x, *args: (fun(x, *args), jac(x, *args))
-  raise ValueError(
-      f"minimize: jac={jac!r} is not understood; use None (gradient by jax.grad), True (fun returns"
-      " (f, grad)) or a callable jac(x, *args) returning the gradient."
-  )
-
-
-def parts(out: Any, jac: bool, has_aux: bool) -> tuple[Any, Any, Any]:
-  """``(f, grad or None, aux or None)`` from ``fun``'s output: ``f``, ``(f, grad)``
-  with ``jac``, ``(f, aux)`` with ``has_aux``, ``((f, aux), grad)`` with both."""
-  grad = None
-  if jac:
-    out, grad = out
-  aux = None
-  if has_aux:
-    out, aux = out
-  return out, grad, aux
-
-
-def flat_fun_and_grad(fun: Callable[..., Any], jac: bool, has_aux: bool, unravel: Callable[[Any], Any]
-                      ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
-  """``fun_and_grad(x, params) -> (f, g)`` over the raveled variables ``x``: ``fun(unravel(x), *params)``
-  and its gradient (``fun``'s own with ``jac``, else :func:`jax.value_and_grad`), raveled, in ``x``'s dtype."""
-  value = lambda *inputs: parts(fun(*inputs), False, has_aux)[0]  # noqa: E731
-
-  def fun_and_grad(x, params):
-    inputs = (unravel(x), *params)
-    f, g = parts(fun(*inputs), True, has_aux)[:2] if jac else jax.value_and_grad(value)(*inputs)
-    return jnp.asarray(f, x.dtype).reshape(()), ravel_pytree(g)[0].astype(x.dtype)
-
-  return fun_and_grad
-
-
-def check_fun_output(fun, jac, has_aux, x0, args) -> None:
-  """Trace-time check of ``fun``'s output: a float scalar, with ``grad`` shaped like ``x0``."""
-  out = jax.eval_shape(fun, x0, *args)
-  shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
-  form = {(False, False): "f", (True, False): "(f, grad)", (False, True): "(f, aux)",
-          (True, True): "((f, aux), grad)"}[jac, has_aux]
-  pair = lambda o: isinstance(o, (tuple, list)) and len(o) == 2  # noqa: E731
-  if (jac or has_aux) and not (pair(out) and (not (jac and has_aux) or pair(out[0]))):
-    raise TypeError(f"with jac={jac}, has_aux={has_aux}, fun must return {form}; got {shapes(out)}.")
-  f_out, grad, _ = parts(out, jac, has_aux)
-  if jac and shapes(grad) != shapes(x0):
-    raise TypeError(f"fun must return {form} with grad shaped like x0 {shapes(x0)}; got grad {shapes(grad)}.")
-  if not hasattr(f_out, "shape") or f_out.shape != () or not jnp.issubdtype(f_out.dtype, jnp.floating):
-    raise TypeError(
-        ("fun must return a float scalar" if form == "f" else f"fun must return {form} with f a float scalar")
-        + f" (shape ()); got"
-        f" {getattr(f_out, 'dtype', type(f_out).__name__)}{getattr(f_out, 'shape', '')}."
-        " Reduce it, e.g. return jnp.sum(...)."
-    )
-
-
 # ---------------------------------------------------------------- the problem
-
-
-def scaled(fun_and_grad: Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]
-           ) -> Callable[[jax.Array, tuple], tuple[jax.Array, jax.Array]]:
-  """The objective the solver sees with scales ``s``, the last of ``params``: ``f(s y)`` and ``s g``
-  (the scales reach it as a param, so implicit derivatives reach them)."""
-  def fg(y, params):
-    f, g = fun_and_grad(y * params[-1], params[:-1])
-    return f, g * params[-1]
-  return fg
-
-
-def solve_scale(fun_and_grad, params, auto_scale: bool, scale, x0_flat, l, u) -> Any:
-  """The scales of a new solve: ``"auto"``'s, chosen at ``P(x0)`` (:func:`._scaling.auto_scale`), or ``scale``."""
-  if not auto_scale:
-    return scale
-  return _scaling.auto_scale(lambda x: fun_and_grad(x, params)[1], project(x0_flat, l, u), l, u)
-
-
-def solver_problem(fun_and_grad, params: tuple, scale, l, u, x) -> tuple:
-  """``(fun_and_grad, params, l, u, x)`` as the solver sees them: as given without scales; with
-  scales ``s``, :func:`scaled` (``f(s y)``, ``s g``, with ``s`` appended to ``params``), the box
-  ``[l/s, u/s]`` and ``x / s``."""
-  if scale is None:
-    return fun_and_grad, params, l, u, x
-  return scaled(fun_and_grad), (*params, scale), l / scale, u / scale, x / scale
 
 
 @functools.partial(jax.tree_util.register_dataclass,

@@ -20,9 +20,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _solver
-from jax_lbfgsb._inputs import Setup, broadcast_like, prepare, solve_scale, solver_problem
+from jax_lbfgsb._inputs import Setup, broadcast_like, prepare
 from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._minimize import OptimizeResult, _result, fast_compile_jit, minimize, outputs, unscaled
+from jax_lbfgsb._objective import solve_scale, solver_problem
 from jax_lbfgsb._options import check_options
 from jax_lbfgsb._solver import Box, Hooks, advance, init, resume
 from jax_lbfgsb._status import Outcome, codes

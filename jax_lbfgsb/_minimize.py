@@ -17,7 +17,8 @@ from jax.flatten_util import ravel_pytree
 from jax_lbfgsb import _status
 from jax_lbfgsb._compact import InverseHessian
 from jax_lbfgsb._implicit import differentiable_solve
-from jax_lbfgsb._inputs import Setup, parts, prepare, solve_scale, solver_problem
+from jax_lbfgsb._inputs import Setup, prepare
+from jax_lbfgsb._objective import parts, solve_scale, solver_problem
 from jax_lbfgsb._options import DEFAULTS, check_options, iprint_of
 from jax_lbfgsb._iprint import IprintPrinter
 from jax_lbfgsb._solver import Box, History, Hooks, LbfgsbState, init, resume, run

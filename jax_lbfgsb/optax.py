@@ -22,8 +22,9 @@ from jax.flatten_util import ravel_pytree
 
 from jax_lbfgsb import _solver
 from jax_lbfgsb._bounds import project
-from jax_lbfgsb._inputs import Setup, prepare, prepare_scale, solve_scale, solver_problem, strong
+from jax_lbfgsb._inputs import Setup, prepare, prepare_scale, strong
 from jax_lbfgsb._minimize import fast_compile_jit, unscaled
+from jax_lbfgsb._objective import solve_scale, solver_problem
 from jax_lbfgsb._options import DEFAULTS, check_options
 from jax_lbfgsb._solver import Box, LbfgsbState
 from jax_lbfgsb._status import Termination
