@@ -173,24 +173,29 @@ def update_grams(
   if devices > 1:
     return result(full())
 
+  sizes = change_tiers(free.size) if tiers is None else tuple(tiers)
   changed = free != grams.free
   nchanged = jnp.sum(changed, dtype=jnp.int32)
 
-  def incremental(size):
-    def update(sums):
-      # Positions of the first `size` changes, in index order, by binary
-      # search on their running count (no scatter, which is slow on CPU);
-      # entries past nchanged get weight 0.
-      count = lax.associative_scan(jnp.add, changed.astype(jnp.int32))
-      rank = jnp.arange(1, size + 1, dtype=jnp.int32)
-      idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
-      w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(S.dtype)
-      # One product of the changed columns of [Y; S]: its Y'Y, S'Y and S'S blocks.
-      x_c = jnp.concatenate([Y[:, idx], S[:, idx]])
-      g = jnp.matmul(x_c * w[None, :], x_c.T, precision=_HI)
-      return sums + jnp.stack([g[:m, :m], g[m:, :m], -g[m:, :m], -g[m:, m:]])
+  def incremental(sums):
+    # Positions of the first sizes[-1] changes, in index order, by binary
+    # search on their running count (no scatter, which is slow on CPU);
+    # entries past nchanged get weight 0. Each tier takes the first `size`.
+    count = jnp.cumsum(changed, dtype=jnp.int32)
+    rank = jnp.arange(1, sizes[-1] + 1, dtype=jnp.int32)
+    idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
+    w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(S.dtype)
 
-    return update
+    def update(size):
+      def product(_):
+        # One product of the changed columns of [Y; S]: its Y'Y, S'Y and S'S blocks.
+        x_c = jnp.concatenate([Y[:, idx[:size]], S[:, idx[:size]]])
+        g = jnp.matmul(x_c * w[None, :size], x_c.T, precision=_HI)
+        return sums + jnp.stack([g[:m, :m], g[m:, :m], -g[m:, :m], -g[m:, m:]])
+
+      return product
+
+    return lax.switch(tier - 1, [update(k) for k in sizes], None)
 
   def replaced_pair(sums, apply):
     # The replaced pair's row and column, over the new free set: two passes,
@@ -207,15 +212,14 @@ def update_grams(
     apply = apply & grams.dirty[k]
     return jnp.where(apply & at_k[None, :], col, jnp.where(apply & at_k[:, None], row, sums))
 
-  sizes = change_tiers(free.size) if tiers is None else tuple(tiers)
-  # Branch 0: no change; 1 + i: up to sizes[i] changes; last: recompute.
-  tier = jnp.where(nchanged == 0, 0, 1 + jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32))
+  # Tier 1 + i: up to sizes[i] changes; branch 0: no change, 1: incremental, 2: recompute.
+  tier = 1 + jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32)
   usable = grams.valid & (jnp.sum(grams.dirty) <= 1)
-  branch = jnp.where(usable, tier, len(sizes) + 1)
+  branch = jnp.where(usable & (tier <= len(sizes)), jnp.where(nchanged == 0, 0, 1), 2)
 
   def on_cpu():
-    sums = lax.switch(branch, [lambda sums: sums, *(incremental(k) for k in sizes), full], grams.sums)
-    return replaced_pair(sums, branch <= len(sizes))
+    sums = lax.switch(branch, [lambda sums: sums, incremental, full], grams.sums)
+    return replaced_pair(sums, branch <= 1)
 
   # On an accelerator the O(m^2 n) recomputation is a few matrix products, and
   # a switch a host round trip: there the sums are always recomputed.
