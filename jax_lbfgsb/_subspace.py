@@ -188,10 +188,11 @@ def update_grams(
 
     def update(size):
       def product(_):
-        # One product of the changed columns of [Y; S]: its Y'Y, S'Y and S'S blocks.
-        x_c = jnp.concatenate([Y[:, idx[:size]], S[:, idx[:size]]])
-        g = jnp.matmul(x_c * w[None, :size], x_c.T, precision=_HI)
-        return sums + jnp.stack([g[:m, :m], g[m:, :m], -g[m:, :m], -g[m:, m:]])
+        # The changed columns' products, one per pair of Y and S: one product of
+        # [Y; S] would round differently under XLA's default emitters.
+        y_c, s_c = Y[:, idx[:size]], S[:, idx[:size]]
+        gram = lambda p, q: jnp.matmul(p * w[None, :size], q.T, precision=_HI)  # noqa: E731
+        return sums + jnp.stack([gram(y_c, y_c), gram(s_c, y_c), -gram(s_c, y_c), -gram(s_c, s_c)])
 
       return product
 
