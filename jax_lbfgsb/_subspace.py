@@ -242,7 +242,7 @@ def formk(memory: Memory, sums: jax.Array) -> tuple[tuple[jax.Array, jax.Array, 
   eye = jnp.eye(m, dtype=memory.S.dtype)
   yzy, szy, say, sas = sums
   i, j = jnp.arange(m)[:, None], jnp.arange(m)[None, :]
-  m11 = jnp.where(both, jnp.diag(jnp.diagonal(memory.SY)) + yzy / theta, eye)
+  m11 = jnp.where(both, jnp.where(i == j, memory.SY, 0.0) + yzy / theta, eye)
   # B[j, i] = -S_i'AA'Y_j for j < i, S_i'ZZ'Y_j for j >= i.
   b12 = jnp.where(both, jnp.where(i < j, -say.T, szy.T), 0.0)
   c22 = jnp.where(both, theta * sas, eye)
