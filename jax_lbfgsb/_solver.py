@@ -446,7 +446,6 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   stpmax = jnp.maximum(stpmx, stp)
   gd0 = jnp.vdot(state.g, d)
   noise = _rounding(state.f)
-  fall = -noise
 
   def cond(ls: _LineSearch):
     return ~(ls.done | ls.failed)
@@ -468,7 +467,7 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     finite = _LineSearch(
         x=xt, f=f, g=g, gd=gd, stp=new_stp, dcsrch=ds, ifun=ifun, nans=ls.nans, nfev=ls.nfev + 1, done=done,
         failed=~done & ((ifun - 1 >= options.maxls) | (ls.nans >= options.maxls)), bad=ls.bad, good=good,
-        rose=ls.rose | ((change > noise) & (predicted < fall)), fell=ls.fell | (change < 0),
+        rose=ls.rose | ((change > noise) & (-predicted > noise)), fell=ls.fell | (change < 0),
     )
     # A NaN or inf trial: dcsrch's state kept, the step halved toward stx.
     nans = ls.nans + 1
