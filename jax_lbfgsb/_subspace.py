@@ -200,15 +200,15 @@ def update_grams(
 
   def replaced_pair(sums, apply):
     # The replaced pair's row and column, over the new free set: two passes,
-    # Y and S each times three masked vectors; one write of all four sums.
+    # Y and S each times the four masked vectors; one write of all four sums.
     k = jnp.argmax(grams.dirty)
     yk, sk = Y[k], S[k]
-    zy, zs = jnp.where(free, yk, 0.0), jnp.where(free, sk, 0.0)
-    ay, as_ = jnp.where(free, 0.0, yk), jnp.where(free, 0.0, sk)
-    by_y = jnp.matmul(Y, jnp.stack([zy, zs, as_], axis=1), precision=_HI)
-    by_s = jnp.matmul(S, jnp.stack([zy, ay, as_], axis=1), precision=_HI)
-    row = jnp.stack([by_y[:, 0], by_y[:, 1], by_y[:, 2], by_s[:, 2]])[:, None, :]
-    col = jnp.stack([by_y[:, 0], by_s[:, 0], by_s[:, 1], by_s[:, 2]])[:, :, None]
+    masked = jnp.stack([jnp.where(free, yk, 0.0), jnp.where(free, sk, 0.0), jnp.where(free, 0.0, yk),
+                        jnp.where(free, 0.0, sk)], axis=1)  # Z'y, Z's, A'y, A's
+    by_y = jnp.matmul(Y, masked, precision=_HI)
+    by_s = jnp.matmul(S, masked, precision=_HI)
+    row = jnp.stack([by_y[:, 0], by_y[:, 1], by_y[:, 3], by_s[:, 3]])[:, None, :]
+    col = jnp.stack([by_y[:, 0], by_s[:, 0], by_s[:, 2], by_s[:, 3]])[:, :, None]
     at_k = jnp.arange(m) == k
     apply = apply & grams.dirty[k]
     return jnp.where(apply & at_k[None, :], col, jnp.where(apply & at_k[:, None], row, sums))
