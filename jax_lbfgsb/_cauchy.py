@@ -430,11 +430,13 @@ def cauchy_point(
   brk_u = moving & has_u & (neggi > 0)
   has_break = brk_l | brk_u
   t = jnp.where(brk_l, tl / jnp.where(brk_l, -neggi, 1.0), jnp.where(brk_u, tu / jnp.where(brk_u, neggi, 1.0), jnp.inf))
-  nbreak = jnp.sum(has_break, dtype=jnp.int32)
-  # One reduction for two flags: 2 if a moving variable without a breakpoint has
-  # g != 0 (the path is unbounded), 1 if one has g = 0, else 0.
-  unlimited = jnp.max(jnp.where(moving & ~has_break, jnp.where(jnp.abs(neggi) > 0, 2, 1), 0).astype(jnp.int32),
-                      initial=0)
+  # One reduction (a sum and a max) for the number of breakpoints and two
+  # flags: 2 if a moving variable without a breakpoint has g != 0 (the path is
+  # unbounded), 1 if one has g = 0, else 0.
+  nbreak, unlimited = lax.reduce(
+      (has_break.astype(jnp.int32),
+       jnp.where(moving & ~has_break, jnp.where(jnp.abs(neggi) > 0, 2, 1), 0).astype(jnp.int32)),
+      (jnp.int32(0), jnp.int32(0)), lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1])), (0,))
   bnded = unlimited < 2
 
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
