@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, bmv_factors, chronological_w, w_rows, w_transpose_times
+from jax_lbfgsb._compact import BmvFactors, Memory, bmv, bmv_factors, chronological_w, w_rows, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -71,6 +71,7 @@ class CauchyPoint(NamedTuple):
     free: True for variables free at ``xcp`` (``iwhere <= 0``).
     nseg: number of segments explored (int32).
     info: True when a triangular solve with the middle matrix failed.
+    factors: :func:`~jax_lbfgsb._compact.bmv_factors` of the memory (the subspace step's ``bmv`` reuses them).
   """
 
   xcp: jax.Array
@@ -78,6 +79,7 @@ class CauchyPoint(NamedTuple):
   free: jax.Array
   nseg: jax.Array
   info: jax.Array
+  factors: BmvFactors
 
 
 class _Segment(NamedTuple):
@@ -475,4 +477,4 @@ def cauchy_point(
   xcp = jnp.where(trivial, x, xcp)
   c = jnp.where(trivial, jnp.zeros_like(c), c)
   nseg = jnp.where(trivial, 0, 1 + seg.k).astype(jnp.int32)
-  return CauchyPoint(xcp=xcp, c=c, free=~fixed & ~pinned & ~hit, nseg=nseg, info=seg.info)
+  return CauchyPoint(xcp=xcp, c=c, free=~fixed & ~pinned & ~hit, nseg=nseg, info=seg.info, factors=factors)

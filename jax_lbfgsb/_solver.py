@@ -25,7 +25,7 @@ from jax import lax
 
 from jax_lbfgsb._bounds import max_feasible_step, project, projected_gradient, projected_gradient_norm
 from jax_lbfgsb._cauchy import CauchyPoint, cauchy_point
-from jax_lbfgsb._compact import Memory, init_memory, refresh, update_memory
+from jax_lbfgsb._compact import Memory, bmv_factors, init_memory, refresh, update_memory
 from jax_lbfgsb._dcsrch import (
     FG,
     DcsrchState,
@@ -500,7 +500,7 @@ def _subspace_step(x, g, l, u, gcp: CauchyPoint, memory: Memory, grams: Grams | 
   (None for small problems, which keep none: ``init_grams``)."""
   new_grams = None if grams is None else update_grams(grams, memory, gcp.free, devices=devices)
   factors, info_k = formk(memory, chronological_sums(memory, new_grams, gcp.free))
-  r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
+  r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory, gcp.factors)
   sub = subspace_minimization(x, g, l, u, gcp.xcp, r, gcp.free, memory, factors)
   return sub._replace(info=sub.info | info_k | info_r), new_grams
 
@@ -515,7 +515,7 @@ def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspa
   def skip_cauchy():  # unconstrained with a non-empty memory: z = x, all free
     return CauchyPoint(
         xcp=x, c=jnp.zeros((2 * memory.S.shape[0],), x.dtype), free=jnp.ones((n,), bool),
-        nseg=_i32(0), info=jnp.zeros((), bool),
+        nseg=_i32(0), info=jnp.zeros((), bool), factors=bmv_factors(memory),
     )
 
   # Both variants of cond_on_cpu call jitted kernels: each is traced once.

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin, steps_to_bounds
-from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
+from jax_lbfgsb._compact import BmvFactors, Memory, bmv, chronological_slots, w_times
 
 __all__ = [
     "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "change_tiers", "init_grams", "update_grams",
@@ -254,14 +254,14 @@ def formk(memory: Memory, sums: jax.Array) -> tuple[tuple[jax.Array, jax.Array, 
 
 
 def reduced_gradient(
-    x: jax.Array, g: jax.Array, xcp: jax.Array, c: jax.Array, memory: Memory
+    x: jax.Array, g: jax.Array, xcp: jax.Array, c: jax.Array, memory: Memory, factors: BmvFactors | None = None
 ) -> tuple[jax.Array, jax.Array]:
   """``r = -theta (xcp - x) - g + W M c`` on all variables (``cmprlb``), and ``info``.
 
-  The caller restricts ``r`` to the free variables.
+  The caller restricts ``r`` to the free variables. ``factors``: :func:`bmv`'s, when already formed.
   """
   m = memory.S.shape[0]
-  wa = bmv(memory, c)
+  wa = bmv(memory, c, factors)
   r = -memory.theta * (xcp - x) - g + w_times(memory, wa[:m], memory.theta * wa[m:])
   return r, ~jnp.all(jnp.isfinite(wa))
 
