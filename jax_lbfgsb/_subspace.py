@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin, steps_to_bounds
-from jax_lbfgsb._compact import BmvFactors, Memory, bmv, chronological_slots, w_times
+from jax_lbfgsb._compact import BmvFactors, Memory, bmv, chronological_slots, w_times, w_transpose_times
 
 __all__ = [
     "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "change_tiers", "init_grams", "update_grams",
@@ -290,14 +290,13 @@ def subspace_minimization(
   m = memory.S.shape[0]
   theta = memory.theta
   u11, x12, u22 = factors
-  slots, valid = chronological_slots(memory)
   has_l = l > -jnp.inf
   has_u = u < jnp.inf
   r = jnp.where(free, r, 0.0)
 
   # 1. Newton direction on the free variables: solve with U' E U.
-  wv1 = jnp.where(valid, jnp.matmul(memory.Y, r, precision=_HI)[slots], 0.0)
-  wv2 = jnp.where(valid, theta * jnp.matmul(memory.S, r, precision=_HI)[slots], 0.0)
+  wv = w_transpose_times(memory, r)  # W'Z r
+  wv1, wv2 = wv[:m], wv[m:]
   v1 = _solve(u11, wv1, transpose=True)
   v2 = _solve(u22, wv2 - jnp.matmul(x12.T, v1, precision=_HI), transpose=True)
   v1 = -v1
