@@ -113,14 +113,17 @@ def chronological_slots(memory: Memory) -> tuple[jax.Array, jax.Array]:
   return (memory.head + pos) % m, pos < memory.col
 
 
+def _rotated(a: jax.Array, head: jax.Array) -> jax.Array:
+  """Per-slot ``a`` (``m``) in chronological order (the oldest, slot ``head``, first):
+  a rotation by a slice, not a gather, so that it fuses with its users."""
+  return lax.dynamic_slice_in_dim(jnp.tile(a, 2), head, a.shape[0], allow_negative_indices=False)
+
+
 def chronological_w(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
-  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``;
-  rotated by a slice, not a gather, so that it fuses with its users."""
-  m = memory.S.shape[0]
-  rotate = lambda a: lax.dynamic_slice_in_dim(  # noqa: E731
-      jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)
-  valid = jnp.arange(m) < col
-  return jnp.concatenate([jnp.where(valid, rotate(y), 0.0), jnp.where(valid, memory.theta * rotate(s), 0.0)])
+  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``."""
+  valid = jnp.arange(memory.S.shape[0]) < col
+  return jnp.concatenate([jnp.where(valid, _rotated(y, memory.head), 0.0),
+                          jnp.where(valid, memory.theta * _rotated(s, memory.head), 0.0)])
 
 
 def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
@@ -185,10 +188,9 @@ def update_correction_pairs(
   # j < col - 1, over SY and SS shifted up-left where the buffer wrapped: one
   # write of each.
   pos = jnp.arange(m, dtype=jnp.int32)
-  slots = (head + pos) % m
   newest = col - 1
-  s_y = jnp.where(pos < newest, jnp.matmul(Y, s, precision=_HI)[slots], 0.0)
-  s_s = jnp.where(pos < newest, jnp.matmul(S, s, precision=_HI)[slots], 0.0)
+  s_y = jnp.where(pos < newest, _rotated(jnp.matmul(Y, s, precision=_HI), head), 0.0)
+  s_s = jnp.where(pos < newest, _rotated(jnp.matmul(S, s, precision=_HI), head), 0.0)
   row, column = (pos == newest)[:, None], (pos == newest)[None, :]
   # (The row and column that come in last are written below; SY's column
   # above the diagonal is never read.)
