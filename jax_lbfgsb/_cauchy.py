@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import Memory, bmv, bmv_factors, chronological_w, w_rows, w_transpose_times
+from jax_lbfgsb._compact import BmvFactors, Memory, bmv, bmv_factors, chronological_w, w_rows, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -71,6 +71,7 @@ class CauchyPoint(NamedTuple):
     free: True for variables free at ``xcp`` (``iwhere <= 0``).
     nseg: number of segments explored (int32).
     info: True when a triangular solve with the middle matrix failed.
+    factors: :func:`~jax_lbfgsb._compact.bmv_factors` of the memory (the subspace step's ``bmv`` reuses them).
   """
 
   xcp: jax.Array
@@ -78,6 +79,7 @@ class CauchyPoint(NamedTuple):
   free: jax.Array
   nseg: jax.Array
   info: jax.Array
+  factors: BmvFactors
 
 
 class _Segment(NamedTuple):
@@ -430,11 +432,13 @@ def cauchy_point(
   brk_u = moving & has_u & (neggi > 0)
   has_break = brk_l | brk_u
   t = jnp.where(brk_l, tl / jnp.where(brk_l, -neggi, 1.0), jnp.where(brk_u, tu / jnp.where(brk_u, neggi, 1.0), jnp.inf))
-  nbreak = jnp.sum(has_break, dtype=jnp.int32)
-  # One reduction for two flags: 2 if a moving variable without a breakpoint has
-  # g != 0 (the path is unbounded), 1 if one has g = 0, else 0.
-  unlimited = jnp.max(jnp.where(moving & ~has_break, jnp.where(jnp.abs(neggi) > 0, 2, 1), 0).astype(jnp.int32),
-                      initial=0)
+  # One reduction (a sum and a max) for the number of breakpoints and two
+  # flags: 2 if a moving variable without a breakpoint has g != 0 (the path is
+  # unbounded), 1 if one has g = 0, else 0.
+  nbreak, unlimited = lax.reduce(
+      (has_break.astype(jnp.int32),
+       jnp.where(moving & ~has_break, jnp.where(jnp.abs(neggi) > 0, 2, 1), 0).astype(jnp.int32)),
+      (jnp.int32(0), jnp.int32(0)), lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1])), (0,))
   bnded = unlimited < 2
 
   # 3. Derivatives of the model at t = 0: f1 = -d'd, f2 = theta d'd - p'Mp.
@@ -473,4 +477,4 @@ def cauchy_point(
   xcp = jnp.where(trivial, x, xcp)
   c = jnp.where(trivial, jnp.zeros_like(c), c)
   nseg = jnp.where(trivial, 0, 1 + seg.k).astype(jnp.int32)
-  return CauchyPoint(xcp=xcp, c=c, free=~fixed & ~pinned & ~hit, nseg=nseg, info=seg.info)
+  return CauchyPoint(xcp=xcp, c=c, free=~fixed & ~pinned & ~hit, nseg=nseg, info=seg.info, factors=factors)

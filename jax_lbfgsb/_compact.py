@@ -56,11 +56,10 @@ class Memory(NamedTuple):
     SY: ``(m, m)`` ``S'Y`` in chronological order (lower triangle used).
     SS: ``(m, m)`` ``S'S`` in chronological order (symmetric).
     WT: ``(m, m)`` upper Cholesky factor ``J'`` of ``T = theta S'S + L D^-1 L'``
-      (``formt``), identity past ``col``.
+      (``formt``), identity past ``col`` (not read while ``col = 0``).
     theta: the scaling ``y'y / s'y`` of the newest pair (1 after a refresh).
-    head: buffer slot of the oldest pair (int32).
-    col: number of stored pairs (int32).
-    iupdat: number of updates since the last refresh (int32).
+    iupdat: number of updates since the last refresh (int32); ``col`` and
+      ``head`` follow from it.
   """
 
   S: jax.Array
@@ -69,9 +68,18 @@ class Memory(NamedTuple):
   SS: jax.Array
   WT: jax.Array
   theta: jax.Array
-  head: jax.Array
-  col: jax.Array
   iupdat: jax.Array
+
+  @property
+  def col(self) -> jax.Array:
+    """Number of stored pairs, ``min(iupdat, m)`` (int32)."""
+    return jnp.minimum(self.iupdat, self.S.shape[-2])
+
+  @property
+  def head(self) -> jax.Array:
+    """Buffer slot of the oldest pair, ``max(iupdat - m, 0) mod m`` (int32)."""
+    m = self.S.shape[-2]
+    return jnp.maximum(self.iupdat - m, 0) % m
 
 
 def init_memory(n: int, m: int, dtype) -> Memory:
@@ -83,8 +91,6 @@ def init_memory(n: int, m: int, dtype) -> Memory:
       SS=jnp.zeros((m, m), dtype),
       WT=jnp.eye(m, dtype=dtype),
       theta=jnp.ones((), dtype),
-      head=jnp.zeros((), jnp.int32),
-      col=jnp.zeros((), jnp.int32),
       iupdat=jnp.zeros((), jnp.int32),
   )
 
@@ -92,15 +98,12 @@ def init_memory(n: int, m: int, dtype) -> Memory:
 def refresh(memory: Memory, when: jax.Array | bool = True) -> Memory:
   """Forgets all pairs (``col = 0``) where ``when``, as the reference does after a failure.
 
-  Only the small fields change: ``S`` and ``Y`` are left as they are (past
-  ``col`` they are never read).
+  Only ``theta`` and ``iupdat`` change: ``S``, ``Y``, ``SY``, ``SS`` and ``WT``
+  are left as they are (with ``col = 0`` they are never read; the next
+  ``formt`` factors ``T`` anew).
   """
-  zero = jnp.zeros((), jnp.int32)
   pick = lambda new, old: jnp.where(when, new, old).astype(old.dtype)  # noqa: E731
-  return memory._replace(
-      theta=pick(1.0, memory.theta), head=pick(zero, memory.head), col=pick(zero, memory.col),
-      iupdat=pick(zero, memory.iupdat), WT=pick(jnp.eye(memory.WT.shape[0], dtype=memory.WT.dtype), memory.WT),
-  )
+  return memory._replace(theta=pick(1.0, memory.theta), iupdat=pick(0, memory.iupdat))
 
 
 def chronological_slots(memory: Memory) -> tuple[jax.Array, jax.Array]:
@@ -110,14 +113,17 @@ def chronological_slots(memory: Memory) -> tuple[jax.Array, jax.Array]:
   return (memory.head + pos) % m, pos < memory.col
 
 
+def _rotated(a: jax.Array, head: jax.Array) -> jax.Array:
+  """Per-slot ``a`` (``m``) in chronological order (the oldest, slot ``head``, first):
+  a rotation by a slice, not a gather, so that it fuses with its users."""
+  return lax.dynamic_slice_in_dim(jnp.tile(a, 2), head, a.shape[0], allow_negative_indices=False)
+
+
 def chronological_w(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
-  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``;
-  rotated by a slice, not a gather, so that it fuses with its users."""
-  m = memory.S.shape[0]
-  rotate = lambda a: lax.dynamic_slice_in_dim(  # noqa: E731
-      jnp.tile(a, 2), memory.head, m, allow_negative_indices=False)
-  valid = jnp.arange(m) < col
-  return jnp.concatenate([jnp.where(valid, rotate(y), 0.0), jnp.where(valid, memory.theta * rotate(s), 0.0)])
+  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``."""
+  valid = jnp.arange(memory.S.shape[0]) < col
+  return jnp.concatenate([jnp.where(valid, _rotated(y, memory.head), 0.0),
+                          jnp.where(valid, memory.theta * _rotated(s, memory.head), 0.0)])
 
 
 def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
@@ -169,32 +175,32 @@ def update_correction_pairs(
   with its old value), so no copy of ``S`` or ``Y`` is made either way.
   """
   m = memory.S.shape[0]
-  iupdat = memory.iupdat + 1
-  wrapped = iupdat > m
-  col = jnp.where(wrapped, m, iupdat).astype(jnp.int32)
-  head = jnp.where(wrapped, (memory.head + 1) % m, memory.head).astype(jnp.int32)
+  # The buffer is full: the oldest pair is dropped.
+  wrapped = memory.iupdat >= m
+  new = memory._replace(iupdat=memory.iupdat + 1)
+  head, col = new.head, new.col
   itail = jnp.where(apply, (head + col - 1) % m, 0)
   S = memory.S.at[itail].set(jnp.where(apply, s, memory.S[itail]))
   Y = memory.Y.at[itail].set(jnp.where(apply, y, memory.Y[itail]))
   theta = jnp.vdot(y, y, precision=_HI) / sy
 
-  shift = lambda a: jnp.where(wrapped, jnp.roll(a, (-1, -1), axis=(0, 1)), a)  # noqa: E731
-  SY, SS = shift(memory.SY), shift(memory.SS)
-  # New row of S'Y (s_new' y_j) and new column of S'S (s_j' s_new), j < col - 1.
-  slots = (head + jnp.arange(m, dtype=jnp.int32)) % m
-  older = jnp.arange(m) < col - 1
-  s_y = jnp.where(older, jnp.matmul(Y, s, precision=_HI)[slots], 0.0)
-  s_s = jnp.where(older, jnp.matmul(S, s, precision=_HI)[slots], 0.0)
+  # New row of S'Y (s_new' y_j) and new row and column of S'S (s_j' s_new),
+  # j < col - 1, over SY and SS shifted up-left where the buffer wrapped: one
+  # write of each.
+  pos = jnp.arange(m, dtype=jnp.int32)
   newest = col - 1
-  SY = lax.dynamic_update_index_in_dim(SY, s_y, newest, axis=0)
-  SS = lax.dynamic_update_index_in_dim(SS, s_s, newest, axis=0)
-  SS = lax.dynamic_update_index_in_dim(SS, s_s, newest, axis=1)
-  SY = SY.at[newest, newest].set(sy)
-  SS = SS.at[newest, newest].set(ss)
+  s_y = jnp.where(pos < newest, _rotated(jnp.matmul(Y, s, precision=_HI), head), 0.0)
+  s_s = jnp.where(pos < newest, _rotated(jnp.matmul(S, s, precision=_HI), head), 0.0)
+  row, column = (pos == newest)[:, None], (pos == newest)[None, :]
+  # (The row and column that come in last are written below; SY's column
+  # above the diagonal is never read.)
+  shift = lambda a: jnp.where(wrapped, jnp.pad(a[1:, 1:], ((0, 1), (0, 1))), a)  # noqa: E731
+  SY = jnp.where(row, jnp.where(column, sy, s_y[None, :]), shift(memory.SY))
+  SS = jnp.where(row & column, ss, jnp.where(row, s_s[None, :], jnp.where(column, s_s[:, None], shift(memory.SS))))
   pick = lambda new, old: jnp.where(apply, new, old).astype(old.dtype)  # noqa: E731
   return memory._replace(
       S=S, Y=Y, SY=pick(SY, memory.SY), SS=pick(SS, memory.SS), theta=pick(theta, memory.theta),
-      head=pick(head, memory.head), col=pick(col, memory.col), iupdat=pick(iupdat, memory.iupdat),
+      iupdat=pick(new.iupdat, memory.iupdat),
   )
 
 
@@ -202,7 +208,7 @@ def _padded_d_l(memory: Memory) -> tuple[jax.Array, jax.Array]:
   """``D`` (ones past ``col``) and strictly lower ``L`` (zero past ``col``) of ``S'Y``."""
   m = memory.SY.shape[0]
   valid = jnp.arange(m) < memory.col
-  d = jnp.where(valid, jnp.diagonal(memory.SY), 1.0)
+  d = jnp.where(valid, memory.SY.ravel()[::m + 1], 1.0)  # the diagonal, a strided slice
   both = valid[:, None] & valid[None, :]
   low = jnp.where(both & (jnp.arange(m)[:, None] > jnp.arange(m)[None, :]), memory.SY, 0.0)
   return d, low

@@ -25,7 +25,7 @@ from jax import lax
 
 from jax_lbfgsb._bounds import max_feasible_step, project, projected_gradient, projected_gradient_norm
 from jax_lbfgsb._cauchy import CauchyPoint, cauchy_point
-from jax_lbfgsb._compact import Memory, init_memory, refresh, update_memory
+from jax_lbfgsb._compact import Memory, bmv_factors, init_memory, refresh, update_memory
 from jax_lbfgsb._dcsrch import (
     FG,
     DcsrchState,
@@ -422,6 +422,9 @@ class _LineSearch(NamedTuple):
   good: jax.Array  # the longest finite trial step below ``bad``
   rose: jax.Array  # some trial raised f beyond rounding where g predicted a fall beyond it
   fell: jax.Array  # some trial lowered f
+  # Constants, carried: read from the loop's operands, XLA would compute each in a kernel of its own.
+  stpmax: jax.Array
+  noise: jax.Array  # changes of f this small may be rounding (_rounding)
 
 
 def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Options, skip):
@@ -445,8 +448,6 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   # stpmx can fall an ulp below 1 although x + d = z is feasible; keep z as the first trial.
   stpmax = jnp.maximum(stpmx, stp)
   gd0 = jnp.vdot(state.g, d)
-  noise = _rounding(state.f)
-  fall = -noise
 
   def cond(ls: _LineSearch):
     return ~(ls.done | ls.failed)
@@ -459,16 +460,17 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
     nonfinite = ~(jnp.isfinite(f) & jnp.isfinite(gd))
     good = jnp.where(ls.stp < ls.bad, jnp.maximum(ls.good, ls.stp), ls.good)
     new_stp, ds = dcsrch_step(ls.dcsrch, f, gd, ls.stp, ftol=options.ls_ftol, gtol=options.ls_gtol,
-                              stpmax=jnp.where(ls.bad < jnp.inf, jnp.minimum(stpmax, good), stpmax))
+                              stpmax=jnp.where(ls.bad < jnp.inf, jnp.minimum(ls.stpmax, good), ls.stpmax))
     done = ds.task != FG
     # The gradient's prediction of f(stp) - f(0), by the trapezoid rule over
     # g'd at both ends (exact for a quadratic), against the change seen.
-    change, predicted = f - state.f, 0.5 * ls.stp * (gd0 + gd)
+    change, predicted = f - ls.dcsrch.finit, 0.5 * ls.stp * (ls.dcsrch.ginit + gd)
     ifun = jnp.where(done, ls.ifun, ls.ifun + 1)
     finite = _LineSearch(
         x=xt, f=f, g=g, gd=gd, stp=new_stp, dcsrch=ds, ifun=ifun, nans=ls.nans, nfev=ls.nfev + 1, done=done,
         failed=~done & ((ifun - 1 >= options.maxls) | (ls.nans >= options.maxls)), bad=ls.bad, good=good,
-        rose=ls.rose | ((change > noise) & (predicted < fall)), fell=ls.fell | (change < 0),
+        rose=ls.rose | ((change > ls.noise) & (-predicted > ls.noise)), fell=ls.fell | (change < 0),
+        stpmax=ls.stpmax, noise=ls.noise,
     )
     # A NaN or inf trial: dcsrch's state kept, the step halved toward stx.
     nans = ls.nans + 1
@@ -482,7 +484,8 @@ def _line_search(fun_and_grad, state: LbfgsbState, d, z, box: Box, options: Opti
   init_ls = _LineSearch(
       x=x, f=state.f, g=state.g, gd=gd0, stp=stp, dcsrch=dcsrch_init(state.f, gd0, stp, 0.0, stpmax),
       ifun=_i32(1), nans=_i32(0), nfev=_i32(0), done=jnp.asarray(skip), failed=~skip & (gd0 >= 0),
-      bad=jnp.asarray(jnp.inf, dtype), good=jnp.zeros((), dtype), rose=zero, fell=zero,
+      bad=jnp.asarray(jnp.inf, dtype), good=jnp.zeros((), dtype), rose=zero, fell=zero, stpmax=stpmax,
+      noise=_rounding(state.f),
   )
   return packed_while_loop(cond, body, init_ls, dtype, select=True), gd0
 
@@ -497,7 +500,7 @@ def _subspace_step(x, g, l, u, gcp: CauchyPoint, memory: Memory, grams: Grams | 
   (None for small problems, which keep none: ``init_grams``)."""
   new_grams = None if grams is None else update_grams(grams, memory, gcp.free, devices=devices)
   factors, info_k = formk(memory, chronological_sums(memory, new_grams, gcp.free))
-  r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory)
+  r, info_r = reduced_gradient(x, g, gcp.xcp, gcp.c, memory, gcp.factors)
   sub = subspace_minimization(x, g, l, u, gcp.xcp, r, gcp.free, memory, factors)
   return sub._replace(info=sub.info | info_k | info_r), new_grams
 
@@ -512,7 +515,7 @@ def _search_direction(state: LbfgsbState, box: Box) -> tuple[CauchyPoint, Subspa
   def skip_cauchy():  # unconstrained with a non-empty memory: z = x, all free
     return CauchyPoint(
         xcp=x, c=jnp.zeros((2 * memory.S.shape[0],), x.dtype), free=jnp.ones((n,), bool),
-        nseg=_i32(0), info=jnp.zeros((), bool),
+        nseg=_i32(0), info=jnp.zeros((), bool), factors=bmv_factors(memory),
     )
 
   # Both variants of cond_on_cpu call jitted kernels: each is traced once.

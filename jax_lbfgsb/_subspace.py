@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin, steps_to_bounds
-from jax_lbfgsb._compact import Memory, bmv, chronological_slots, w_times
+from jax_lbfgsb._compact import BmvFactors, Memory, bmv, chronological_slots, w_times, w_transpose_times
 
 __all__ = [
     "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "change_tiers", "init_grams", "update_grams",
@@ -65,20 +65,23 @@ class Grams(NamedTuple):
   """The sums behind ``K``, in buffer-slot order, kept across iterations (the reference's ``wn1``).
 
   Attributes:
-    yzy, szy, say, sas: ``(m, m)`` ``Y_i'ZZ'Y_j``, ``S_i'ZZ'Y_j``, ``S_i'AA'Y_j``,
-      ``S_i'AA'S_j`` for buffer slots ``i, j``, over the free set ``free``.
+    sums: ``(4, m, m)`` ``Y_i'ZZ'Y_j``, ``S_i'ZZ'Y_j``, ``S_i'AA'Y_j``, ``S_i'AA'S_j``
+      for buffer slots ``i, j``, over the free set ``free`` (one array: one
+      update writes them all).
     free: ``(n,)`` bool, the free set the sums are over.
     dirty: ``(m,)`` bool, slots whose pair was replaced since.
     valid: False until the first full computation.
   """
 
-  yzy: jax.Array
-  szy: jax.Array
-  say: jax.Array
-  sas: jax.Array
+  sums: jax.Array
   free: jax.Array
   dirty: jax.Array
   valid: jax.Array
+
+  yzy = property(lambda self: self.sums[0])
+  szy = property(lambda self: self.sums[1])
+  say = property(lambda self: self.sums[2])
+  sas = property(lambda self: self.sums[3])
 
 
 # Free-set changes applied incrementally: a compacted O(m^2 k) update for up
@@ -118,8 +121,7 @@ def init_grams(n: int, m: int, dtype) -> Grams | None:
   """
   if n < INCREMENTAL_MIN_N:
     return None
-  zero = jnp.zeros((m, m), dtype)
-  return Grams(zero, zero, zero, zero, jnp.zeros((n,), bool), jnp.zeros((m,), bool), jnp.zeros((), bool))
+  return Grams(jnp.zeros((4, m, m), dtype), jnp.zeros((n,), bool), jnp.zeros((m,), bool), jnp.zeros((), bool))
 
 
 def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Grams | None:
@@ -132,21 +134,20 @@ def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Gra
   return grams._replace(dirty=grams.dirty | (stored & (jnp.arange(m) == newest)))
 
 
-def _free_set_sums(S: jax.Array, Y: jax.Array, free: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-  """``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``, rows in the order of ``S``, ``Y``."""
+def _free_set_sums(S: jax.Array, Y: jax.Array, free: jax.Array) -> jax.Array:
+  """``(4, m, m)`` ``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``, in the order of ``S``, ``Y``."""
   z = free.astype(S.dtype)
   gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
-  return gram(Y, Y, z), gram(S, Y, z), gram(S, Y, 1.0 - z), gram(S, S, 1.0 - z)
+  return jnp.stack([gram(Y, Y, z), gram(S, Y, z), gram(S, Y, 1.0 - z), gram(S, S, 1.0 - z)])
 
 
-def chronological_sums(memory: Memory, grams: Grams | None, free: jax.Array) -> tuple[jax.Array, ...]:
-  """The sums behind ``K`` in chronological order, for :func:`formk`: ``grams``
-  (from :func:`update_grams`) permuted, or, without kept sums (small problems),
-  computed over the pairs in chronological order."""
+def chronological_sums(memory: Memory, grams: Grams | None, free: jax.Array) -> jax.Array:
+  """The ``(4, m, m)`` sums behind ``K`` in chronological order, for :func:`formk`:
+  ``grams`` (from :func:`update_grams`) or, without kept sums (small problems),
+  the sums over the current free set computed anew, permuted from buffer-slot order."""
   slots, _ = chronological_slots(memory)
-  if grams is None:
-    return _free_set_sums(memory.S[slots], memory.Y[slots], free)
-  return tuple(g[slots][:, slots] for g in (grams.yzy, grams.szy, grams.say, grams.sas))
+  sums = _free_set_sums(memory.S, memory.Y, free) if grams is None else grams.sums
+  return sums[:, slots][:, :, slots]
 
 
 def update_grams(
@@ -163,67 +164,70 @@ def update_grams(
   over) the sums are always recomputed.
   """
   S, Y = memory.S, memory.Y
-
-  def full(_):
-    return _free_set_sums(S, Y, free)
-
-  def result(yzy, szy, say, sas):
-    return Grams(yzy, szy, say, sas, free, jnp.zeros((S.shape[0],), bool), jnp.ones((), bool))
+  m = S.shape[0]
+  full = lambda *_: _free_set_sums(S, Y, free)  # noqa: E731
+  result = lambda sums: Grams(sums, free, jnp.zeros((m,), bool), jnp.ones((), bool))  # noqa: E731
 
   # Over several devices the compaction of the changes would gather them (a
   # collective of an n-sized array); the recomputation needs none.
   if devices > 1:
-    return result(*full(None))
+    return result(full())
 
+  sizes = change_tiers(free.size) if tiers is None else tuple(tiers)
   changed = free != grams.free
   nchanged = jnp.sum(changed, dtype=jnp.int32)
 
-  def replaced_pair(yzy, szy, say, sas):
+  def incremental(sums):
+    # Positions of the first sizes[-1] changes, in index order, by binary
+    # search on their running count (no scatter, which is slow on CPU);
+    # entries past nchanged get weight 0. Each tier takes the first `size`.
+    count = jnp.cumsum(changed, dtype=jnp.int32)
+    rank = jnp.arange(1, sizes[-1] + 1, dtype=jnp.int32)
+    idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
+    w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(S.dtype)
+
+    def update(size):
+      def product(_):
+        # The changed columns' products, one per pair of Y and S: one product of
+        # [Y; S] would round differently under XLA's default emitters.
+        y_c, s_c = Y[:, idx[:size]], S[:, idx[:size]]
+        gram = lambda p, q: jnp.matmul(p * w[None, :size], q.T, precision=_HI)  # noqa: E731
+        return sums + jnp.stack([gram(y_c, y_c), gram(s_c, y_c), -gram(s_c, y_c), -gram(s_c, s_c)])
+
+      return product
+
+    return lax.switch(tier - 1, [update(k) for k in sizes], None)
+
+  def replaced_pair(sums, apply):
     # The replaced pair's row and column, over the new free set: two passes,
-    # Y and S each times three masked vectors.
+    # Y and S each times the four masked vectors; one write of all four sums.
     k = jnp.argmax(grams.dirty)
     yk, sk = Y[k], S[k]
-    zy, zs = jnp.where(free, yk, 0.0), jnp.where(free, sk, 0.0)
-    ay, as_ = jnp.where(free, 0.0, yk), jnp.where(free, 0.0, sk)
-    by_y = jnp.matmul(Y, jnp.stack([zy, zs, as_], axis=1), precision=_HI)
-    by_s = jnp.matmul(S, jnp.stack([zy, ay, as_], axis=1), precision=_HI)
+    masked = jnp.stack([jnp.where(free, yk, 0.0), jnp.where(free, sk, 0.0), jnp.where(free, 0.0, yk),
+                        jnp.where(free, 0.0, sk)], axis=1)  # Z'y, Z's, A'y, A's
+    by_y = jnp.matmul(Y, masked, precision=_HI)
+    by_s = jnp.matmul(S, masked, precision=_HI)
+    row = jnp.stack([by_y[:, 0], by_y[:, 1], by_y[:, 3], by_s[:, 3]])[:, None, :]
+    col = jnp.stack([by_y[:, 0], by_s[:, 0], by_s[:, 2], by_s[:, 3]])[:, :, None]
+    at_k = jnp.arange(m) == k
+    apply = apply & grams.dirty[k]
+    return jnp.where(apply & at_k[None, :], col, jnp.where(apply & at_k[:, None], row, sums))
 
-    def set_row_col(g, row, col):
-      return jnp.where(grams.dirty[k], g.at[k, :].set(row).at[:, k].set(col), g)
-
-    return (set_row_col(yzy, by_y[:, 0], by_y[:, 0]), set_row_col(szy, by_y[:, 1], by_s[:, 0]),
-            set_row_col(say, by_y[:, 2], by_s[:, 1]), set_row_col(sas, by_s[:, 2], by_s[:, 2]))
-
-  def incremental(size):
-    def update(_):
-      # Positions of the first `size` changes, in index order, by binary
-      # search on their running count (no scatter, which is slow on CPU);
-      # entries past nchanged get weight 0.
-      count = lax.associative_scan(jnp.add, changed.astype(jnp.int32))
-      rank = jnp.arange(1, size + 1, dtype=jnp.int32)
-      idx = jnp.minimum(jnp.searchsorted(count, rank, side="left", method="scan_unrolled"), free.size - 1)
-      w = jnp.where(rank <= nchanged, jnp.where(free[idx], 1.0, -1.0), 0.0).astype(S.dtype)
-      y_c, s_c = Y[:, idx], S[:, idx]
-      gram = lambda p, q: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
-      return replaced_pair(grams.yzy + gram(y_c, y_c), grams.szy + gram(s_c, y_c),
-                           grams.say - gram(s_c, y_c), grams.sas - gram(s_c, s_c))
-
-    return update
-
-  sizes = change_tiers(free.size) if tiers is None else tuple(tiers)
-  # Branch 0: no change; 1 + i: up to sizes[i] changes; last: recompute.
-  tier = jnp.where(nchanged == 0, 0, 1 + jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32))
+  # Tier 1 + i: up to sizes[i] changes; branch 0: no change, 1: incremental, 2: recompute.
+  tier = 1 + jnp.sum(nchanged > jnp.asarray(sizes), dtype=jnp.int32)
   usable = grams.valid & (jnp.sum(grams.dirty) <= 1)
-  branch = jnp.where(usable, tier, len(sizes) + 1)
-  no_change = lambda _: replaced_pair(grams.yzy, grams.szy, grams.say, grams.sas)  # noqa: E731
+  branch = jnp.where(usable & (tier <= len(sizes)), jnp.where(nchanged == 0, 0, 1), 2)
+
+  def on_cpu():
+    sums = lax.switch(branch, [lambda sums: sums, incremental, full], grams.sums)
+    return replaced_pair(sums, branch <= 1)
+
   # On an accelerator the O(m^2 n) recomputation is a few matrix products, and
   # a switch a host round trip: there the sums are always recomputed.
-  return result(*lax.platform_dependent(
-      cpu=lambda: lax.switch(branch, [no_change, *(incremental(k) for k in sizes), full], None),
-      default=lambda: full(None)))
+  return result(lax.platform_dependent(cpu=on_cpu, default=full))
 
 
-def formk(memory: Memory, sums: tuple[jax.Array, ...]) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
+def formk(memory: Memory, sums: jax.Array) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
   """Factors ``K`` as ``L E L'`` (``formk``): returns ``(U11, X, U22)`` and ``info``.
 
   ``U11' U11 = D + Y'ZZ'Y/theta``, ``X = U11^-T B`` with ``B = L_a' - R_z'`` as
@@ -238,7 +242,7 @@ def formk(memory: Memory, sums: tuple[jax.Array, ...]) -> tuple[tuple[jax.Array,
   eye = jnp.eye(m, dtype=memory.S.dtype)
   yzy, szy, say, sas = sums
   i, j = jnp.arange(m)[:, None], jnp.arange(m)[None, :]
-  m11 = jnp.where(both, jnp.diag(jnp.diagonal(memory.SY)) + yzy / theta, eye)
+  m11 = jnp.where(both, jnp.where(i == j, memory.SY, 0.0) + yzy / theta, eye)
   # B[j, i] = -S_i'AA'Y_j for j < i, S_i'ZZ'Y_j for j >= i.
   b12 = jnp.where(both, jnp.where(i < j, -say.T, szy.T), 0.0)
   c22 = jnp.where(both, theta * sas, eye)
@@ -250,14 +254,14 @@ def formk(memory: Memory, sums: tuple[jax.Array, ...]) -> tuple[tuple[jax.Array,
 
 
 def reduced_gradient(
-    x: jax.Array, g: jax.Array, xcp: jax.Array, c: jax.Array, memory: Memory
+    x: jax.Array, g: jax.Array, xcp: jax.Array, c: jax.Array, memory: Memory, factors: BmvFactors | None = None
 ) -> tuple[jax.Array, jax.Array]:
   """``r = -theta (xcp - x) - g + W M c`` on all variables (``cmprlb``), and ``info``.
 
-  The caller restricts ``r`` to the free variables.
+  The caller restricts ``r`` to the free variables. ``factors``: :func:`bmv`'s, when already formed.
   """
   m = memory.S.shape[0]
-  wa = bmv(memory, c)
+  wa = bmv(memory, c, factors)
   r = -memory.theta * (xcp - x) - g + w_times(memory, wa[:m], memory.theta * wa[m:])
   return r, ~jnp.all(jnp.isfinite(wa))
 
@@ -286,14 +290,13 @@ def subspace_minimization(
   m = memory.S.shape[0]
   theta = memory.theta
   u11, x12, u22 = factors
-  slots, valid = chronological_slots(memory)
   has_l = l > -jnp.inf
   has_u = u < jnp.inf
   r = jnp.where(free, r, 0.0)
 
   # 1. Newton direction on the free variables: solve with U' E U.
-  wv1 = jnp.where(valid, jnp.matmul(memory.Y, r, precision=_HI)[slots], 0.0)
-  wv2 = jnp.where(valid, theta * jnp.matmul(memory.S, r, precision=_HI)[slots], 0.0)
+  wv = w_transpose_times(memory, r)  # W'Z r
+  wv1, wv2 = wv[:m], wv[m:]
   v1 = _solve(u11, wv1, transpose=True)
   v2 = _solve(u22, wv2 - jnp.matmul(x12.T, v1, precision=_HI), transpose=True)
   v1 = -v1
