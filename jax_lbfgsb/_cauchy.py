@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import BmvFactors, Memory, bmv, bmv_factors, chronological_w, w_rows, w_transpose_times
+from jax_lbfgsb._compact import BmvFactors, Memory, bmv, bmv_factors, w_row, w_rows, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -152,11 +152,6 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
   dtype = x.dtype
   eps = jnp.finfo(dtype).eps
 
-  def w_row(i, col) -> jax.Array:
-    """Row ``i`` of ``W`` (``w_row``)."""
-    column = lambda a: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
-    return chronological_w(memory, column(memory.Y), column(memory.S), col)
-
   def advance(s: _Walk, next_breakpoint) -> _Walk:
     ibp = s.ibp
     tj = s.tnext
@@ -169,7 +164,7 @@ def _walk(x, d, t, l, u, nbreak, bnded, theta, f1, f2, p, info, memory, factors)
     f2 = s.f2 - theta * dibp2
     c = sc + dt * sp
     use_w = s.col > 0
-    wbp = w_row(ibp, s.col)
+    wbp = w_row(memory, ibp, s.col)  # the loop's carried col
     v = bmv(memory, wbp, factors)
     cv, pv, wv = jnp.sum(jnp.stack([c, sp, wbp]) * v[None, :], axis=1)  # one reduction
     f1 = f1 + jnp.where(use_w, dibp * cv, 0.0)

@@ -155,12 +155,11 @@ def w_rows(memory: Memory, idx: jax.Array) -> jax.Array:
                           jnp.where(valid[:, None], memory.theta * cols(memory.S), 0.0)]).T
 
 
-def w_row(memory: Memory, i: jax.Array) -> jax.Array:
-  """Row ``i`` of ``W = [Y, theta S]`` (``2m``, chronological, zero past ``col``)."""
-  slots, valid = chronological_slots(memory)
-  y_i = lax.dynamic_index_in_dim(memory.Y, i, axis=1, keepdims=False)[slots]
-  s_i = lax.dynamic_index_in_dim(memory.S, i, axis=1, keepdims=False)[slots]
-  return jnp.concatenate([jnp.where(valid, y_i, 0.0), jnp.where(valid, memory.theta * s_i, 0.0)])
+def w_row(memory: Memory, i: jax.Array, col: jax.Array | None = None) -> jax.Array:
+  """Row ``i`` of ``W = [Y, theta S]`` (``2m``, chronological, zero past ``col``, by default
+  ``memory.col``; a loop may pass its own carried copy): a rotation, not a gather."""
+  column = lambda a: lax.dynamic_slice_in_dim(a, i, 1, axis=1, allow_negative_indices=False)[:, 0]  # noqa: E731
+  return chronological_w(memory, column(memory.Y), column(memory.S), memory.col if col is None else col)
 
 
 def update_correction_pairs(

@@ -489,7 +489,7 @@ def prepare(fun: Callable[..., Any] | None, x0: Any, args: Any = (), bounds: Any
   if mixed and any(is_half(leaf) for leaf in jax.tree.leaves(x0)):
     l, u = _half_box(l, u, x0, dtype)
   scale, auto_scale = prepare_scale(x_scale, x0, dtype, scale_name)
-  if scale is not None and not isinstance(scale, jax.core.Tracer) and np.all(np.asarray(scale) == 1):
+  if scale is not None and _is_concrete(scale) and np.all(np.asarray(scale) == 1):
     scale = None
   traced = None
   if fun is not None:

@@ -134,11 +134,16 @@ def mark_replaced(grams: Grams | None, memory: Memory, stored: jax.Array) -> Gra
   return grams._replace(dirty=grams.dirty | (stored & (jnp.arange(m) == newest)))
 
 
+def _gram(p: jax.Array, q: jax.Array, w: jax.Array) -> jax.Array:
+  """``P W Q'`` for ``W = diag(w)``: the rows of ``p`` and ``q`` over the entries weighted by ``w``."""
+  return jnp.matmul(p * w[None, :], q.T, precision=_HI)
+
+
 def _free_set_sums(S: jax.Array, Y: jax.Array, free: jax.Array) -> jax.Array:
-  """``(4, m, m)`` ``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``, in the order of ``S``, ``Y``."""
+  """``(4, m, m)`` ``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``,
+  in the order of ``S``, ``Y``."""
   z = free.astype(S.dtype)
-  gram = lambda p, q, w: jnp.matmul(p * w[None, :], q.T, precision=_HI)  # noqa: E731
-  return jnp.stack([gram(Y, Y, z), gram(S, Y, z), gram(S, Y, 1.0 - z), gram(S, S, 1.0 - z)])
+  return jnp.stack([_gram(Y, Y, z), _gram(S, Y, z), _gram(S, Y, 1.0 - z), _gram(S, S, 1.0 - z)])
 
 
 def chronological_sums(memory: Memory, grams: Grams | None, free: jax.Array) -> jax.Array:
@@ -190,9 +195,9 @@ def update_grams(
       def product(_):
         # The changed columns' products, one per pair of Y and S: one product of
         # [Y; S] would round differently under XLA's default emitters.
-        y_c, s_c = Y[:, idx[:size]], S[:, idx[:size]]
-        gram = lambda p, q: jnp.matmul(p * w[None, :size], q.T, precision=_HI)  # noqa: E731
-        return sums + jnp.stack([gram(y_c, y_c), gram(s_c, y_c), -gram(s_c, y_c), -gram(s_c, s_c)])
+        y_c, s_c, w_c = Y[:, idx[:size]], S[:, idx[:size]], w[:size]
+        return sums + jnp.stack([_gram(y_c, y_c, w_c), _gram(s_c, y_c, w_c), -_gram(s_c, y_c, w_c),
+                                 -_gram(s_c, s_c, w_c)])
 
       return product
 
