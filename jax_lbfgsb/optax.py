@@ -113,7 +113,8 @@ def _update(value_fn, auto_scale, params, state, value, grad, box, options, extr
   dtype = box.l.dtype
   p, unravel = _widened(params, dtype)
 
-  def fun_and_grad(x):
+  def fun_and_grad(x, params=()):  # the solver's form (x, params); extra_args are closed over
+    del params
     f, g = jax.value_and_grad(value_fn)(unravel(x), **extra_args)
     return jnp.asarray(f, dtype).reshape(()), ravel_pytree(g)[0].astype(dtype)
 
@@ -125,8 +126,8 @@ def _update(value_fn, auto_scale, params, state, value, grad, box, options, extr
   scale = state.scale
   if auto_scale:
     scale = lax.cond(continuing, lambda: state.scale,
-                     lambda: solve_scale(lambda x, _: fun_and_grad(x), (), True, None, p, box.l, box.u))
-  fg, fg_params, l, u, p_solver = solver_problem(lambda x, params: fun_and_grad(x), (), scale, box.l, box.u, p)
+                     lambda: solve_scale(fun_and_grad, (), True, None, p, box.l, box.u))
+  fg, fg_params, l, u, p_solver = solver_problem(fun_and_grad, (), scale, box.l, box.u, p)
   fg, solver_box = functools.partial(fg, params=fg_params), Box.of(l, u)
   g_given = ravel_pytree(grad)[0].astype(dtype) * (1 if scale is None else scale)
 
