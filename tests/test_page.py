@@ -244,8 +244,11 @@ def test_browser_fills_the_form_and_sees_the_results(server):
 
 def test_command_serves_and_stops_on_ctrl_c():
   command = [sys.executable, "-m", "jax_lbfgsb.cli", "page", "--port", "0", "--workers", "1"]
+  # As from a terminal: Ctrl-C's SIGINT at its default disposition (a shell
+  # script's background job, pytest's included, inherits it ignored).
   with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"}) as process:
+                        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as process:
     line = process.stdout.readline()
     url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
     with urllib.request.urlopen(url, timeout=30) as response:
