@@ -249,11 +249,14 @@ def test_command_serves_and_stops_on_ctrl_c():
   with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                         env={**os.environ, "JAX_PLATFORMS": "cpu"},
                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as process:
-    line = process.stdout.readline()
-    url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
-    with urllib.request.urlopen(url, timeout=30) as response:
-      assert response.status == 200 and b"L-BFGS-B" in response.read()
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 0
-    err = process.stderr.read()
+    try:
+      line = process.stdout.readline()
+      url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+      with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200 and b"L-BFGS-B" in response.read()
+      process.send_signal(signal.SIGINT)
+      assert process.wait(timeout=60) == 0
+      err = process.stderr.read()
+    finally:
+      process.kill()  # a failed test ends it too (a no-op once it has stopped)
   assert "jax-lbfgsb page stopped" in err and "Traceback" not in err, err
