@@ -238,8 +238,10 @@ def update_memory(
   A failed factorization empties the memory (the reference's restart with
   ``B = I``); with ``apply`` False the memory comes back unchanged.
   """
-  new, failed = formt(update_correction_pairs(memory, s, y, sy, ss, apply=apply))
-  return refresh(new._replace(WT=jnp.where(apply, new.WT, memory.WT)), apply & failed)
+  new = update_correction_pairs(memory, s, y, sy, ss, apply=apply)
+  # T over the col with the pair, not its pick (WT is discarded where not apply): iupdat is picked once, in the refresh.
+  stored, failed = formt(new._replace(iupdat=memory.iupdat + 1))
+  return refresh(new._replace(WT=jnp.where(apply, stored.WT, memory.WT)), apply & failed)
 
 
 class BmvFactors(NamedTuple):
