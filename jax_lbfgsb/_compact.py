@@ -203,13 +203,20 @@ def update_correction_pairs(
   )
 
 
+def _below(valid: jax.Array) -> jax.Array:
+  """``(m, m)``: column ``j`` below row ``i``, a valid row. One compare against a bound that
+  depends on ``col``: a triangle alone would be a loop invariant, which XLA hoists out of
+  the loop into a kernel of its own."""
+  pos = jnp.arange(valid.size)
+  return pos[None, :] < jnp.where(valid, pos, 0)[:, None]
+
+
 def _padded_d_l(memory: Memory) -> tuple[jax.Array, jax.Array]:
   """``D`` (ones past ``col``) and strictly lower ``L`` (zero past ``col``) of ``S'Y``."""
   m = memory.SY.shape[0]
   valid = jnp.arange(m) < memory.col
   d = jnp.where(valid, memory.SY.ravel()[::m + 1], 1.0)  # the diagonal, a strided slice
-  both = valid[:, None] & valid[None, :]
-  low = jnp.where(both & (jnp.arange(m)[:, None] > jnp.arange(m)[None, :]), memory.SY, 0.0)
+  low = jnp.where(_below(valid), memory.SY, 0.0)
   return d, low
 
 
