@@ -137,8 +137,10 @@ def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
   _, valid = chronological_slots(memory)
   m = memory.S.shape[0]
   # Slot j holds chronological position (j - head) mod m: a gather (a
-  # scatter by slot would become a loop of m steps on CPU).
-  position = (jnp.arange(m, dtype=jnp.int32) - memory.head) % m
+  # scatter by slot would become a loop of m steps on CPU), its index without
+  # a remainder, which XLA would compute in a kernel of its own.
+  j = jnp.arange(m, dtype=jnp.int32)
+  position = jnp.where(j < memory.head, j - memory.head + m, j - memory.head)
   a_buf = jnp.where(valid, a, 0.0)[position]
   b_buf = jnp.where(valid, b, 0.0)[position]
   return jnp.matmul(a_buf, memory.Y, precision=_HI) + jnp.matmul(b_buf, memory.S, precision=_HI)
