@@ -172,17 +172,17 @@ def update_correction_pairs(
   The caller has already applied the curvature skip ``s'y <= eps * (-g'd stp)``.
   ``theta = y'y / s'y``. When the buffer is full the oldest pair is dropped
   and ``SY``, ``SS`` shift up-left by one. With ``apply`` False the memory
-  comes back unchanged; the buffers are still written in place (one row,
-  with its old value), so no copy of ``S`` or ``Y`` is made either way.
+  comes back unchanged: the row written in place (no copy of ``S`` or ``Y``
+  either way) is out of bounds, and the write is dropped.
   """
   m = memory.S.shape[0]
   # The buffer is full: the oldest pair is dropped.
   wrapped = memory.iupdat >= m
   new = memory._replace(iupdat=memory.iupdat + 1)
   head, col = new.head, new.col
-  itail = jnp.where(apply, (head + col - 1) % m, 0)
-  S = memory.S.at[itail].set(jnp.where(apply, s, memory.S[itail]))
-  Y = memory.Y.at[itail].set(jnp.where(apply, y, memory.Y[itail]))
+  itail = jnp.where(apply, (head + col - 1) % m, m)
+  S = memory.S.at[itail].set(s, mode="drop")
+  Y = memory.Y.at[itail].set(y, mode="drop")
   theta = jnp.vdot(y, y, precision=_HI) / sy
 
   # New row of S'Y (s_new' y_j) and new row and column of S'S (s_j' s_new),
