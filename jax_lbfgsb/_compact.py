@@ -58,8 +58,8 @@ class Memory(NamedTuple):
     WT: ``(m, m)`` upper Cholesky factor ``J'`` of ``T = theta S'S + L D^-1 L'``
       (``formt``), identity past ``col`` (not read while ``col = 0``).
     theta: the scaling ``y'y / s'y`` of the newest pair (1 after a refresh).
-    iupdat: number of updates since the last refresh (int32); ``col`` and
-      ``head`` follow from it.
+    iupdat: number of updates since the last refresh, counted from ``m`` again
+      at ``2m`` (int32); ``col`` and ``head`` follow from it.
   """
 
   S: jax.Array
@@ -77,9 +77,10 @@ class Memory(NamedTuple):
 
   @property
   def head(self) -> jax.Array:
-    """Buffer slot of the oldest pair, ``max(iupdat - m, 0) mod m`` (int32)."""
+    """Buffer slot of the oldest pair, ``max(iupdat - m, 0)`` (int32): ``iupdat < 2m``, so no
+    remainder, which XLA would compute in a kernel of its own wherever the head is read."""
     m = self.S.shape[-2]
-    return jnp.maximum(self.iupdat - m, 0) % m
+    return jnp.maximum(self.iupdat - m, 0)
 
 
 def init_memory(n: int, m: int, dtype) -> Memory:
@@ -120,10 +121,12 @@ def _rotated(a: jax.Array, head: jax.Array) -> jax.Array:
 
 
 def chronological_w(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
-  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``."""
+  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``
+  (``memory.col``, or a loop's carried copy: the head from it is not hoisted out of the loop)."""
   valid = jnp.arange(memory.S.shape[0]) < col
-  return jnp.concatenate([jnp.where(valid, _rotated(y, memory.head), 0.0),
-                          jnp.where(valid, memory.theta * _rotated(s, memory.head), 0.0)])
+  head = memory.iupdat - col
+  return jnp.concatenate([jnp.where(valid, _rotated(y, head), 0.0),
+                          jnp.where(valid, memory.theta * _rotated(s, head), 0.0)])
 
 
 def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
@@ -178,7 +181,7 @@ def update_correction_pairs(
   m = memory.S.shape[0]
   # The buffer is full: the oldest pair is dropped.
   wrapped = memory.iupdat >= m
-  new = memory._replace(iupdat=memory.iupdat + 1)
+  new = memory._replace(iupdat=jnp.where(memory.iupdat + 1 == 2 * m, m, memory.iupdat + 1))
   head, col = new.head, new.col
   itail = jnp.where(apply, (head + col - 1) % m, m)
   S = memory.S.at[itail].set(s, mode="drop")
