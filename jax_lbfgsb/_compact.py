@@ -236,10 +236,14 @@ def formt(memory: Memory) -> tuple[Memory, jax.Array]:
   both = valid[:, None] & valid[None, :]
   d, low = _padded_d_l(memory)
   t = memory.theta * memory.SS + jnp.matmul(low / d[None, :], low.T, precision=_HI)
-  t = jnp.where(both, t, jnp.eye(m, dtype=t.dtype))
-  chol = jnp.linalg.cholesky(t)
+  eye = jnp.eye(m, dtype=t.dtype)
+  t = jnp.where(both, t, eye)
+  # jnp.linalg.cholesky(t) without its triangle mask, a loop invariant that XLA would hoist into a
+  # kernel of its own: the factor is the identity past col, and zero above the diagonal (_below).
+  chol = lax.linalg.cholesky_p.bind((t + t.T) / 2)
+  chol = jnp.where(_below(valid).T, 0.0, jnp.where(both, chol, eye))
   failed = ~jnp.all(jnp.isfinite(chol))
-  return memory._replace(WT=jnp.where(failed, jnp.eye(m, dtype=t.dtype), chol.T)), failed
+  return memory._replace(WT=jnp.where(failed, eye, chol.T)), failed
 
 
 def update_memory(
