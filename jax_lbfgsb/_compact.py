@@ -58,8 +58,8 @@ class Memory(NamedTuple):
     WT: ``(m, m)`` upper Cholesky factor ``J'`` of ``T = theta S'S + L D^-1 L'``
       (``formt``), identity past ``col`` (not read while ``col = 0``).
     theta: the scaling ``y'y / s'y`` of the newest pair (1 after a refresh).
-    iupdat: number of updates since the last refresh (int32); ``col`` and
-      ``head`` follow from it.
+    iupdat: number of updates since the last refresh, counted from ``m`` again
+      at ``2m`` (int32); ``col`` and ``head`` follow from it.
   """
 
   S: jax.Array
@@ -77,9 +77,10 @@ class Memory(NamedTuple):
 
   @property
   def head(self) -> jax.Array:
-    """Buffer slot of the oldest pair, ``max(iupdat - m, 0) mod m`` (int32)."""
+    """Buffer slot of the oldest pair, ``max(iupdat - m, 0)`` (int32): ``iupdat < 2m``, so no
+    remainder, which XLA would compute in a kernel of its own wherever the head is read."""
     m = self.S.shape[-2]
-    return jnp.maximum(self.iupdat - m, 0) % m
+    return jnp.maximum(self.iupdat - m, 0)
 
 
 def init_memory(n: int, m: int, dtype) -> Memory:
@@ -120,10 +121,12 @@ def _rotated(a: jax.Array, head: jax.Array) -> jax.Array:
 
 
 def chronological_w(memory: Memory, y: jax.Array, s: jax.Array, col: jax.Array) -> jax.Array:
-  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``."""
+  """``[y; theta s]`` from per-slot ``y, s`` (``m``), chronological and zero past ``col``
+  (``memory.col``, or a loop's carried copy: the head from it is not hoisted out of the loop)."""
   valid = jnp.arange(memory.S.shape[0]) < col
-  return jnp.concatenate([jnp.where(valid, _rotated(y, memory.head), 0.0),
-                          jnp.where(valid, memory.theta * _rotated(s, memory.head), 0.0)])
+  head = memory.iupdat - col
+  return jnp.concatenate([jnp.where(valid, _rotated(y, head), 0.0),
+                          jnp.where(valid, memory.theta * _rotated(s, head), 0.0)])
 
 
 def w_transpose_times(memory: Memory, v: jax.Array) -> jax.Array:
@@ -137,8 +140,10 @@ def w_times(memory: Memory, a: jax.Array, b: jax.Array) -> jax.Array:
   _, valid = chronological_slots(memory)
   m = memory.S.shape[0]
   # Slot j holds chronological position (j - head) mod m: a gather (a
-  # scatter by slot would become a loop of m steps on CPU).
-  position = (jnp.arange(m, dtype=jnp.int32) - memory.head) % m
+  # scatter by slot would become a loop of m steps on CPU), its index without
+  # a remainder, which XLA would compute in a kernel of its own.
+  j = jnp.arange(m, dtype=jnp.int32)
+  position = jnp.where(j < memory.head, j - memory.head + m, j - memory.head)
   a_buf = jnp.where(valid, a, 0.0)[position]
   b_buf = jnp.where(valid, b, 0.0)[position]
   return jnp.matmul(a_buf, memory.Y, precision=_HI) + jnp.matmul(b_buf, memory.S, precision=_HI)
@@ -170,17 +175,17 @@ def update_correction_pairs(
   The caller has already applied the curvature skip ``s'y <= eps * (-g'd stp)``.
   ``theta = y'y / s'y``. When the buffer is full the oldest pair is dropped
   and ``SY``, ``SS`` shift up-left by one. With ``apply`` False the memory
-  comes back unchanged; the buffers are still written in place (one row,
-  with its old value), so no copy of ``S`` or ``Y`` is made either way.
+  comes back unchanged: the row written in place (no copy of ``S`` or ``Y``
+  either way) is out of bounds, and the write is dropped.
   """
   m = memory.S.shape[0]
   # The buffer is full: the oldest pair is dropped.
   wrapped = memory.iupdat >= m
-  new = memory._replace(iupdat=memory.iupdat + 1)
+  new = memory._replace(iupdat=jnp.where(memory.iupdat + 1 == 2 * m, m, memory.iupdat + 1))
   head, col = new.head, new.col
-  itail = jnp.where(apply, (head + col - 1) % m, 0)
-  S = memory.S.at[itail].set(jnp.where(apply, s, memory.S[itail]))
-  Y = memory.Y.at[itail].set(jnp.where(apply, y, memory.Y[itail]))
+  itail = jnp.where(apply, (head + col - 1) % m, m)
+  S = memory.S.at[itail].set(s, mode="drop")
+  Y = memory.Y.at[itail].set(y, mode="drop")
   theta = jnp.vdot(y, y, precision=_HI) / sy
 
   # New row of S'Y (s_new' y_j) and new row and column of S'S (s_j' s_new),
@@ -203,13 +208,20 @@ def update_correction_pairs(
   )
 
 
+def _below(valid: jax.Array) -> jax.Array:
+  """``(m, m)``: column ``j`` below row ``i``, a valid row. One compare against a bound that
+  depends on ``col``: a triangle alone would be a loop invariant, which XLA hoists out of
+  the loop into a kernel of its own."""
+  pos = jnp.arange(valid.size)
+  return pos[None, :] < jnp.where(valid, pos, 0)[:, None]
+
+
 def _padded_d_l(memory: Memory) -> tuple[jax.Array, jax.Array]:
   """``D`` (ones past ``col``) and strictly lower ``L`` (zero past ``col``) of ``S'Y``."""
   m = memory.SY.shape[0]
   valid = jnp.arange(m) < memory.col
   d = jnp.where(valid, memory.SY.ravel()[::m + 1], 1.0)  # the diagonal, a strided slice
-  both = valid[:, None] & valid[None, :]
-  low = jnp.where(both & (jnp.arange(m)[:, None] > jnp.arange(m)[None, :]), memory.SY, 0.0)
+  low = jnp.where(_below(valid), memory.SY, 0.0)
   return d, low
 
 
@@ -224,10 +236,14 @@ def formt(memory: Memory) -> tuple[Memory, jax.Array]:
   both = valid[:, None] & valid[None, :]
   d, low = _padded_d_l(memory)
   t = memory.theta * memory.SS + jnp.matmul(low / d[None, :], low.T, precision=_HI)
-  t = jnp.where(both, t, jnp.eye(m, dtype=t.dtype))
-  chol = jnp.linalg.cholesky(t)
+  eye = jnp.eye(m, dtype=t.dtype)
+  t = jnp.where(both, t, eye)
+  # jnp.linalg.cholesky(t) without its triangle mask, a loop invariant that XLA would hoist into a
+  # kernel of its own: the factor is the identity past col, and zero above the diagonal (_below).
+  chol = lax.linalg.cholesky_p.bind((t + t.T) / 2)
+  chol = jnp.where(_below(valid).T, 0.0, jnp.where(both, chol, eye))
   failed = ~jnp.all(jnp.isfinite(chol))
-  return memory._replace(WT=jnp.where(failed, jnp.eye(m, dtype=t.dtype), chol.T)), failed
+  return memory._replace(WT=jnp.where(failed, eye, chol.T)), failed
 
 
 def update_memory(
@@ -238,8 +254,10 @@ def update_memory(
   A failed factorization empties the memory (the reference's restart with
   ``B = I``); with ``apply`` False the memory comes back unchanged.
   """
-  new, failed = formt(update_correction_pairs(memory, s, y, sy, ss, apply=apply))
-  return refresh(new._replace(WT=jnp.where(apply, new.WT, memory.WT)), apply & failed)
+  new = update_correction_pairs(memory, s, y, sy, ss, apply=apply)
+  # T over the col with the pair, not its pick (WT is discarded where not apply): iupdat is picked once, in the refresh.
+  stored, failed = formt(new._replace(iupdat=memory.iupdat + 1))
+  return refresh(new._replace(WT=jnp.where(apply, stored.WT, memory.WT)), apply & failed)
 
 
 class BmvFactors(NamedTuple):

@@ -143,7 +143,9 @@ def _free_set_sums(S: jax.Array, Y: jax.Array, free: jax.Array) -> jax.Array:
   """``(4, m, m)`` ``Y'ZZ'Y``, ``S'ZZ'Y``, ``S'AA'Y``, ``S'AA'S`` over the free set ``free``,
   in the order of ``S``, ``Y``."""
   z = free.astype(S.dtype)
-  return jnp.stack([_gram(Y, Y, z), _gram(S, Y, z), _gram(S, Y, 1.0 - z), _gram(S, S, 1.0 - z)])
+  # S'ZZ'Y as S (YZ)': with z 0 or 1 each product is that of (SZ) Y', and YZ is shared with Y'ZZ'Y.
+  return jnp.stack([_gram(Y, Y, z), jnp.matmul(S, (Y * z[None, :]).T, precision=_HI), _gram(S, Y, 1.0 - z),
+                    _gram(S, S, 1.0 - z)])
 
 
 def chronological_sums(memory: Memory, grams: Grams | None, free: jax.Array) -> jax.Array:

@@ -125,7 +125,7 @@ def test_bookkeeping(case):
   n, m, k, pairs, mem, _ = case
   col = min(k, m)
   assert int(mem.col) == col
-  assert int(mem.iupdat) == k
+  assert int(mem.iupdat) == (k if k < 2 * m else m + (k - m) % m)  # counted from m again at 2m
   # head is the slot of the oldest kept pair.
   assert int(mem.head) == (max(k - m, 0)) % m
   slots, valid = chronological_slots(mem)
