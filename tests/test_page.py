@@ -243,12 +243,14 @@ def test_browser_fills_the_form_and_sees_the_results(server):
 
 
 def test_command_serves_and_stops_on_ctrl_c():
-  command = [sys.executable, "-m", "jax_lbfgsb.cli", "page", "--port", "0", "--workers", "1"]
-  # As from a terminal: Ctrl-C's SIGINT at its default disposition (a shell
-  # script's background job, pytest's included, inherits it ignored).
+  # `python -m jax_lbfgsb.cli page ...` as from a terminal: with Ctrl-C's
+  # SIGINT handled (a shell script's background job, pytest's included,
+  # inherits it ignored, and Python keeps it so).
+  start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+           " sys.argv = ['jax_lbfgsb.cli', *sys.argv[1:]]; runpy.run_module('jax_lbfgsb.cli', run_name='__main__')")
+  command = [sys.executable, "-c", start, "page", "--port", "0", "--workers", "1"]
   with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as process:
+                        env={**os.environ, "JAX_PLATFORMS": "cpu"}) as process:
     try:
       line = process.stdout.readline()
       url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
