@@ -6,8 +6,11 @@ emitters, and the default ones as in a user's ``jax.jit``) and counts the
 fusions of the optimized HLO, each attributed by its ``op_name`` to a region:
 ``init`` (outside the main loop), ``main loop`` (the pass's accept, tests and
 memory update), ``Cauchy point``, ``subspace step``, ``line search`` (the
-inner loop's body and condition). Counts are deterministic: no timing, so it
-runs on a busy machine too.
+inner loop's body and condition). Below the total, the ops outside fusions
+that XLA:CPU also compiles into kernels of their own: ``dot`` (a matrix-vector
+product's tiled kernel, costly to compile) and the others (a lone broadcast,
+reduce, divide...). Counts are deterministic: no timing, so it runs on a busy
+machine too.
 
 Usage: ``python benchmarks/kernels.py [--n 10 10000] [--out benchmarks/RESULTS_kernels.md]``.
 """
@@ -55,6 +58,30 @@ def hlo(n: int, classic: bool) -> str:
   return lowered.compile({"xla_cpu_use_fusion_emitters": False} if classic else None).as_text()
 
 
+# Instructions of the entry and control-flow computations that are not kernels
+# XLA:CPU compiles (copy: a copy thunk, no code generated).
+_NOT_KERNELS = {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "while", "conditional", "call",
+                "custom-call", "fusion", "copy", "after-all", "optimization-barrier", "partition-id", "replica-id"}
+
+
+def _unfused(text: str) -> collections.Counter:
+  """Ops outside fusions that XLA:CPU emits as kernels of their own (``dot``: a matrix-vector
+  product's tiled kernel, or a call into Eigen), in the entry and control-flow computations."""
+  flow = set(re.findall(r"(?:body|condition|true_computation|false_computation)=(%[\w.\-]+)", text))
+  for branches in re.findall(r"branch_computations=\{([^}]*)\}", text):
+    flow.update(b.strip() for b in branches.split(","))
+  found, inside = collections.Counter(), False
+  for line in text.splitlines():
+    head = re.match(r"(ENTRY )?(%[\w.\-]+) .*\{$", line)
+    if head:
+      inside = bool(head.group(1)) or head.group(2) in flow
+    elif inside:
+      op = re.match(r"\s+(?:ROOT )?%[\w.\-]+ = .*? ([a-z][a-z\-]*)\(", line)
+      if op and op.group(1) not in _NOT_KERNELS:
+        found["dot" if op.group(1) == "dot" else "other"] += 1
+  return found
+
+
 def count(text: str) -> dict[str, int]:
   counts = collections.Counter({name: 0 for name in REGIONS})
   for line in text.splitlines():
@@ -62,6 +89,9 @@ def count(text: str) -> dict[str, int]:
       m = re.search(r'op_name="([^"]*)"', line)
       counts[region(m.group(1) if m else "")] += 1
   counts["total"] = sum(counts.values())
+  unfused = _unfused(text)
+  counts["unfused dots"] = unfused["dot"]
+  counts["other unfused ops"] = unfused["other"]
   counts["LAPACK"] = text.count(" custom-call(")
   counts["while"] = text.count(" while(")
   return counts
@@ -74,7 +104,7 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   columns = [(n, classic) for n in args.n for classic in (True, False)]
   table = {col: count(hlo(*col)) for col in columns}
-  names = [*REGIONS, "total", "LAPACK", "while"]
+  names = [*REGIONS, "total", "unfused dots", "other unfused ops", "LAPACK", "while"]
   head = " | ".join(f"n = {n}, {'classic' if c else 'default'}" for n, c in columns)
   lines = [
       "# Kernels of a compiled bounded solve, by region",

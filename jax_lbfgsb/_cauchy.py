@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin
-from jax_lbfgsb._compact import BmvFactors, Memory, bmv, bmv_factors, w_row, w_rows, w_transpose_times
+from jax_lbfgsb._compact import BmvFactors, Memory, bmv, bmv_factors, matvec, w_row, w_rows, w_transpose_times
 
 __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_sums"]
 
@@ -59,7 +59,6 @@ __all__ = ["CauchyPoint", "cauchy_point", "SORT_AFTER", "MERGE_ROWS", "floored_s
 SORT_AFTER = 32
 # Breakpoints per run of the merge (see the module docstring).
 MERGE_ROWS = 32
-_HI = lax.Precision.HIGHEST
 
 
 class CauchyPoint(NamedTuple):
@@ -255,7 +254,7 @@ def _segments(start: _Start, ts, ds, zs, ws, next_t, nbreak, bnded, theta, f2_fl
   more = start.k + j + 1 < nbreak
   ts = jnp.where(real, ts, 0.0)
   # v_b = M w_b for each row (M symmetric).
-  vs = jnp.where(use_w, jnp.matmul(ws, jnp.where(use_w, mid, 0.0), precision=_HI), 0.0)
+  vs = jnp.where(use_w, matvec(ws, jnp.where(use_w, mid, 0.0)), 0.0)
   # p before passing each breakpoint, and c after reaching it.
   dw = jnp.where(real[:, None], ds[:, None] * ws, 0.0)
   p_before = start.p[None, :] - (jnp.cumsum(dw, axis=0) - dw)

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_lbfgsb._bounds import first_argmin, steps_to_bounds
-from jax_lbfgsb._compact import BmvFactors, Memory, bmv, chronological_slots, w_times, w_transpose_times
+from jax_lbfgsb._compact import (BmvFactors, Memory, bmv, chronological_slots, matvec, tmatvec, w_times,
+                                 w_transpose_times)
 
 __all__ = [
     "Subspace", "Grams", "CHANGES_MAX", "INCREMENTAL_MIN_N", "change_tiers", "init_grams", "update_grams",
@@ -305,10 +306,10 @@ def subspace_minimization(
   wv = w_transpose_times(memory, r)  # W'Z r
   wv1, wv2 = wv[:m], wv[m:]
   v1 = _solve(u11, wv1, transpose=True)
-  v2 = _solve(u22, wv2 - jnp.matmul(x12.T, v1, precision=_HI), transpose=True)
+  v2 = _solve(u22, wv2 - tmatvec(x12, v1), transpose=True)
   v1 = -v1
   v2 = _solve(u22, v2)
-  v1 = _solve(u11, v1 - jnp.matmul(x12, v2, precision=_HI))
+  v1 = _solve(u11, v1 - matvec(x12, v2))
   info = ~(jnp.all(jnp.isfinite(v1)) & jnp.all(jnp.isfinite(v2)))
   du = (r + w_times(memory, v1 / theta, v2)) * (1.0 / theta)
   du = jnp.where(free, du, 0.0)

@@ -236,3 +236,28 @@ def test_empty_memory():
   assert not bool(failed)
   np.testing.assert_array_equal(np.asarray(mem2.WT), np.eye(3))
   assert float(mem.theta) == 1.0
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("shape", [(3, 5), (2, _compact.FUSED_SUM_MAX + 1), (_compact.FUSED_SUM_MAX + 1, 2)],
+                         ids=["fused", "dot-columns", "dot-rows"])
+def test_matvec_and_tmatvec_are_the_products(shape, dtype):
+  # A fused sum for small matrices, the dot past FUSED_SUM_MAX rows or columns:
+  # either way a @ v and a' @ v, for a vector and a matrix v, under jit and
+  # vmap, to the rounding of sums of that length.
+  rng = np.random.default_rng(7)
+  a = rng.standard_normal(shape)
+  right, left = rng.standard_normal((shape[1], 3)), rng.standard_normal((shape[0], 3))
+  cast = lambda v: jnp.asarray(v, dtype)  # noqa: E731
+  eps = float(jnp.finfo(dtype).eps)
+  for got, want, bound in [
+      (jax.jit(_compact.matvec)(cast(a), cast(right[:, 0])), a @ right[:, 0], np.abs(a) @ np.abs(right[:, 0])),
+      (jax.jit(_compact.matvec)(cast(a), cast(right)), a @ right, np.abs(a) @ np.abs(right)),
+      (jax.jit(_compact.tmatvec)(cast(a), cast(left[:, 0])), a.T @ left[:, 0], np.abs(a).T @ np.abs(left[:, 0])),
+      (jax.jit(_compact.tmatvec)(cast(a), cast(left)), a.T @ left, np.abs(a).T @ np.abs(left)),
+      (jax.jit(jax.vmap(_compact.matvec, in_axes=(None, 1), out_axes=1))(cast(a), cast(right)), a @ right,
+       np.abs(a) @ np.abs(right)),
+  ]:
+    assert got.dtype == dtype and got.shape == want.shape
+    # |fl(sum) - sum| <= k eps sum |terms| (k terms), and the inputs' own rounding to dtype.
+    np.testing.assert_array_less(np.abs(np.asarray(got, np.float64) - want), (max(shape) + 2) * eps * bound + 1e-300)
