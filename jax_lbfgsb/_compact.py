@@ -67,7 +67,7 @@ def matvec(a: jax.Array, v: jax.Array) -> jax.Array:
 def tmatvec(a: jax.Array, v: jax.Array) -> jax.Array:
   """``a' @ v``, as :func:`matvec`."""
   if max(a.shape) > FUSED_SUM_MAX:
-    return jnp.matmul(a.T, v, precision=_HI)
+    return jnp.matmul(v.T, a, precision=_HI).T  # v' a: no transpose of a
   return jnp.sum(a[:, :, None] * v[:, None, :], axis=0) if v.ndim == 2 else jnp.sum(a * v[:, None], axis=0)
 
 
