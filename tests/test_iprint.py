@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jax_lbfgsb import minimize
 from jax_lbfgsb._iprint import fortran_d, iterate_line

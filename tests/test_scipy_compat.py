@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_lbfgsb import RECORDS, OptimizeResult, Outcome, Termination, fmin_l_bfgs_b, minimize, problems
+from jax_lbfgsb import RECORDS, Outcome, Termination, fmin_l_bfgs_b, minimize, problems
 from jax_lbfgsb import _inputs, report
 from jax_lbfgsb._status import codes
 
