@@ -199,8 +199,8 @@ def update_grams(
         # The changed columns' products, one per pair of Y and S: one product of
         # [Y; S] would round differently under XLA's default emitters.
         y_c, s_c, w_c = Y[:, idx[:size]], S[:, idx[:size]], w[:size]
-        return sums + jnp.stack([_gram(y_c, y_c, w_c), _gram(s_c, y_c, w_c), -_gram(s_c, y_c, w_c),
-                                 -_gram(s_c, s_c, w_c)])
+        s_y = _gram(s_c, y_c, w_c)  # enters S'ZZ'Y, and S'AA'Y with the opposite sign
+        return sums + jnp.stack([_gram(y_c, y_c, w_c), s_y, -s_y, -_gram(s_c, s_c, w_c)])
 
       return product
 
